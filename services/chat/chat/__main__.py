@@ -1,0 +1,40 @@
+"""Run one chat worker: `python -m chat` (what `make run` and the cluster launcher start)."""
+
+from chat import green
+
+mode = green.patch()  # before anything else imports socket, ssl, threading or psycopg2
+
+import logging  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+
+from chat import create_app  # noqa: E402
+from chat.extensions import socketio  # noqa: E402
+
+log = logging.getLogger("chat")
+
+
+def main() -> None:
+    app = create_app()
+    cfg = app.config
+    liveness = app.extensions["chat.liveness"]
+    liveness.start()
+
+    def on_sigterm(signum, frame):
+        log.info("SIGTERM: stopping worker %s", cfg["NODE_ID"])
+        liveness.stop()
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    log.info(
+        "chat worker %s listening on http://%s:%s (async_mode=%s, database=%s, redis=%s)",
+        cfg["NODE_ID"], cfg["HOST"], cfg["PORT"], mode,
+        cfg["SQLALCHEMY_DATABASE_URI"].split("://", 1)[0], "yes" if cfg["REDIS_URL"] else "no",
+    )
+    access_log = os.environ.get("ACCESS_LOG", "0") == "1"
+    socketio.run(app, host=cfg["HOST"], port=cfg["PORT"], log_output=access_log,
+                 allow_unsafe_werkzeug=mode == "threading")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Who is online in which room, across the cluster.
+
+Each socket in a room is one entry `user|node|sid` in an expiring set per room. The worker
+that owns the socket refreshes its entries every TTL/3 seconds; a worker that dies stops
+refreshing, so its entries expire at most PRESENCE_TTL_SECONDS later and the next sweep by
+any worker removes them and announces the change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .shared_state import SharedState
+
+_SEP = "|"
+ROOM_PREFIX = "chat:presence:"
+CONN_PREFIX = "chat:conns:"
+
+
+@dataclass
+class LocalSocket:
+    user: str
+    rooms: set[str] = field(default_factory=set)
+
+
+class Presence:
+    """Presence entries for this worker's sockets, and the room-wide view of everyone's."""
+
+    def __init__(self, state: SharedState, node_id: str, ttl: float) -> None:
+        self.state, self.node_id, self.ttl = state, node_id, ttl
+        self.local: dict[str, LocalSocket] = {}
+        self.dirty: set[str] = set()  # rooms whose online list may have changed
+        self._last_sent: dict[str, list[str]] = {}
+
+    def _member(self, sid: str, user: str) -> str:
+        return f"{user}{_SEP}{self.node_id}{_SEP}{sid}"
+
+    def connect(self, sid: str, user: str) -> int:
+        """Record a new socket; returns how many live sockets the user now has cluster-wide."""
+        self.local[sid] = LocalSocket(user)
+        key = CONN_PREFIX + user
+        self.state.add(key, self._member(sid, user), self.ttl)
+        return len(self.state.members(key))
+
+    def disconnect(self, sid: str) -> None:
+        sock = self.local.pop(sid, None)
+        if sock is None:
+            return
+        member = self._member(sid, sock.user)
+        self.state.remove(CONN_PREFIX + sock.user, member)
+        for room in sock.rooms:
+            self.state.remove(ROOM_PREFIX + room, member)
+            self.dirty.add(room)
+
+    def enter(self, sid: str, room: str) -> None:
+        sock = self.local.get(sid)
+        if sock is None or room in sock.rooms:
+            return
+        sock.rooms.add(room)
+        self.state.add(ROOM_PREFIX + room, self._member(sid, sock.user), self.ttl)
+        self.dirty.add(room)
+
+    def leave(self, sid: str, room: str) -> None:
+        sock = self.local.get(sid)
+        if sock is None or room not in sock.rooms:
+            return
+        sock.rooms.discard(room)
+        self.state.remove(ROOM_PREFIX + room, self._member(sid, sock.user))
+        self.dirty.add(room)
+
+    def online(self, room: str) -> list[str]:
+        """Sorted distinct usernames with at least one live socket in the room, on any node."""
+        return sorted({m.split(_SEP, 1)[0] for m in self.state.members(ROOM_PREFIX + room)})
+
+    def heartbeat(self) -> None:
+        """Refresh this worker's entries and drop everyone's expired ones."""
+        entries: dict[str, list[str]] = {}
+        for sid, sock in self.local.items():
+            member = self._member(sid, sock.user)
+            entries.setdefault(CONN_PREFIX + sock.user, []).append(member)
+            for room in sock.rooms:
+                entries.setdefault(ROOM_PREFIX + room, []).append(member)
+        self.state.refresh(entries, self.ttl)
+        for key in self.state.sweep(ROOM_PREFIX):
+            self.dirty.add(key[len(ROOM_PREFIX) :])
+        self.state.sweep(CONN_PREFIX)
+
+    def changes(self) -> list[tuple[str, list[str]]]:
+        """Rooms whose online list differs from what this worker last announced."""
+        out = []
+        dirty, self.dirty = self.dirty, set()
+        for room in dirty:
+            users = self.online(room)
+            if users != self._last_sent.get(room):
+                self._last_sent[room] = users
+                out.append((room, users))
+        return out

@@ -1,0 +1,137 @@
+"""Expiring sets and windowed counters, in Redis for a cluster or in memory for one worker.
+
+Both backends keep the same semantics, so presence and rate limits behave the same on a
+laptop and in a cluster; only Redis makes them visible across workers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Protocol
+
+import redis
+
+
+class SharedState(Protocol):
+    def add(self, key: str, member: str, ttl: float) -> None: ...
+    def remove(self, key: str, member: str) -> None: ...
+    def refresh(self, entries: dict[str, list[str]], ttl: float) -> None: ...
+    def members(self, key: str) -> list[str]: ...
+    def sweep(self, prefix: str) -> list[str]: ...
+    def hit(self, key: str, window: int) -> int: ...
+    def ping(self) -> bool: ...
+
+
+class MemoryState:
+    """One worker's state, for the embedded single-worker default."""
+
+    def __init__(self) -> None:
+        self._sets: dict[str, dict[str, float]] = defaultdict(dict)
+        self._counters: dict[str, tuple[float, int]] = {}
+
+    def add(self, key: str, member: str, ttl: float) -> None:
+        self._sets[key][member] = time.time() + ttl
+
+    def remove(self, key: str, member: str) -> None:
+        self._sets.get(key, {}).pop(member, None)
+
+    def refresh(self, entries: dict[str, list[str]], ttl: float) -> None:
+        expires = time.time() + ttl
+        for key, members in entries.items():
+            for member in members:
+                self._sets[key][member] = expires
+
+    def members(self, key: str) -> list[str]:
+        now = time.time()
+        return [m for m, exp in self._sets.get(key, {}).items() if exp > now]
+
+    def sweep(self, prefix: str) -> list[str]:
+        now, changed = time.time(), []
+        for key, entries in list(self._sets.items()):
+            if not key.startswith(prefix):
+                continue
+            dead = [m for m, exp in entries.items() if exp <= now]
+            for m in dead:
+                del entries[m]
+            if dead:
+                changed.append(key)
+            if not entries:
+                del self._sets[key]
+        return changed
+
+    def hit(self, key: str, window: int) -> int:
+        now = time.time()
+        start, count = self._counters.get(key, (now, 0))
+        if now - start >= window:
+            start, count = now, 0
+        self._counters[key] = (start, count + 1)
+        if len(self._counters) > 100_000:  # forget idle users' windows
+            self._counters = {k: v for k, v in self._counters.items() if now - v[0] < window}
+        return count + 1
+
+    def ping(self) -> bool:
+        return True
+
+
+class RedisState:
+    """Cluster-wide state: sorted sets scored by expiry time, INCR counters with EXPIRE."""
+
+    # Names every key with a set in it, so a sweep need not SCAN the keyspace.
+    INDEX = "chat:ttlsets"
+
+    def __init__(self, url: str) -> None:
+        # Short timeouts: a handler waiting on a dead Redis must fail fast, not hang.
+        self.redis = redis.Redis.from_url(
+            url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True
+        )
+
+    def add(self, key: str, member: str, ttl: float) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zadd(key, {member: time.time() + ttl})
+        pipe.sadd(self.INDEX, key)
+        pipe.execute()
+
+    def remove(self, key: str, member: str) -> None:
+        self.redis.zrem(key, member)
+
+    def refresh(self, entries: dict[str, list[str]], ttl: float) -> None:
+        if not entries:
+            return
+        expires = time.time() + ttl
+        pipe = self.redis.pipeline(transaction=False)
+        for key, members in entries.items():
+            if members:
+                pipe.zadd(key, dict.fromkeys(members, expires))
+                pipe.sadd(self.INDEX, key)
+        pipe.execute()
+
+    def members(self, key: str) -> list[str]:
+        return self.redis.zrangebyscore(key, time.time(), "+inf")
+
+    def sweep(self, prefix: str) -> list[str]:
+        keys = [k for k in self.redis.smembers(self.INDEX) if k.startswith(prefix)]
+        if not keys:
+            return []
+        now = time.time()
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.zremrangebyscore(key, "-inf", now)
+        removed = pipe.execute()
+        # Only the worker whose ZREMRANGEBYSCORE removed entries reports the change.
+        return [key for key, n in zip(keys, removed, strict=True) if n]
+
+    def hit(self, key: str, window: int) -> int:
+        bucket = f"{key}:{int(time.time() // window)}"
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.incr(bucket)
+        pipe.expire(bucket, window * 2)
+        count, _ = pipe.execute()
+        return int(count)
+
+    def ping(self) -> bool:
+        return bool(self.redis.ping())
+
+
+def make_state(redis_url: str | None) -> SharedState:
+    return RedisState(redis_url) if redis_url else MemoryState()

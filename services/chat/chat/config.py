@@ -1,0 +1,89 @@
+"""Configuration from the environment: the one place settings are read."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from pathlib import Path
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value in (None, ""):
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _data_dir() -> Path:
+    path = Path(os.environ.get("CHAT_DATA_DIR", "var")).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _secret_key(data_dir: Path) -> str:
+    """SECRET_KEY from the environment, else one kept in the data dir so restarts keep tokens."""
+    if os.environ.get("SECRET_KEY"):
+        return os.environ["SECRET_KEY"]
+    path = data_dir / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _database_url(data_dir: Path) -> str:
+    url = os.environ.get("DATABASE_URL") or f"sqlite:///{data_dir / 'chat.db'}"
+    # Heroku-style URLs name the scheme "postgres", which SQLAlchemy 2 no longer accepts.
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    return url
+
+
+class Config:
+    """Settings for one chat worker, read from the environment when instantiated."""
+
+    def __init__(self) -> None:
+        data_dir = _data_dir()
+        self.DATA_DIR = str(data_dir)
+        self.SECRET_KEY = _secret_key(data_dir)
+        self.SQLALCHEMY_DATABASE_URI = _database_url(data_dir)
+        self.REDIS_URL = os.environ.get("REDIS_URL") or None
+        self.ASYNC_MODE = os.environ.get("ASYNC_MODE", "gevent")
+        self.HOST = os.environ.get("HOST", "127.0.0.1")
+        self.PORT = _env_int("PORT", 5000)
+        self.NODE_ID = os.environ.get("NODE_ID") or f"{socket.gethostname()}:{self.PORT}"
+        self.AUTO_MIGRATE = _env_bool("AUTO_MIGRATE", True)
+        # A day: long enough for a working session, short enough that a leaked token dies.
+        self.TOKEN_TTL_SECONDS = _env_int("TOKEN_TTL_SECONDS", 86_400)
+        # "same-origin" keeps Engine.IO's default (Origin must match Host); "*" allows all.
+        origins = os.environ.get("CORS_ALLOWED_ORIGINS", "same-origin")
+        self.CORS_ALLOWED_ORIGINS = (
+            None if origins == "same-origin" else "*" if origins == "*" else origins.split(",")
+        )
+        # 4,000 characters of UTF-8 is at most 16 KB; 64 KB leaves room for JSON and batching.
+        self.MAX_HTTP_BUFFER_SIZE = _env_int("MAX_HTTP_BUFFER_SIZE", 64 * 1024)
+        # A person types at most a few messages a second; 30 per 10 s stops floods, not chat.
+        self.RATE_LIMIT_MESSAGES = _env_int("RATE_LIMIT_MESSAGES", 30)
+        self.RATE_LIMIT_WINDOW_SECONDS = _env_int("RATE_LIMIT_WINDOW_SECONDS", 10)
+        # Presence entries live this long without a heartbeat: the bound on a dead worker's ghosts.
+        self.PRESENCE_TTL_SECONDS = _env_int("PRESENCE_TTL_SECONDS", 15)
+        # Enough sockets for a person's browser tabs and phone; not enough to exhaust a worker.
+        self.MAX_CONNECTIONS_PER_USER = _env_int("MAX_CONNECTIONS_PER_USER", 20)
+        self.WEB_ROOT = os.environ.get("WEB_ROOT") or str(
+            Path(__file__).resolve().parents[2] / "web"
+        )
+        self.LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+        self.SQLALCHEMY_ENGINE_OPTIONS = _engine_options(self.SQLALCHEMY_DATABASE_URI)
+
+
+def _engine_options(url: str) -> dict:
+    if url.startswith("sqlite"):
+        # Several workers may share one SQLite file: wait for the write lock instead of failing.
+        return {"connect_args": {"timeout": 15, "check_same_thread": False}}
+    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}

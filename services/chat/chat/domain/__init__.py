@@ -1,0 +1,1 @@
+"""Domain operations: what the chat does, independent of how a request arrived."""

@@ -1,0 +1,133 @@
+"""Messages: store with a gapless per-room seq, publish to the room, read history."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from ..errors import Conflict, Unavailable
+from ..extensions import db
+from ..models import Message, Room
+from ..realtime import publish
+from .accounts import Principal
+from .rooms import RoomRef, room_for
+
+# A page of history: big enough to fill a screen twice, small enough for one frame.
+HISTORY_PAGE = 100
+# What a client gets on join without `since`: the screenful it is about to show.
+JOIN_LATEST = 50
+
+
+@dataclass(frozen=True)
+class Posted:
+    message: dict
+    created: bool  # False when a retry found the message stored by an earlier attempt
+
+
+def post_message(
+    principal: Principal, room_name: str, text: str, client_id: str | None
+) -> Posted:
+    """Store a message and push it to every socket in the room.
+
+    seq comes from `UPDATE rooms SET last_seq = last_seq + 1 ... RETURNING` in the same
+    transaction as the INSERT, so the row lock orders writers: commit order is seq order and
+    a reader of "everything after N" can never miss a message that commits late.
+    A retry with the same (user, client_id) returns the stored message and publishes nothing.
+    """
+    room = room_for(principal, room_name)
+    try:
+        seq = db.session.execute(
+            update(Room)
+            .where(Room.id == room.id)
+            .values(last_seq=Room.last_seq + 1)
+            .returning(Room.last_seq)
+        ).scalar_one()
+        message = Message(
+            room_id=room.id,
+            seq=seq,
+            user_id=principal.id,
+            username=principal.username,
+            text=text,
+            client_id=client_id,
+        )
+        db.session.add(message)
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        if client_id is None:
+            raise
+        return Posted(_stored_retry(principal, room, client_id), created=False)
+    except OperationalError:
+        db.session.rollback()
+        raise Unavailable("the message store is unavailable; the message was not sent") from None
+    payload = message.to_dict(room.name)
+    publish.message(room.name, payload)
+    return Posted(payload, created=True)
+
+
+def _stored_retry(principal: Principal, room: RoomRef, client_id: str) -> dict:
+    stored = db.session.scalar(
+        select(Message).where(Message.user_id == principal.id, Message.client_id == client_id)
+    )
+    if stored is None:  # the conflict was not ours after all; let the caller see a clean error
+        raise Unavailable("the message could not be stored; try again")
+    if stored.room_id != room.id:
+        raise Conflict("client_id was already used for a message in another room")
+    return stored.to_dict(room.name)
+
+
+def history(
+    principal: Principal,
+    room_name: str,
+    *,
+    after: int | None = None,
+    before: int | None = None,
+    limit: int = JOIN_LATEST,
+) -> tuple[list[dict], bool]:
+    """Messages of a room in ascending seq, and whether more lie beyond the page.
+
+    With `after`, the page starts just after it (catch-up); otherwise it ends just before
+    `before`, or at the newest message (scroll-back).
+    """
+    room = room_for(principal, room_name)
+    return _page(room, after=after, before=before, limit=limit)
+
+
+def _page(room: RoomRef, *, after: int | None, before: int | None, limit: int) -> tuple[list[dict], bool]:
+    query = select(Message).where(Message.room_id == room.id)
+    if before is not None:
+        query = query.where(Message.seq < before)
+    if after is not None:
+        query = query.where(Message.seq > after).order_by(Message.seq.asc())
+    else:
+        query = query.order_by(Message.seq.desc())
+    rows = list(db.session.scalars(query.limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if after is None:
+        rows.reverse()
+    return [m.to_dict(room.name) for m in rows], more
+
+
+def join(
+    principal: Principal,
+    room_name: str,
+    since: int | None,
+    enter: Callable[[RoomRef], None],
+) -> tuple[RoomRef, list[dict], bool]:
+    """Enter a room (creating a public one on first use) and read what the joiner missed.
+
+    `enter` subscribes the caller to the room's live events. It runs before history is read,
+    so a message committed in between arrives live, in history, or both (the client drops
+    the duplicate by seq), but never in neither.
+    """
+    room = room_for(principal, room_name, create_public=True)
+    enter(room)
+    if since is None:
+        messages, more = _page(room, after=None, before=None, limit=JOIN_LATEST)
+    else:
+        messages, more = _page(room, after=since, before=None, limit=HISTORY_PAGE)
+    return room, messages, more

@@ -1,0 +1,67 @@
+"""One error shape for REST responses and Socket.IO acks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+
+class ChatError(Exception):
+    """A refusal the client can act on: a stable code, a human message, an HTTP status."""
+
+    code = "error"
+    status = 400
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        if status:
+            self.status = status
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+class Invalid(ChatError):
+    code, status = "invalid", 400
+
+
+class Unauthorized(ChatError):
+    code, status = "unauthorized", 401
+
+
+class Forbidden(ChatError):
+    code, status = "forbidden", 403
+
+
+class NotFound(ChatError):
+    code, status = "not_found", 404
+
+
+class Conflict(ChatError):
+    code, status = "conflict", 409
+
+
+class RateLimited(ChatError):
+    code, status = "rate_limited", 429
+
+
+class Unavailable(ChatError):
+    code, status = "unavailable", 503
+
+
+def invalid_from_validation(exc: ValidationError) -> Invalid:
+    """Turn pydantic's error list into one readable sentence."""
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False)[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "payload"
+        parts.append(f"{where}: {err['msg']}")
+    return Invalid("; ".join(parts) or "invalid payload")
+
+
+def error_ack(err: ChatError) -> dict[str, Any]:
+    """The Socket.IO ack for a refused event."""
+    return {"ok": False, **err.to_dict()}

@@ -1,0 +1,38 @@
+"""Prometheus metrics of one worker, served at /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+registry = CollectorRegistry()
+
+connected_clients = Gauge(
+    "chat_connected_clients", "Socket.IO clients connected to this worker", registry=registry
+)
+messages_stored = Counter(
+    "chat_messages_stored_total", "Messages stored by this worker", registry=registry
+)
+events_received = Counter(
+    "chat_events_received_total", "Socket.IO events received, by name", ["event"], registry=registry
+)
+events_refused = Counter(
+    "chat_events_refused_total", "Events answered with an error, by code", ["event", "code"],
+    registry=registry,
+)
+handler_seconds = Histogram(
+    "chat_handler_seconds",
+    "Time spent in a Socket.IO or REST handler",
+    ["handler"],
+    # Chat handlers should finish in milliseconds; the upper buckets catch stalls.
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    registry=registry,
+)
+http_requests = Counter(
+    "chat_http_requests_total", "REST requests, by endpoint and status", ["endpoint", "status"],
+    registry=registry,
+)
+mq_heartbeat_age = Gauge(
+    "chat_mq_heartbeat_age_seconds",
+    "Seconds since this worker last heard its own heartbeat through the message queue",
+    registry=registry,
+)

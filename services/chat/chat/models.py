@@ -1,0 +1,87 @@
+"""Storage: typed SQLAlchemy models. rooms.last_seq hands out each room's gapless seq."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .extensions import db
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class User(db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(32), unique=True, index=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Room(db.Model):
+    __tablename__ = "rooms"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    private: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The seq of the newest message; incremented in the transaction that stores the next one.
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Membership(db.Model):
+    """Who may enter a private room. Public rooms need no membership."""
+
+    __tablename__ = "memberships"
+
+    room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True, index=True)
+
+
+class Message(db.Model):
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("room_id", "seq", name="uq_messages_room_seq"),
+        # Makes a retried send with the same client_id find the stored message, never a twin.
+        UniqueConstraint("user_id", "client_id", name="uq_messages_user_client_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    # The author's name, copied at write time: usernames never change, and history reads
+    # then need no join per message.
+    username: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text)
+    client_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    def to_dict(self, room_name: str) -> dict:
+        """The public message object of the API contract."""
+        created = self.created_at
+        if created.tzinfo is None:  # SQLite hands back naive datetimes; they were stored as UTC
+            created = created.replace(tzinfo=UTC)
+        return {
+            "id": self.id,
+            "room": room_name,
+            "seq": self.seq,
+            "user": self.username,
+            "text": self.text,
+            "created_at": created.isoformat().replace("+00:00", "Z"),
+            "client_id": self.client_id,
+        }

@@ -1,0 +1,1 @@
+"""Socket.IO transport: the event handlers and what the server pushes."""

@@ -1,0 +1,141 @@
+"""Socket.IO event handlers: validate with the shared schemas, call the domain, ack."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import wraps
+from time import perf_counter
+from typing import Any
+
+from flask import current_app, request
+from flask_socketio import ConnectionRefusedError, Namespace, join_room, leave_room
+from pydantic import BaseModel, ValidationError
+
+from .. import metrics, schemas
+from ..domain import messages
+from ..domain.accounts import Principal, verify_token
+from ..domain.rooms import RoomRef
+from ..errors import ChatError, Forbidden, Unauthorized, error_ack, invalid_from_validation
+from ..extensions import db, socketio
+from . import publish
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[..., dict]
+
+
+def event(name: str, schema: type[BaseModel] | None) -> Callable[[Handler], Handler]:
+    """Wrap a handler: count it, time it, validate its payload, turn refusals into acks.
+
+    Whatever a client sends, the handler answers with an ack; nothing escapes to kill it.
+    """
+
+    def decorate(fn: Handler) -> Handler:
+        @wraps(fn)
+        def handler(self: ChatNamespace, data: Any = None, *_extra: Any) -> dict:
+            metrics.events_received.labels(name).inc()
+            started = perf_counter()
+            try:
+                principal = self.principals.get(request.sid)
+                if principal is None:
+                    raise Unauthorized("not connected")
+                payload = schema.model_validate(data) if schema else None
+                return fn(self, principal, payload)
+            except ValidationError as exc:
+                err: ChatError = invalid_from_validation(exc)
+            except ChatError as exc:
+                err = exc
+            except Exception:
+                log.exception("unexpected error in %s handler", name)
+                err = ChatError("internal error", code="internal", status=500)
+            finally:
+                metrics.handler_seconds.labels(name).observe(perf_counter() - started)
+            db.session.rollback()
+            metrics.events_refused.labels(name, err.code).inc()
+            return error_ack(err)
+
+        return handler
+
+    return decorate
+
+
+class ChatNamespace(Namespace):
+    """The default namespace. Connection state here is about this worker's own sockets."""
+
+    def __init__(self, namespace: str, presence, rate_limiter) -> None:
+        super().__init__(namespace)
+        self.principals: dict[str, Principal] = {}
+        self.presence = presence
+        self.rate_limiter = rate_limiter
+
+    def on_connect(self, auth: Any = None) -> None:
+        cfg = current_app.config
+        try:
+            token = schemas.ConnectAuth.model_validate(auth).token
+            principal = verify_token(token, cfg["SECRET_KEY"], cfg["TOKEN_TTL_SECONDS"])
+        except (ValidationError, Unauthorized) as exc:
+            message = exc.message if isinstance(exc, ChatError) else "auth.token is required"
+            metrics.events_refused.labels("connect", "unauthorized").inc()
+            raise ConnectionRefusedError(
+                "unauthorized", {"code": "unauthorized", "message": message}
+            ) from None
+        sid = request.sid
+        if self.presence.connect(sid, principal.username) > cfg["MAX_CONNECTIONS_PER_USER"]:
+            self.presence.disconnect(sid)
+            metrics.events_refused.labels("connect", "rate_limited").inc()
+            raise ConnectionRefusedError(
+                "rate_limited", {"code": "rate_limited", "message": "too many connections"}
+            )
+        self.principals[sid] = principal
+        metrics.connected_clients.inc()
+        node = cfg["NODE_ID"]
+        # Emitted after the CONNECT packet has gone out, so every client sees it as an event
+        # of an established connection.
+        socketio.start_background_task(
+            socketio.emit, "session", {"user": principal.username, "node": node}, to=sid
+        )
+
+    def on_disconnect(self, reason: Any = None) -> None:
+        sid = request.sid
+        if self.principals.pop(sid, None) is not None:
+            metrics.connected_clients.dec()
+        self.presence.disconnect(sid)
+
+    @event("join", schemas.JoinEvent)
+    def on_join(self, principal: Principal, payload: schemas.JoinEvent) -> dict:
+        sid = request.sid
+
+        def enter(room: RoomRef) -> None:
+            join_room(publish.channel(room.name))
+            self.presence.enter(sid, room.name)
+
+        room, history, more = messages.join(principal, payload.room, payload.since, enter)
+        ack = {"ok": True, "room": room.name, "messages": history}
+        if more:
+            ack["more"] = True
+        return ack
+
+    @event("leave", schemas.LeaveEvent)
+    def on_leave(self, principal: Principal, payload: schemas.LeaveEvent) -> dict:
+        leave_room(publish.channel(payload.room))
+        self.presence.leave(request.sid, payload.room)
+        return {"ok": True}
+
+    @event("message", schemas.MessageEvent)
+    def on_message(self, principal: Principal, payload: schemas.MessageEvent) -> dict:
+        self.rate_limiter.check(principal.username)
+        posted = messages.post_message(principal, payload.room, payload.text, payload.client_id)
+        if posted.created:
+            metrics.messages_stored.inc()
+        return {"ok": True, "message": posted.message}
+
+    @event("typing", schemas.TypingEvent)
+    def on_typing(self, principal: Principal, payload: schemas.TypingEvent) -> dict:
+        if publish.channel(payload.room) not in self._rooms_of(request.sid):
+            raise Forbidden("join the room first")
+        publish.typing(payload.room, principal.username, skip_sid=request.sid)
+        return {"ok": True}
+
+    def _rooms_of(self, sid: str) -> list[str]:
+        return socketio.server.rooms(sid, namespace=self.namespace)

@@ -1,0 +1,44 @@
+# Chat platform: `make run` starts one worker on an embedded default; `make test` runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 5000
+HOST ?= 127.0.0.1
+LOCK := services/chat/requirements-dev.lock
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint migrate deps system-deps clean
+
+# Each part of the project adds its own targets, and what `make test` needs first, here.
+TEST_PREREQS :=
+-include deploy/cluster.mk services/web/web.mk loadtest/loadtest.mk
+
+$(STAMP): $(LOCK) services/chat/pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --require-hashes -r $(LOCK)
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e services/chat
+	touch $@
+
+deps: $(STAMP)
+
+run: deps
+	cd . && HOST=$(HOST) PORT=$(PORT) $(PY) -m chat
+
+migrate: deps
+	FLASK_APP=chat AUTO_MIGRATE=0 ASYNC_MODE=threading $(VENV)/bin/flask db upgrade -d services/chat/chat/migrations
+
+# Installs what the tests need from Debian when missing and we are root; otherwise names it.
+system-deps:
+	@bash deploy/scripts/ensure-system-deps.sh
+
+test: deps system-deps $(TEST_PREREQS)
+	$(VENV)/bin/ruff check services loadtest deploy
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: deps
+	$(VENV)/bin/ruff check services loadtest deploy
+	$(VENV)/bin/ruff format --check services loadtest deploy
+
+clean:
+	rm -rf $(VENV) var

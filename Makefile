@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 
 # Each part of the project adds its own targets, and what `make test` needs first, here.
 TEST_PREREQS :=
--include deploy/cluster.mk services/web/web.mk loadtest/loadtest.mk
+-include deploy/cluster.mk deploy/faults.mk services/web/web.mk loadtest/loadtest.mk
 
 $(STAMP): $(LOCK) services/chat/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -1,0 +1,78 @@
+"""Fixtures for the worker's unit tests: an app on a fresh database, REST and Socket.IO clients.
+
+The app runs in threading mode without a message queue: Flask-SocketIO's test client refuses
+a queue, and unit tests need no green threads. End-to-end tests start real processes instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from chat import create_app
+from chat.extensions import db, socketio
+from testkit.clients import DEFAULT_PASSWORD
+
+
+@pytest.fixture
+def app(database_url: str, tmp_path) -> Flask:
+    app = create_app(
+        {
+            "TESTING": True,
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "SQLALCHEMY_ENGINE_OPTIONS": {},
+            "ASYNC_MODE": "threading",
+            "REDIS_URL": None,
+            "SECRET_KEY": "unit-test-secret",
+            "NODE_ID": "unit-node",
+            "WEB_ROOT": str(tmp_path / "web"),
+            "RATE_LIMIT_MESSAGES": 1000,
+        }
+    )
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+class Accounts:
+    """Registers users over the REST API and hands out their bearer tokens."""
+
+    def __init__(self, client: FlaskClient) -> None:
+        self.client = client
+
+    def token(self, username: str, password: str = DEFAULT_PASSWORD) -> str:
+        r = self.client.post("/api/users", json={"username": username, "password": password})
+        assert r.status_code in (201, 409), r.get_json()
+        r = self.client.post("/api/tokens", json={"username": username, "password": password})
+        assert r.status_code == 200, r.get_json()
+        return r.get_json()["token"]
+
+    def headers(self, username: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(username)}"}
+
+
+@pytest.fixture
+def accounts(client: FlaskClient) -> Accounts:
+    return Accounts(client)
+
+
+@pytest.fixture
+def sio_client(app: Flask, client: FlaskClient, accounts: Accounts) -> Callable:
+    """Factory: a Flask-SocketIO test client connected as `username` (registered on demand)."""
+
+    def connect(username: str):
+        sio = socketio.test_client(app, flask_test_client=client,
+                                   auth={"token": accounts.token(username)})
+        assert sio.is_connected()
+        return sio
+
+    return connect

@@ -31,6 +31,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=MIGRATIONS_DIR)
     _init_realtime(app)
     _register_http(app)
+    app.wsgi_app = _refuse_websocket_compression(app.wsgi_app)
 
     from .domain.rooms import forget_cached_rooms
 
@@ -115,6 +116,22 @@ def _register_http(app: Flask) -> None:
     @app.get("/<path:filename>")
     def web_file(filename: str):
         return send_from_directory(web_root, filename)
+
+
+def _refuse_websocket_compression(wsgi_app):
+    """Drop the client's permessage-deflate offer before any WebSocket server sees it.
+
+    Browsers always offer it and eventlet accepts it, and then every broadcast frame is
+    compressed once per recipient with a zlib context per connection: at 1,000 members that
+    put eventlet seconds behind (../shared/FANOUT-NOTES.md). Chat frames are small, so we
+    send them uncompressed on every path; nginx drops the header too.
+    """
+
+    def app(environ, start_response):
+        environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+        return wsgi_app(environ, start_response)
+
+    return app
 
 
 def _configure_logging(app: Flask) -> None:

@@ -39,9 +39,18 @@ def _secret_key(data_dir: Path) -> str:
 
 def _database_url(data_dir: Path) -> str:
     url = os.environ.get("DATABASE_URL") or f"sqlite:///{data_dir / 'chat.db'}"
-    # Heroku-style URLs name the scheme "postgres", which SQLAlchemy 2 no longer accepts.
-    if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://") :]
+    return normalize_database_url(url)
+
+
+def normalize_database_url(url: str) -> str:
+    """Pin PostgreSQL URLs to psycopg2, the driver psycogreen makes cooperative.
+
+    SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, which would block the green hub;
+    Heroku-style postgres:// is no longer accepted at all.
+    """
+    for bare in ("postgres://", "postgresql://"):
+        if url.startswith(bare):
+            return "postgresql+psycopg2://" + url[len(bare) :]
     return url
 
 

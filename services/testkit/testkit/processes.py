@@ -169,7 +169,9 @@ class PostgresDatabase:
         import sqlalchemy as sa
 
         self.name = f"chat_test_{os.getpid()}_{int(time.time() * 1000) % 10**8}"
-        base = sa.engine.make_url(server_url)
+        from chat.config import normalize_database_url
+
+        base = sa.engine.make_url(normalize_database_url(server_url))
         self._admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
         with self._admin.connect() as conn:
             conn.execute(sa.text(f'CREATE DATABASE "{self.name}"'))

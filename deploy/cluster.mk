@@ -1,0 +1,26 @@
+# A cluster on this machine: N chat workers on Redis behind nginx (deploy/cluster.py).
+#   make cluster                 foreground; Ctrl-C stops everything it started
+#   make cluster-up              detached; returns once every worker and nginx answer
+#   make cluster-down            stops the detached cluster by its recorded PIDs
+# Settings: WORKERS (3), HTTP_PORT (8080; workers on HTTP_PORT+1..HTTP_PORT+WORKERS),
+# REDIS_URL (default: a private redis-server), DATABASE_URL (default: one SQLite file in WAL
+# mode in $(CLUSTER_DIR)/data), ASYNC_MODE (gevent), CLUSTER_DIR (run/cluster).
+WORKERS ?= 3
+HTTP_PORT ?= 8080
+CLUSTER_DIR ?= run/cluster
+CLUSTER_ENV = WORKERS=$(WORKERS) HTTP_PORT=$(HTTP_PORT) CLUSTER_DIR=$(CLUSTER_DIR) \
+	REDIS_URL=$(REDIS_URL) DATABASE_URL=$(DATABASE_URL) ASYNC_MODE=$(ASYNC_MODE)
+
+.PHONY: cluster cluster-up cluster-down cluster-status
+
+cluster: deps
+	$(CLUSTER_ENV) $(PY) deploy/cluster.py run
+
+cluster-up: deps
+	$(CLUSTER_ENV) $(PY) deploy/cluster.py up
+
+cluster-down:
+	$(CLUSTER_ENV) $(PY) deploy/cluster.py down
+
+cluster-status:
+	$(CLUSTER_ENV) $(PY) deploy/cluster.py status

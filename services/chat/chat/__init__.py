@@ -58,7 +58,8 @@ def _init_realtime(app: Flask) -> None:
     manager = None
     if cfg["REDIS_URL"]:
         manager = HeartbeatRedisManager(
-            cfg["REDIS_URL"], redis_options={"socket_connect_timeout": 2, "health_check_interval": 10}
+            cfg["REDIS_URL"],
+            redis_options={"socket_connect_timeout": 2, "health_check_interval": 10},
         )
     socketio.init_app(
         app,

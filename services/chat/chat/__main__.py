@@ -28,12 +28,21 @@ def main() -> None:
     signal.signal(signal.SIGTERM, on_sigterm)
     log.info(
         "chat worker %s listening on http://%s:%s (async_mode=%s, database=%s, redis=%s)",
-        cfg["NODE_ID"], cfg["HOST"], cfg["PORT"], mode,
-        cfg["SQLALCHEMY_DATABASE_URI"].split("://", 1)[0], "yes" if cfg["REDIS_URL"] else "no",
+        cfg["NODE_ID"],
+        cfg["HOST"],
+        cfg["PORT"],
+        mode,
+        cfg["SQLALCHEMY_DATABASE_URI"].split("://", 1)[0],
+        "yes" if cfg["REDIS_URL"] else "no",
     )
     access_log = os.environ.get("ACCESS_LOG", "0") == "1"
-    socketio.run(app, host=cfg["HOST"], port=cfg["PORT"], log_output=access_log,
-                 allow_unsafe_werkzeug=mode == "threading")
+    socketio.run(
+        app,
+        host=cfg["HOST"],
+        port=cfg["PORT"],
+        log_output=access_log,
+        allow_unsafe_werkzeug=mode == "threading",
+    )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,9 @@ events_received = Counter(
     "chat_events_received_total", "Socket.IO events received, by name", ["event"], registry=registry
 )
 events_refused = Counter(
-    "chat_events_refused_total", "Events answered with an error, by code", ["event", "code"],
+    "chat_events_refused_total",
+    "Events answered with an error, by code",
+    ["event", "code"],
     registry=registry,
 )
 handler_seconds = Histogram(
@@ -28,7 +30,9 @@ handler_seconds = Histogram(
     registry=registry,
 )
 http_requests = Counter(
-    "chat_http_requests_total", "REST requests, by endpoint and status", ["endpoint", "status"],
+    "chat_http_requests_total",
+    "REST requests, by endpoint and status",
+    ["endpoint", "status"],
     registry=registry,
 )
 mq_heartbeat_age = Gauge(

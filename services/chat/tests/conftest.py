@@ -70,8 +70,9 @@ def sio_client(app: Flask, client: FlaskClient, accounts: Accounts) -> Callable:
     """Factory: a Flask-SocketIO test client connected as `username` (registered on demand)."""
 
     def connect(username: str):
-        sio = socketio.test_client(app, flask_test_client=client,
-                                   auth={"token": accounts.token(username)})
+        sio = socketio.test_client(
+            app, flask_test_client=client, auth={"token": accounts.token(username)}
+        )
         assert sio.is_connected()
         return sio
 

@@ -14,15 +14,18 @@ import socketio
 DEFAULT_PASSWORD = "correct horse battery"
 
 
-def register(base_url: str, username: str | None = None,
-             password: str = DEFAULT_PASSWORD) -> tuple[str, str]:
+def register(
+    base_url: str, username: str | None = None, password: str = DEFAULT_PASSWORD
+) -> tuple[str, str]:
     """Create a user and log in; returns (username, token)."""
     username = username or f"u{uuid.uuid4().hex[:12]}"
-    r = requests.post(f"{base_url}/api/users", json={"username": username, "password": password},
-                      timeout=10)
+    r = requests.post(
+        f"{base_url}/api/users", json={"username": username, "password": password}, timeout=10
+    )
     r.raise_for_status()
-    r = requests.post(f"{base_url}/api/tokens", json={"username": username, "password": password},
-                      timeout=10)
+    r = requests.post(
+        f"{base_url}/api/tokens", json={"username": username, "password": password}, timeout=10
+    )
     r.raise_for_status()
     return username, r.json()["token"]
 
@@ -30,15 +33,27 @@ def register(base_url: str, username: str | None = None,
 class ChatClient:
     """A python-socketio client that records every event it receives, in order."""
 
-    def __init__(self, base_url: str, token: str, *, transports: list[str] | None = None,
-                 reconnection: bool = False, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        transports: list[str] | None = None,
+        reconnection: bool = False,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.base_url, self.token = base_url, token
         self.events: dict[str, list[Any]] = defaultdict(list)
         self._cond = threading.Condition()
         self.sio = socketio.Client(reconnection=reconnection)
         self.sio.on("*", self._record)
-        self.sio.connect(base_url, auth={"token": token}, transports=transports or ["websocket"],
-                         headers=headers or {}, wait_timeout=10)
+        self.sio.connect(
+            base_url,
+            auth={"token": token},
+            transports=transports or ["websocket"],
+            headers=headers or {},
+            wait_timeout=10,
+        )
 
     def _record(self, event: str, data: Any = None) -> None:
         with self._cond:
@@ -55,8 +70,9 @@ class ChatClient:
         return self.call("join", payload)
 
     def send(self, room: str, text: str, client_id: str | None = None) -> dict:
-        return self.call("message", {"room": room, "text": text,
-                                     "client_id": client_id or uuid.uuid4().hex})
+        return self.call(
+            "message", {"room": room, "text": text, "client_id": client_id or uuid.uuid4().hex}
+        )
 
     def wait_for(self, event: str, predicate=lambda data: True, timeout: float = 10) -> Any:
         """The first recorded `event` whose data satisfies `predicate`, waiting if needed."""
@@ -68,8 +84,10 @@ class ChatClient:
                         return data
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"no {event!r} event matched within {timeout} s; "
-                                       f"got {self.events[event][-5:]}")
+                    raise TimeoutError(
+                        f"no {event!r} event matched within {timeout} s; "
+                        f"got {self.events[event][-5:]}"
+                    )
                 self._cond.wait(left)
 
     def received(self, event: str) -> list[Any]:

@@ -57,13 +57,22 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
 class ManagedProcess:
     """A child process we started, with its output in a log file; stopped by PID."""
 
-    def __init__(self, argv: list[str], env: Mapping[str, str] | None, log_path: Path,
-                 cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        env: Mapping[str, str] | None,
+        log_path: Path,
+        cwd: Path | None = None,
+    ) -> None:
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            argv, env=dict(env) if env is not None else None, cwd=cwd,
-            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            argv,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     @property
@@ -105,9 +114,21 @@ class RedisServer(ManagedProcess):
         self.port = port or free_port()
         self.workdir = workdir
         super().__init__(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(workdir)],
-            None, workdir / f"redis-{self.port}.log",
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(workdir),
+            ],
+            None,
+            workdir / f"redis-{self.port}.log",
         )
         import redis
 
@@ -127,12 +148,21 @@ class RedisServer(ManagedProcess):
 class ChatWorker(ManagedProcess):
     """The real chat worker process (`python -m chat`, as `make run` starts it)."""
 
-    def __init__(self, workdir: Path, *, port: int | None = None, env: Mapping[str, str] = (),
-                 wait: bool = True) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        port: int | None = None,
+        env: Mapping[str, str] = (),
+        wait: bool = True,
+    ) -> None:
         self.port = port or free_port()
         self.node_id = dict(env).get("NODE_ID", f"worker-{self.port}")
-        inherited = {k: v for k, v in os.environ.items()
-                     if k not in ("DATABASE_URL", "REDIS_URL", "NODE_ID", "WORKERS")}
+        inherited = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("DATABASE_URL", "REDIS_URL", "NODE_ID", "WORKERS")
+        }
         full_env = {
             **inherited,
             "HOST": "127.0.0.1",
@@ -144,8 +174,9 @@ class ChatWorker(ManagedProcess):
             "PYTHONUNBUFFERED": "1",
             **dict(env),
         }
-        super().__init__([sys.executable, "-m", "chat"], full_env,
-                         workdir / f"worker-{self.port}.log")
+        super().__init__(
+            [sys.executable, "-m", "chat"], full_env, workdir / f"worker-{self.port}.log"
+        )
         if wait:
             self.wait_healthy()
 

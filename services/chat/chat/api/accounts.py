@@ -10,15 +10,31 @@ from . import bp
 from .openapi import endpoint
 
 
-@endpoint(bp, "POST", "/users", summary="Register a user", body=Credentials,
-          response=UserOut, status=201, auth=False, errors=(409,))
+@endpoint(
+    bp,
+    "POST",
+    "/users",
+    summary="Register a user",
+    body=Credentials,
+    response=UserOut,
+    status=201,
+    auth=False,
+    errors=(409,),
+)
 def create_user(creds: Credentials) -> dict:
     user = accounts.register(creds.username, creds.password)
     return {"id": user.id, "username": user.username}
 
 
-@endpoint(bp, "POST", "/tokens", summary="Log in: exchange credentials for a bearer token",
-          body=Credentials, response=TokenOut, auth=False)
+@endpoint(
+    bp,
+    "POST",
+    "/tokens",
+    summary="Log in: exchange credentials for a bearer token",
+    body=Credentials,
+    response=TokenOut,
+    auth=False,
+)
 def create_token(creds: Credentials) -> dict:
     user = accounts.authenticate(creds.username, creds.password)
     token = accounts.issue_token(user, current_app.config["SECRET_KEY"])

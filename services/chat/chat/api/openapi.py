@@ -49,8 +49,17 @@ def endpoint(
     The view is called with (principal if auth, body or query model if declared, **path args).
     """
     _operations.append(
-        dict(method=method.lower(), path=(bp.url_prefix or "") + path, summary=summary, body=body, query=query,
-             response=response, status=status, auth=auth, errors=errors)
+        dict(
+            method=method.lower(),
+            path=(bp.url_prefix or "") + path,
+            summary=summary,
+            body=body,
+            query=query,
+            response=response,
+            status=status,
+            auth=auth,
+            errors=errors,
+        )
     )
 
     def decorate(view: Callable) -> Callable:
@@ -102,13 +111,21 @@ def openapi_document() -> dict[str, Any]:
         ]
         if op["query"] is not None:
             for name, field in op["query"].model_fields.items():
-                params.append({"name": name, "in": "query", "required": field.is_required(),
-                               "schema": components[op["query"].__name__]["properties"][name]})
+                params.append(
+                    {
+                        "name": name,
+                        "in": "query",
+                        "required": field.is_required(),
+                        "schema": components[op["query"].__name__]["properties"][name],
+                    }
+                )
         if params:
             item["parameters"] = params
         if op["body"] is not None:
-            item["requestBody"] = {"required": True,
-                                   "content": {"application/json": {"schema": ref(op["body"])}}}
+            item["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": ref(op["body"])}},
+            }
         ok: dict[str, Any] = {"description": "OK"}
         if op["response"] is not None:
             ok["content"] = {"application/json": {"schema": ref(op["response"])}}

@@ -53,8 +53,13 @@ class HeartbeatRedisManager(pysocketio.RedisManager):
 class Liveness:
     """Background duties of one worker and the health checks that watch them."""
 
-    def __init__(self, socketio, presence: Presence, state: SharedState,
-                 manager: HeartbeatRedisManager | None) -> None:
+    def __init__(
+        self,
+        socketio,
+        presence: Presence,
+        state: SharedState,
+        manager: HeartbeatRedisManager | None,
+    ) -> None:
         self.socketio, self.presence, self.state, self.manager = socketio, presence, state, manager
         self.running = False
         self._next_presence_beat = 0.0

@@ -27,9 +27,7 @@ class Posted:
     created: bool  # False when a retry found the message stored by an earlier attempt
 
 
-def post_message(
-    principal: Principal, room_name: str, text: str, client_id: str | None
-) -> Posted:
+def post_message(principal: Principal, room_name: str, text: str, client_id: str | None) -> Posted:
     """Store a message and push it to every socket in the room.
 
     seq comes from `UPDATE rooms SET last_seq = last_seq + 1 ... RETURNING` in the same
@@ -96,7 +94,9 @@ def history(
     return _page(room, after=after, before=before, limit=limit)
 
 
-def _page(room: RoomRef, *, after: int | None, before: int | None, limit: int) -> tuple[list[dict], bool]:
+def _page(
+    room: RoomRef, *, after: int | None, before: int | None, limit: int
+) -> tuple[list[dict], bool]:
     query = select(Message).where(Message.room_id == room.id)
     if before is not None:
         query = query.where(Message.seq < before)

@@ -16,7 +16,9 @@ def message(room_name: str, payload: dict) -> None:
 
 
 def typing(room_name: str, user: str, skip_sid: str | None) -> None:
-    socketio.emit("typing", {"room": room_name, "user": user}, to=channel(room_name), skip_sid=skip_sid)
+    socketio.emit(
+        "typing", {"room": room_name, "user": user}, to=channel(room_name), skip_sid=skip_sid
+    )
 
 
 def presence(room_name: str, users: list[str]) -> None:

@@ -11,7 +11,7 @@ from flask import Flask, jsonify, send_from_directory
 from werkzeug.exceptions import HTTPException
 
 from .config import Config
-from .errors import ChatError
+from .errors import ChatError, from_unexpected
 from .extensions import db, migrate, socketio
 
 MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
@@ -101,10 +101,14 @@ def _register_http(app: Flask) -> None:
         return {"error": {"code": code, "message": err.description}}, err.code
 
     @app.errorhandler(Exception)
-    def unexpected(err: Exception):
+    def unexpected(exc: Exception):
         db.session.rollback()
-        log.exception("unhandled error")
-        return {"error": {"code": "internal", "message": "internal error"}}, 500
+        err = from_unexpected(exc)
+        if err.code == "internal":
+            log.exception("unhandled error")
+        else:
+            log.warning("request refused: %s (%s)", err.message, type(exc).__name__)
+        return err.to_dict(), err.status
 
     web_root = Path(app.config["WEB_ROOT"])
 

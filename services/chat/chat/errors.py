@@ -62,6 +62,19 @@ def invalid_from_validation(exc: ValidationError) -> Invalid:
     return Invalid("; ".join(parts) or "invalid payload")
 
 
+def from_unexpected(exc: Exception) -> ChatError:
+    """The refusal for an exception no handler anticipated.
+
+    A lost database connection is the client's business (retry later with the same
+    client_id), not a bug: it gets `unavailable`. Anything else is `internal`.
+    """
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    if isinstance(exc, OperationalError | InterfaceError):
+        return Unavailable("the message store is unavailable; nothing was stored, try again")
+    return ChatError("internal error", code="internal", status=500)
+
+
 def error_ack(err: ChatError) -> dict[str, Any]:
     """The Socket.IO ack for a refused event."""
     return {"ok": False, **err.to_dict()}

@@ -16,7 +16,14 @@ from .. import metrics, schemas
 from ..domain import messages
 from ..domain.accounts import Principal, verify_token
 from ..domain.rooms import RoomRef
-from ..errors import ChatError, Forbidden, Unauthorized, error_ack, invalid_from_validation
+from ..errors import (
+    ChatError,
+    Forbidden,
+    Unauthorized,
+    error_ack,
+    from_unexpected,
+    invalid_from_validation,
+)
 from ..extensions import db, socketio
 from . import publish
 
@@ -46,9 +53,12 @@ def event(name: str, schema: type[BaseModel] | None) -> Callable[[Handler], Hand
                 err: ChatError = invalid_from_validation(exc)
             except ChatError as exc:
                 err = exc
-            except Exception:
-                log.exception("unexpected error in %s handler", name)
-                err = ChatError("internal error", code="internal", status=500)
+            except Exception as exc:
+                err = from_unexpected(exc)
+                if err.code == "internal":
+                    log.exception("unexpected error in %s handler", name)
+                else:
+                    log.warning("%s refused: %s (%s)", name, err.message, type(exc).__name__)
             finally:
                 metrics.handler_seconds.labels(name).observe(perf_counter() - started)
             db.session.rollback()

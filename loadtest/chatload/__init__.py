@@ -1,0 +1,1 @@
+"""The chat load-test suite for locust: users, scenario options, run phases, report."""

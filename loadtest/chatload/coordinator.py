@@ -1,0 +1,214 @@
+"""The run's phases across locust processes: join everybody, send, fall quiet, count.
+
+Roles follow locust's runner: the process that coordinates is the LocalRunner or the
+MasterRunner; the processes that run users are the LocalRunner or the WorkerRunners. They
+talk through locust's custom messages, which the LocalRunner delivers to itself, so one code
+path serves a single process and a distributed run:
+
+  worker -> coordinator  chat_ready   {n}        users of this process done joining (or failed)
+  coordinator -> workers chat_go                 every planned user is in: senders start
+  coordinator -> workers chat_quiesce            senders stop (test is stopping)
+  coordinator -> workers chat_collect            grace is over: report your ledger
+  worker -> coordinator  chat_ledger  {summary}  DeliveryLedger.summary()
+
+Senders wait for chat_go so that fan-out figures describe the steady state, not the
+registration storm of the ramp-up (whose REST, connect and join times are reported apart).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import gevent
+from gevent.event import Event
+from locust.env import Environment
+from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner, WorkerRunner
+
+from . import report
+from .ledger import DeliveryLedger, tally
+from .scenario import Scenario, new_run_id, sender_count
+
+if TYPE_CHECKING:
+    from .user import ChatUser
+
+log = logging.getLogger("chatload")
+
+# How long the coordinator waits for the workers' ledgers once asked: they answer at once,
+# so this only bounds a worker that died.
+COLLECT_TIMEOUT_SECONDS = 15
+
+
+class LostDelivery(Exception):
+    """A member of the room never received a message it was owed."""
+
+
+class Coordinator:
+    """Per-process state of the chat scenario (one per locust Environment)."""
+
+    def __init__(self, environment: Environment) -> None:
+        self.env = environment
+        runner = environment.runner
+        self.coordinates = not isinstance(runner, WorkerRunner)
+        self.runs_users = not isinstance(runner, MasterRunner)
+        self._run_id_given = bool(environment.parsed_options.chat_run_id)
+        self._reset()
+        for name, handler in {
+            "chat_ready": self._on_ready,
+            "chat_go": self._on_go,
+            "chat_quiesce": self._on_quiesce,
+            "chat_collect": self._on_collect,
+            "chat_ledger": self._on_ledger,
+        }.items():
+            runner.register_message(name, handler)
+
+    def _reset(self) -> None:
+        self.ledger = DeliveryLedger()
+        self.go = Event()
+        self.quiet = False
+        self.users: weakref.WeakSet[ChatUser] = weakref.WeakSet()
+        self._next_local = 0
+        self._ready_local = 0
+        self._ready: dict[str, int] = {}
+        self._summaries: dict[str, dict] = {}
+        self._summaries_in = Event()
+        self._scenario: Scenario | None = None
+        self.started = False
+        self.finished = False
+        self.go_time: float | None = None
+
+    # -- every process ------------------------------------------------------------------
+
+    def on_test_start(self) -> None:
+        """A new test: fresh ledger; the coordinator fixes the derived options for everybody."""
+        self._reset()
+        self.started = True
+        if not self.coordinates:
+            return
+        opts, runner = self.env.parsed_options, self.env.runner
+        users = int(getattr(runner, "target_user_count", 0) or opts.num_users or 0)
+        opts.chat_planned_users = users
+        opts.chat_sender_count = sender_count(opts.chat_senders, users)
+        opts.chat_processes = runner.worker_count if isinstance(runner, MasterRunner) else 1
+        opts.chat_active_run_id = opts.chat_run_id if self._run_id_given else new_run_id()
+        sc = self.scenario
+        log.info(
+            "chat run %s: %d users over %d target(s), %s, %d sender(s) at %.3g msg/s, "
+            "%d-char messages, %.0f%% long-polling",
+            sc.run_id,
+            users,
+            len(sc.targets),
+            "one room" if sc.room_size <= 0 else f"rooms of {sc.room_size}",
+            sc.senders,
+            sc.rate,
+            sc.message_size,
+            100 * sc.polling_share,
+        )
+
+    @property
+    def scenario(self) -> Scenario:
+        if self._scenario is None:
+            self._scenario = Scenario.from_options(self.env.parsed_options, self.env.host)
+        return self._scenario
+
+    def next_index(self) -> int:
+        """A run-wide user index: workers interleave (locust dispatches users round-robin)."""
+        local = self._next_local
+        self._next_local += 1
+        worker = getattr(self.env.runner, "worker_index", 0) or 0
+        return local * self.scenario.processes + worker
+
+    def user_ready(self) -> None:
+        """One of this process's users finished joining, or gave up; tell the coordinator."""
+        self._ready_local += 1
+        self.env.runner.send_message("chat_ready", {"n": self._ready_local})
+
+    # -- the users' side of the messages -------------------------------------------------
+
+    def _on_go(self, environment: Environment, msg: Any, **_: Any) -> None:
+        self.go.set()
+
+    def _on_quiesce(self, environment: Environment, msg: Any, **_: Any) -> None:
+        self.quiet = True
+
+    def _on_collect(self, environment: Environment, msg: Any, **_: Any) -> None:
+        for user in list(self.users):
+            user.report_unacked()
+        self.env.runner.send_message("chat_ledger", {"summary": self.ledger.summary()})
+
+    # -- the coordinator's side ----------------------------------------------------------
+
+    def _on_ready(self, environment: Environment, msg: Any, **_: Any) -> None:
+        self._ready[msg.node_id] = msg.data["n"]
+        planned = self.env.parsed_options.chat_planned_users
+        if self.go_time is None and sum(self._ready.values()) >= planned > 0:
+            self._start_sending()
+
+    def _start_sending(self) -> None:
+        self.go_time = time.time()
+        opts = self.env.parsed_options
+        duration = float(opts.chat_duration or 0)
+        log.info(
+            "all %d users have joined: senders start%s",
+            opts.chat_planned_users,
+            f"; stopping in {duration:g} s" if duration and opts.headless else "",
+        )
+        self.env.runner.send_message("chat_go")
+        if duration > 0 and opts.headless:
+            gevent.spawn_later(duration, self._end_of_duration)
+
+    def _end_of_duration(self) -> None:
+        log.info("--chat-duration reached, shutting down")
+        self.env.runner.quit()
+
+    def _on_ledger(self, environment: Environment, msg: Any, **_: Any) -> None:
+        self._summaries[msg.node_id] = msg.data["summary"]
+        if len(self._summaries) >= self._expected_ledgers():
+            self._summaries_in.set()
+
+    def _expected_ledgers(self) -> int:
+        runner = self.env.runner
+        return runner.worker_count if isinstance(runner, MasterRunner) else 1
+
+    def on_test_stopping(self) -> None:
+        """Before users stop: quiet the senders, wait the grace, count, report."""
+        if not self.coordinates or not self.started or self.finished:
+            return
+        self.finished = True
+        runner, grace = self.env.runner, self.scenario.grace
+        runner.send_message("chat_quiesce")
+        if self.go_time is not None:
+            log.info("senders stopped; waiting %g s before counting deliveries", grace)
+            gevent.sleep(grace)
+        runner.send_message("chat_collect")
+        if not self._summaries_in.wait(COLLECT_TIMEOUT_SECONDS):
+            log.error(
+                "only %d of %d ledgers arrived; counts are partial",
+                len(self._summaries),
+                self._expected_ledgers(),
+            )
+        counts = tally(list(self._summaries.values()))
+        for _ in range(counts.lost):
+            self.env.events.request.fire(
+                request_type="fanout",
+                name="lost",
+                response_time=None,
+                response_length=0,
+                exception=LostDelivery("owed by seq, never received within the grace period"),
+                context={},
+            )
+        if isinstance(runner, MasterRunner):
+            # Let every worker send one more stats report that covers the grace period.
+            gevent.sleep(WORKER_REPORT_INTERVAL + 1)
+        report.finish(self.env, counts, self.go_time)
+
+
+def install(environment: Environment) -> Coordinator:
+    """Create the coordinator of this process and hook it to locust's events."""
+    coordinator = Coordinator(environment)
+    environment.events.test_start.add_listener(lambda **_: coordinator.on_test_start())
+    environment.events.test_stopping.add_listener(lambda **_: coordinator.on_test_stopping())
+    environment.chat = coordinator  # type: ignore[attr-defined]
+    return coordinator

@@ -1,0 +1,129 @@
+"""Delivery bookkeeping by message id: which live deliveries each member was owed and got.
+
+A message is identified by (room, seq); seq is per room and gapless (the contract), so a
+member that joined at `baseline` (the newest seq in its join ack) is owed every seq after it,
+up to the room's last seq when the test ends (or up to what it had seen, if it left early).
+Lost = owed but never received; duplicated = received more than once. One ledger lives in
+each locust process that runs users; the process that coordinates merges their summaries,
+because in a distributed run a room's members and senders sit in different processes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Membership:
+    """One member's window in one room: owed every seq in (baseline, end]."""
+
+    baseline: int | None = None  # None until the join ack has told us where live starts
+    received: set[int] = field(default_factory=set)
+    early: list[int] = field(default_factory=list)  # live deliveries that beat the join ack
+    end: int | None = None  # set when the member leaves before the test ends
+
+
+class DeliveryLedger:
+    """The deliveries of the members that run in this process."""
+
+    def __init__(self) -> None:
+        self.members: dict[tuple[str, str], Membership] = {}
+        self.last_seq: dict[str, int] = {}  # highest seq seen per room, acked or received
+        self.duplicates = 0
+
+    def joining(self, member: str, room: str) -> None:
+        """The member asked to join; deliveries may arrive before the ack says where live starts."""
+        self.members[(member, room)] = Membership()
+
+    def joined(self, member: str, room: str, baseline: int) -> list[int]:
+        """The join ack arrived; returns the early deliveries that count (seq after baseline)."""
+        m = self.members.setdefault((member, room), Membership())
+        m.baseline = baseline
+        self._saw(room, baseline)
+        counted = [seq for seq in m.early if seq > baseline]
+        m.received.update(counted)
+        m.early.clear()
+        return counted
+
+    def receive(self, member: str, room: str, seq: int) -> bool | None:
+        """Record one delivery: True first time, False duplicate, None not owed (history/early)."""
+        self._saw(room, seq)
+        m = self.members.get((member, room))
+        if m is None:
+            return None
+        if m.baseline is None:
+            if seq in m.early:
+                self.duplicates += 1
+                return False
+            m.early.append(seq)
+            return None
+        if seq <= m.baseline:
+            return None  # also in the join ack's history: the contract allows both
+        if seq in m.received:
+            self.duplicates += 1
+            return False
+        m.received.add(seq)
+        return True
+
+    def sent(self, room: str, seq: int) -> None:
+        """A sender's ack named this seq: every member of the room is owed it."""
+        self._saw(room, seq)
+
+    def leave(self, member: str) -> None:
+        """The member stops before the test ends: it is owed only what came before its last."""
+        for (who, _room), m in self.members.items():
+            if who == member and m.end is None:
+                m.end = max(m.received, default=m.baseline or 0)
+
+    def _saw(self, room: str, seq: int) -> None:
+        if seq > self.last_seq.get(room, 0):
+            self.last_seq[room] = seq
+
+    def summary(self) -> dict[str, Any]:
+        """What the coordinator needs, as plain JSON-able data (it crosses locust's RPC)."""
+        windows: dict[str, list[list[int | None]]] = {}
+        for (_member, room), m in self.members.items():
+            if m.baseline is None:
+                continue  # never joined: not a member, owed nothing (its join failure is reported)
+            end = m.end
+            got = len(m.received) if end is None else sum(1 for s in m.received if s <= end)
+            windows.setdefault(room, []).append([m.baseline, end, got])
+        return {
+            "last_seq": dict(self.last_seq),
+            "windows": windows,
+            "duplicates": self.duplicates,
+        }
+
+
+@dataclass(frozen=True)
+class Tally:
+    owed: int
+    delivered: int
+    lost: int
+    duplicated: int
+    rooms: int
+
+
+def tally(summaries: list[dict[str, Any]]) -> Tally:
+    """Merge the summaries of every process and count what is missing, by room."""
+    last_seq: dict[str, int] = {}
+    for s in summaries:
+        for room, seq in s["last_seq"].items():
+            last_seq[room] = max(seq, last_seq.get(room, 0))
+    owed = delivered = 0
+    rooms: set[str] = set()
+    for s in summaries:
+        for room, windows in s["windows"].items():
+            rooms.add(room)
+            for baseline, end, got in windows:
+                owed += max(0, (last_seq[room] if end is None else end) - baseline)
+                delivered += got
+    duplicated = sum(s["duplicates"] for s in summaries)
+    return Tally(
+        owed=owed,
+        delivered=delivered,
+        lost=owed - delivered,
+        duplicated=duplicated,
+        rooms=len(rooms),
+    )

@@ -1,0 +1,180 @@
+"""Start servers to load on a private redis-server, run a command against them, stop them.
+
+    python -m chatload.stack --servers chat --workers 2 --async-mode gevent -- CMD ...
+    python -m chatload.stack --servers node --workers 2            # hold until Ctrl-C
+
+CMD runs with LOADTEST_TARGETS set to the servers' base URLs, comma-separated (the locust
+users spread over them: that is how a run gets same-node and cross-node deliveries without
+nginx). Every process is ours, started and stopped by PID; logs stay in --workdir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+LOADTEST_DIR = Path(__file__).resolve().parents[1]
+REPO_ROOT = LOADTEST_DIR.parent
+sys.path.insert(0, str(REPO_ROOT / "services" / "testkit"))
+
+from testkit.processes import (  # noqa: E402
+    ChatWorker,
+    ManagedProcess,
+    PostgresDatabase,
+    RedisServer,
+    free_port,
+    require_program,
+    wait_for,
+)
+
+NODE_PEER_DIR = LOADTEST_DIR / "node-peer"
+# The server's own limit (30 per 10 s) is for people; a load test's senders outpace it on
+# purpose, so the stack lifts it out of the way.
+LOAD_RATE_LIMIT = "1000000"
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+class NodePeer(ManagedProcess):
+    """The baseline Socket.IO peer (loadtest/node-peer/server.js), one process."""
+
+    def __init__(self, workdir: Path, redis_url: str, node_id: str) -> None:
+        node = require_program("node")
+        if not (NODE_PEER_DIR / "node_modules").is_dir():
+            raise SystemExit("node-peer dependencies missing: run `make peer-deps`")
+        self.port = free_port()
+        self.node_id = node_id
+        env = {
+            **os.environ,
+            "PORT": str(self.port),
+            "REDIS_URL": redis_url,
+            "NODE_ID": node_id,
+        }
+        super().__init__([node, "server.js"], env, workdir / f"{node_id}.log", cwd=NODE_PEER_DIR)
+        import requests
+
+        def healthy() -> bool:
+            if not self.alive():
+                raise RuntimeError(f"node peer exited early:\n{self.log_text()[-3000:]}")
+            return requests.get(self.url + "/healthz", timeout=2).status_code == 200
+
+        wait_for(healthy, 30, f"node peer on {self.port}")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+class Stack:
+    """A private redis-server and N servers of one kind on it; stop() ends all of them."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        servers: str,
+        workers: int,
+        async_mode: str,
+        database: str,
+        extra_env: dict[str, str],
+    ) -> None:
+        self.workdir = workdir
+        self.processes: list[ManagedProcess] = []
+        self.database: PostgresDatabase | None = None
+        workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.redis = RedisServer(workdir)
+            self.processes.append(self.redis)
+            if servers == "node":
+                for i in range(workers):
+                    self.processes.append(NodePeer(workdir, self.redis.url, f"peer-{i + 1}"))
+            else:
+                env = {
+                    "REDIS_URL": self.redis.url,
+                    "ASYNC_MODE": async_mode,
+                    "RATE_LIMIT_MESSAGES": LOAD_RATE_LIMIT,
+                    **extra_env,
+                }
+                if database == "postgresql":
+                    self.database = PostgresDatabase(
+                        os.environ.get("POSTGRES_URL", DEFAULT_POSTGRES)
+                    )
+                    env["DATABASE_URL"] = self.database.url
+                for i in range(workers):
+                    # Started one after the other: the first one migrates the database.
+                    self.processes.append(
+                        ChatWorker(workdir, env={**env, "NODE_ID": f"{async_mode}-{i + 1}"})
+                    )
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def urls(self) -> list[str]:
+        return [p.url for p in self.processes if not isinstance(p, RedisServer)]
+
+    def stop(self) -> None:
+        for p in reversed(self.processes):
+            p.stop()
+        if self.database is not None:
+            self.database.drop()
+            self.database = None
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, command = argv[:cut], argv[cut + 1 :]
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--servers", choices=["chat", "node"], default="chat")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--async-mode", choices=["gevent", "eventlet"], default="gevent")
+    p.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=LOADTEST_DIR / "results" / f"stack-{time.strftime('%Y%m%d-%H%M%S')}",
+    )
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the chat workers",
+    )
+    args = p.parse_args(argv)
+    extra = dict(item.split("=", 1) for item in args.env)
+    stack = Stack(args.workdir, args.servers, args.workers, args.async_mode, args.database, extra)
+    targets = ",".join(stack.urls)
+    print(
+        f"stack up ({args.servers} x{args.workers}"
+        f"{', ' + args.async_mode if args.servers == 'chat' else ''}): {targets}; "
+        f"redis {stack.redis.url}; logs in {args.workdir}",
+        flush=True,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        if not command:
+            while True:
+                time.sleep(3600)
+        child = subprocess.Popen(command, env={**os.environ, "LOADTEST_TARGETS": targets})
+        while True:
+            try:
+                return child.wait()
+            except KeyboardInterrupt:
+                # Ctrl-C reached the command too (same process group): let it finish its report.
+                continue
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        stack.stop()
+        print("stack stopped", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

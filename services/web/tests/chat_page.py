@@ -1,0 +1,134 @@
+"""What a person does with the chat page, as Playwright steps, and what they see."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from playwright.sync_api import Locator, Page, expect
+
+from testkit.clients import DEFAULT_PASSWORD
+
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 360, "height": 740}
+
+
+class ChatPage:
+    """One person's tab. Every action goes through the page as a person would use it."""
+
+    def __init__(self, page: Page, base_url: str, screenshots: Path) -> None:
+        self.page, self.base_url, self.screenshots = page, base_url, screenshots
+        self.errors: list[str] = []  # uncaught exceptions and dialogs: none should happen
+        page.on("pageerror", lambda exc: self.errors.append(f"uncaught: {exc}"))
+        page.on("dialog", lambda dialog: self.errors.append(f"dialog: {dialog.message}"))
+
+    def goto(self) -> None:
+        self.page.goto(self.base_url + "/")
+
+    # ---- account ----
+
+    def log_in(self, username: str, password: str = DEFAULT_PASSWORD, *,
+               register: bool = False) -> None:
+        self.page.get_by_label("Username", exact=True).fill(username)
+        self.page.get_by_label("Password", exact=True).fill(password)
+        name = "Register" if register else "Log in"
+        self.page.get_by_role("button", name=name, exact=True).click()
+        self.expect_connection("connected")
+        expect(self.page.locator("#me")).to_have_text(username)
+
+    def log_out(self) -> None:
+        self.page.get_by_role("button", name="Log out").click()
+        expect(self.page.get_by_label("Username", exact=True)).to_be_visible()
+
+    # ---- rooms ----
+
+    @property
+    def room_buttons(self) -> Locator:
+        return self.page.locator("#room-list [data-room]")
+
+    def room_button(self, room: str) -> Locator:
+        return self.page.locator(f'#room-list [data-room="{room}"]')
+
+    def show_rooms(self) -> None:
+        """On a phone the room list is a drawer behind the Rooms button."""
+        toggle = self.page.locator("#rooms-toggle")
+        if toggle.is_visible() and toggle.get_attribute("aria-expanded") != "true":
+            toggle.click()
+
+    def open_room(self, room: str) -> None:
+        self.show_rooms()
+        self.room_button(room).click()
+        expect(self.page.locator("#room-title")).to_contain_text(f"#{room}")
+
+    def create_room(self, name: str, *, private: bool = False,
+                    members: list[str] | None = None) -> None:
+        self.show_rooms()
+        self.page.locator("#new-room summary").click()
+        self.page.get_by_label("Name", exact=True).fill(name)
+        if private:
+            self.page.get_by_label("Private", exact=True).check()
+        if members:
+            self.page.get_by_label("Members").fill(", ".join(members))
+        self.page.get_by_role("button", name="Create").click()
+        expect(self.page.locator("#room-title")).to_contain_text(f"#{name}")
+
+    def unread_badge(self, room: str) -> Locator:
+        return self.room_button(room).locator(".badge")
+
+    # ---- messages ----
+
+    @property
+    def composer(self) -> Locator:
+        return self.page.get_by_label("Message", exact=True)
+
+    def type(self, text: str) -> None:
+        """Key by key, as a person types (so the page sees input events)."""
+        self.composer.press_sequentially(text)
+
+    def send(self, text: str) -> None:
+        self.composer.fill(text)
+        self.composer.press("Enter")
+
+    @property
+    def messages(self) -> Locator:
+        return self.page.locator("#timeline .message")
+
+    @property
+    def message_texts(self) -> Locator:
+        return self.page.locator("#timeline .message .text")
+
+    def shown(self) -> list[dict]:
+        """Every message on screen, top to bottom: seq (None while pending), author, text."""
+        return self.page.locator("#timeline .message").evaluate_all(
+            """els => els.map(el => ({
+                seq: el.dataset.seq ? Number(el.dataset.seq) : null,
+                user: el.querySelector('.author').textContent,
+                text: el.querySelector('.text').textContent,
+                pending: el.classList.contains('pending'),
+                continued: el.classList.contains('continued'),
+            }))"""
+        )
+
+    def expect_texts(self, texts: list[str]) -> None:
+        """Exactly these messages, once each, in this order (waits for the page to get there)."""
+        expect(self.message_texts).to_have_text(texts, use_inner_text=False)
+
+    def expect_all_confirmed(self) -> None:
+        """No message of ours is still waiting for the server."""
+        expect(self.page.locator("#timeline .message.pending")).to_have_count(0)
+
+    def expect_connection(self, state: str) -> None:
+        expect(self.page.locator("#connection")).to_have_attribute("data-state", state)
+
+    # ---- scrolling ----
+
+    def scroll_to_top(self) -> None:
+        self.page.locator("#timeline").evaluate("el => { el.scrollTop = 0; }")
+
+    def scroll_top(self) -> float:
+        return self.page.locator("#timeline").evaluate("el => el.scrollTop")
+
+    def screenshot(self, name: str) -> Path:
+        width = self.page.viewport_size["width"]
+        path = self.screenshots / f"{name}-{width}px.png"
+        self.page.screenshot(path=str(path))
+        return path

@@ -4,13 +4,20 @@ Each socket in a room is one entry `user|node|sid` in an expiring set per room. 
 that owns the socket refreshes its entries every TTL/3 seconds; a worker that dies stops
 refreshing, so its entries expire at most PRESENCE_TTL_SECONDS later and the next sweep by
 any worker removes them and announces the change.
+
+Presence is advisory: while the shared state is unreachable, sockets still connect, join
+and leave (this worker's own view in `local` stays exact), and the next heartbeat after
+recovery writes every local entry back.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
-from .shared_state import SharedState
+from .shared_state import SharedState, StateUnavailable
+
+log = logging.getLogger(__name__)
 
 _SEP = "|"
 ROOM_PREFIX = "chat:presence:"
@@ -36,37 +43,53 @@ class Presence:
         return f"{user}{_SEP}{self.node_id}{_SEP}{sid}"
 
     def connect(self, sid: str, user: str) -> int:
-        """Record a new socket; returns how many live sockets the user now has cluster-wide."""
+        """Record a new socket; returns how many live sockets the user now has cluster-wide.
+
+        Counts only this worker's sockets of the user while the shared state is unreachable.
+        """
         self.local[sid] = LocalSocket(user)
         key = CONN_PREFIX + user
-        self.state.add(key, self._member(sid, user), self.ttl)
-        return len(self.state.members(key))
+        try:
+            self.state.add(key, self._member(sid, user), self.ttl)
+            return len(self.state.members(key))
+        except StateUnavailable as exc:
+            log.warning("presence not shared: %s", exc)
+            return sum(1 for s in self.local.values() if s.user == user)
 
     def disconnect(self, sid: str) -> None:
         sock = self.local.pop(sid, None)
         if sock is None:
             return
         member = self._member(sid, sock.user)
-        self.state.remove(CONN_PREFIX + sock.user, member)
-        for room in sock.rooms:
-            self.state.remove(ROOM_PREFIX + room, member)
-            self.dirty.add(room)
+        self.dirty.update(sock.rooms)
+        try:
+            self.state.remove(CONN_PREFIX + sock.user, member)
+            for room in sock.rooms:
+                self.state.remove(ROOM_PREFIX + room, member)
+        except StateUnavailable as exc:  # the entries expire within the TTL instead
+            log.warning("presence not shared: %s", exc)
 
     def enter(self, sid: str, room: str) -> None:
         sock = self.local.get(sid)
         if sock is None or room in sock.rooms:
             return
         sock.rooms.add(room)
-        self.state.add(ROOM_PREFIX + room, self._member(sid, sock.user), self.ttl)
         self.dirty.add(room)
+        try:
+            self.state.add(ROOM_PREFIX + room, self._member(sid, sock.user), self.ttl)
+        except StateUnavailable as exc:  # the next heartbeat after recovery writes it
+            log.warning("presence not shared: %s", exc)
 
     def leave(self, sid: str, room: str) -> None:
         sock = self.local.get(sid)
         if sock is None or room not in sock.rooms:
             return
         sock.rooms.discard(room)
-        self.state.remove(ROOM_PREFIX + room, self._member(sid, sock.user))
         self.dirty.add(room)
+        try:
+            self.state.remove(ROOM_PREFIX + room, self._member(sid, sock.user))
+        except StateUnavailable as exc:  # the entry expires within the TTL instead
+            log.warning("presence not shared: %s", exc)
 
     def online(self, room: str) -> list[str]:
         """Sorted distinct usernames with at least one live socket in the room, on any node."""
@@ -89,9 +112,13 @@ class Presence:
         """Rooms whose online list differs from what this worker last announced."""
         out = []
         dirty, self.dirty = self.dirty, set()
-        for room in dirty:
-            users = self.online(room)
-            if users != self._last_sent.get(room):
-                self._last_sent[room] = users
-                out.append((room, users))
+        try:
+            for room in dirty:
+                users = self.online(room)
+                if users != self._last_sent.get(room):
+                    self._last_sent[room] = users
+                    out.append((room, users))
+        except StateUnavailable:
+            self.dirty |= dirty  # announce them once the state is back
+            raise
         return out

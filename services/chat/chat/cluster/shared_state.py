@@ -6,14 +6,33 @@ laptop and in a cluster; only Redis makes them visible across workers.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import defaultdict
-from typing import Protocol
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+T = TypeVar("T")
+
+# Presence and rate limits sit on the path of every event: a hung Redis may cost a handler
+# this long, never block it. Loopback round trips take well under a millisecond.
+REDIS_CALL_TIMEOUT_SECONDS = 1.0
+# After a failed call, calls fail at once for this long instead of each waiting out the
+# timeout; the liveness loop's next beat (every 2 s) probes again.
+REDIS_RETRY_AFTER_SECONDS = 1.0
+
+
+class StateUnavailable(Exception):
+    """The shared state could not be reached; callers decide whether to carry on without it."""
 
 
 class SharedState(Protocol):
+    """Raises StateUnavailable when the backend cannot be reached."""
+
     def add(self, key: str, member: str, ttl: float) -> None: ...
     def remove(self, key: str, member: str) -> None: ...
     def refresh(self, entries: dict[str, list[str]], ttl: float) -> None: ...
@@ -74,6 +93,23 @@ class MemoryState:
         return True
 
 
+def _unavailable_on_redis_error(method: Callable[..., T]) -> Callable[..., T]:
+    """Turn Redis errors into StateUnavailable, and fail fast for a moment after one."""
+
+    @functools.wraps(method)
+    def wrapper(self: RedisState, *args, **kwargs) -> T:
+        if time.monotonic() < self.down_until:
+            raise StateUnavailable(f"redis: unreachable ({self.last_error})")
+        try:
+            return method(self, *args, **kwargs)
+        except redis.RedisError as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.down_until = time.monotonic() + REDIS_RETRY_AFTER_SECONDS
+            raise StateUnavailable(f"redis: {self.last_error}") from None
+
+    return wrapper
+
+
 class RedisState:
     """Cluster-wide state: sorted sets scored by expiry time, INCR counters with EXPIRE."""
 
@@ -81,20 +117,31 @@ class RedisState:
     INDEX = "chat:ttlsets"
 
     def __init__(self, url: str) -> None:
-        # Short timeouts: a handler waiting on a dead Redis must fail fast, not hang.
+        # Short timeouts and a single retry, on a broken connection only (what a restarted
+        # Redis leaves in the pool): redis-py's default of 10 retries with backoff would hold a
+        # handler for seconds while Redis is down.
         self.redis = redis.Redis.from_url(
-            url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True
+            url,
+            socket_timeout=REDIS_CALL_TIMEOUT_SECONDS,
+            socket_connect_timeout=REDIS_CALL_TIMEOUT_SECONDS,
+            retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+            decode_responses=True,
         )
+        self.down_until = 0.0
+        self.last_error = ""
 
+    @_unavailable_on_redis_error
     def add(self, key: str, member: str, ttl: float) -> None:
         pipe = self.redis.pipeline(transaction=False)
         pipe.zadd(key, {member: time.time() + ttl})
         pipe.sadd(self.INDEX, key)
         pipe.execute()
 
+    @_unavailable_on_redis_error
     def remove(self, key: str, member: str) -> None:
         self.redis.zrem(key, member)
 
+    @_unavailable_on_redis_error
     def refresh(self, entries: dict[str, list[str]], ttl: float) -> None:
         if not entries:
             return
@@ -106,9 +153,11 @@ class RedisState:
                 pipe.sadd(self.INDEX, key)
         pipe.execute()
 
+    @_unavailable_on_redis_error
     def members(self, key: str) -> list[str]:
         return self.redis.zrangebyscore(key, time.time(), "+inf")
 
+    @_unavailable_on_redis_error
     def sweep(self, prefix: str) -> list[str]:
         keys = [k for k in self.redis.smembers(self.INDEX) if k.startswith(prefix)]
         if not keys:
@@ -121,6 +170,7 @@ class RedisState:
         # Only the worker whose ZREMRANGEBYSCORE removed entries reports the change.
         return [key for key, n in zip(keys, removed, strict=True) if n]
 
+    @_unavailable_on_redis_error
     def hit(self, key: str, window: int) -> int:
         bucket = f"{key}:{int(time.time() // window)}"
         pipe = self.redis.pipeline(transaction=False)
@@ -129,6 +179,7 @@ class RedisState:
         count, _ = pipe.execute()
         return int(count)
 
+    @_unavailable_on_redis_error
     def ping(self) -> bool:
         return bool(self.redis.ping())
 

@@ -75,7 +75,7 @@ def _init_realtime(app: Flask) -> None:
     socketio.on_namespace(ChatNamespace("/", presence, limiter))
     app.extensions["chat.presence"] = presence
     app.extensions["chat.rate_limiter"] = limiter
-    app.extensions["chat.liveness"] = Liveness(socketio, presence, state, manager)
+    app.extensions["chat.liveness"] = Liveness(socketio, presence, state, manager, app=app)
 
 
 def _register_http(app: Flask) -> None:

@@ -4,19 +4,27 @@ A worker whose message-queue listener silently stops receiving (python-socketio 
 still serves HTTP and looks healthy, while none of the other workers' emits reach its
 clients. Each worker therefore publishes a heartbeat through the message queue and checks
 that its own listener hears it; /healthz fails when it has not for DEAF_AFTER_SECONDS.
+
+The same heartbeat tells a worker when it may have missed emits (a Redis restart, a dropped
+subscription): the first beat heard after a silence. It then re-sends each of its rooms'
+newest message to its own sockets, so every client sees the seq it missed and catches up
+with `join {since}` (docs/RELIABILITY.md).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import socketio as pysocketio
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from .. import metrics
 from .presence import Presence
-from .shared_state import SharedState
+from .shared_state import SharedState, StateUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +33,17 @@ HEARTBEAT_INTERVAL_SECONDS = 2.0
 DEAF_AFTER_SECONDS = 3 * HEARTBEAT_INTERVAL_SECONDS
 # Presence announcements are coalesced: a room of 2,000 joining at once sends ~1 list/s, not 2,000.
 PRESENCE_FLUSH_SECONDS = 1.0
+# Two beats unheard: some beat, and so perhaps some emit, did not reach this worker.
+RESUMED_AFTER_SILENCE_SECONDS = 2 * HEARTBEAT_INTERVAL_SECONDS
+# A listener read that waits longer than this is on a dead connection: the worker's own beat
+# arrives every HEARTBEAT_INTERVAL_SECONDS, so the listener reconnects instead of staying deaf.
+LISTEN_TIMEOUT_SECONDS = DEAF_AFTER_SECONDS
+# python-socketio backs the listener's reconnects off to 60 s, which would leave a worker deaf
+# for up to a minute after Redis is back; a connect attempt every few seconds costs nothing.
+LISTEN_RETRY_CAP_SECONDS = 4.0
+# Publishing runs inside event handlers and python-socketio tries twice: a hung Redis may
+# cost a handler twice this, never block it (the message is stored and acked regardless).
+PUBLISH_TIMEOUT_SECONDS = 0.5
 
 
 class HeartbeatRedisManager(pysocketio.RedisManager):
@@ -38,6 +57,8 @@ class HeartbeatRedisManager(pysocketio.RedisManager):
         super().__init__(url, **kwargs)
         self.last_heard: float | None = None
         self.started = time.time()
+        # Called (on the listener's thread) with the length of a silence that just ended.
+        self.on_resumed: Callable[[float], None] | None = None
 
     def beat(self) -> None:
         self._publish({"method": "callback", "host_id": self.host_id, "heartbeat": time.time()})
@@ -45,9 +66,44 @@ class HeartbeatRedisManager(pysocketio.RedisManager):
     def _handle_callback(self, message: dict) -> None:
         if "heartbeat" in message:
             if message.get("host_id") == self.host_id:
-                self.last_heard = time.time()
+                now = time.time()
+                silence = now - (self.last_heard or self.started)
+                self.last_heard = now
+                if silence > RESUMED_AFTER_SILENCE_SECONDS and self.on_resumed is not None:
+                    self.on_resumed(silence)
             return
         super()._handle_callback(message)
+
+    def _redis_connect(self) -> None:
+        """Two clients: the publisher with a short timeout, the listener with a longer one."""
+        options = self.redis_options
+        try:
+            self.redis_options = {**options, "socket_timeout": LISTEN_TIMEOUT_SECONDS}
+            super()._redis_connect()
+            listener = self.pubsub
+            # No retries inside redis-py (its default: 10, with backoff): python-socketio
+            # already tries twice, reconnecting in between.
+            self.redis_options = {**options, "socket_timeout": PUBLISH_TIMEOUT_SECONDS,
+                                  "retry": Retry(NoBackoff(), 0)}
+            super()._redis_connect()
+            self.pubsub = listener
+        finally:
+            self.redis_options = options
+
+    def _redis_listen_with_retries(self):
+        """python-socketio's listen loop, with the backoff capped at LISTEN_RETRY_CAP_SECONDS."""
+        retry_sleep = 1.0
+        while True:
+            try:
+                self._redis_connect()
+                self.pubsub.subscribe(self.channel)
+                retry_sleep = 1.0
+                yield from self.pubsub.listen()
+            except Exception as exc:
+                log.warning("message queue listener lost Redis (%s: %s); retrying in %.0f s",
+                            type(exc).__name__, exc, retry_sleep)
+                time.sleep(retry_sleep)
+                retry_sleep = min(retry_sleep * 2, LISTEN_RETRY_CAP_SECONDS)
 
 
 class Liveness:
@@ -59,10 +115,14 @@ class Liveness:
         presence: Presence,
         state: SharedState,
         manager: HeartbeatRedisManager | None,
+        app=None,
     ) -> None:
         self.socketio, self.presence, self.state, self.manager = socketio, presence, state, manager
+        self.app = app
         self.running = False
         self._next_presence_beat = 0.0
+        if manager is not None:
+            manager.on_resumed = self._on_resumed
 
     def start(self) -> None:
         """Start the loops; once per worker process, after the server exists."""
@@ -92,9 +152,38 @@ class Liveness:
                         self._next_presence_beat = now + self.presence.ttl / 3
                         self.presence.heartbeat()
                 self.flush_presence()
+            except StateUnavailable as exc:  # expected during a Redis outage: one line, no trace
+                log.warning("background duty skipped: %s", exc)
             except Exception:
                 log.exception("background duty failed; retrying")
             self.socketio.sleep(PRESENCE_FLUSH_SECONDS)
+
+    def _on_resumed(self, silence: float) -> None:
+        log.warning("message queue heard again after %.1f s of silence; "
+                    "re-sending each room's newest message to this worker's sockets", silence)
+        self.socketio.start_background_task(self.resend_newest)
+
+    def resend_newest(self) -> None:
+        """Push each local room's newest message to this worker's own sockets, once.
+
+        Emits from other workers may have been lost while the queue was silent. A client
+        that sees a seq beyond the last it has asks for the gap with `join {since}`; one
+        that already has it drops the copy by seq. One message per room, not a replay.
+        """
+        from ..domain.messages import newest_in_rooms
+        from ..realtime import publish
+
+        rooms = {room for sock in list(self.presence.local.values()) for room in sock.rooms}
+        if not rooms or self.app is None:
+            return
+        try:
+            with self.app.app_context():
+                newest = newest_in_rooms(sorted(rooms))
+        except Exception as exc:  # the database may be down too; the next silence retries
+            log.warning("could not re-send the newest messages: %s", exc)
+            return
+        for room, message in newest.items():
+            publish.message_local(room, message)
 
     def flush_presence(self) -> None:
         from ..realtime import publish

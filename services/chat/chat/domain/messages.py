@@ -112,6 +112,16 @@ def _page(
     return [m.to_dict(room.name) for m in rows], more
 
 
+def newest_in_rooms(room_names: list[str]) -> dict[str, dict]:
+    """The newest message of each named room that has one (no permission check: server use)."""
+    rows = db.session.execute(
+        select(Message, Room.name)
+        .join(Room, Room.id == Message.room_id)
+        .where(Room.name.in_(room_names), Message.seq == Room.last_seq)
+    ).all()
+    return {name: message.to_dict(name) for message, name in rows}
+
+
 def join(
     principal: Principal,
     room_name: str,

@@ -15,6 +15,11 @@ def message(room_name: str, payload: dict) -> None:
     socketio.emit("message", payload, to=channel(room_name))
 
 
+def message_local(room_name: str, payload: dict) -> None:
+    """The message to this worker's sockets in the room only (not through the queue)."""
+    socketio.emit("message", payload, to=channel(room_name), ignore_queue=True)
+
+
 def typing(room_name: str, user: str, skip_sid: str | None) -> None:
     socketio.emit(
         "typing", {"room": room_name, "user": user}, to=channel(room_name), skip_sid=skip_sid

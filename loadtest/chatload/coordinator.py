@@ -23,6 +23,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 import gevent
+from gevent import monkey
 from gevent.event import Event
 from locust.env import Environment
 from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner, WorkerRunner
@@ -207,6 +208,10 @@ class Coordinator:
 
 def install(environment: Environment) -> Coordinator:
     """Create the coordinator of this process and hook it to locust's events."""
+    # python-socketio's client runs its loops and handlers in threads: they must be greenlets
+    # of locust's hub, or they would fight it for the GIL and stall the whole process.
+    if not monkey.is_module_patched("threading"):
+        raise RuntimeError("threading is not monkey-patched: run this file with locust")
     coordinator = Coordinator(environment)
     environment.events.test_start.add_listener(lambda **_: coordinator.on_test_start())
     environment.events.test_stopping.add_listener(lambda **_: coordinator.on_test_stopping())

@@ -10,6 +10,7 @@ are locust's "current" ones, over a sliding window of about 10 s) and the
 from __future__ import annotations
 
 import csv
+import json
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -129,7 +130,16 @@ def _bucket_width(ms: float) -> float:
     return 900
 
 
+def main(prefix: str) -> None:
+    """Draw the PNG, then repeat the run's table so that it is the last thing on screen."""
+    from .report import table
+
+    png = plot(prefix)
+    summary = json.loads(Path(f"{prefix}_chat_summary.json").read_text())
+    print(f"\n=== chat fan-out ({prefix}) ===\n{table(summary)}\nplot: {png}")
+
+
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit(__doc__)
-    print(f"plot: {plot(sys.argv[1])}")
+    main(sys.argv[1])

@@ -1,0 +1,1 @@
+"""Makes the chatload package (beside this file) importable by loadtest/tests."""

@@ -1,0 +1,124 @@
+"""The delivery ledger counts lost and duplicated deliveries by (room, seq), across processes."""
+
+from chatload.ledger import DeliveryLedger, tally
+from chatload.scenario import Scenario, sender_count
+
+
+def joined(ledger: DeliveryLedger, member: str, room: str, baseline: int = 0) -> None:
+    ledger.joining(member, room)
+    ledger.joined(member, room, baseline)
+
+
+def test_every_member_owed_every_seq_after_its_join_and_nothing_missing_counts_zero():
+    ledger = DeliveryLedger()
+    for m in ("a", "b"):
+        joined(ledger, m, "r")
+    for seq in (1, 2, 3):
+        ledger.sent("r", seq)
+        assert ledger.receive("a", "r", seq) is True
+        assert ledger.receive("b", "r", seq) is True
+    t = tally([ledger.summary()])
+    assert (t.owed, t.delivered, t.lost, t.duplicated, t.rooms) == (6, 6, 0, 0, 1)
+
+
+def test_a_gap_and_a_missing_tail_are_lost_and_a_repeat_is_a_duplicate():
+    ledger = DeliveryLedger()
+    joined(ledger, "a", "r")
+    for seq in (1, 2, 3, 4):
+        ledger.sent("r", seq)
+    assert ledger.receive("a", "r", 1) is True
+    assert ledger.receive("a", "r", 3) is True
+    assert ledger.receive("a", "r", 3) is False  # seq 2 and 4 never arrive
+    t = tally([ledger.summary()])
+    assert (t.owed, t.delivered, t.lost, t.duplicated) == (4, 2, 2, 1)
+
+
+def test_history_in_the_join_ack_is_not_owed_live():
+    ledger = DeliveryLedger()
+    ledger.sent("r", 5)
+    joined(ledger, "late", "r", baseline=5)
+    assert ledger.receive("late", "r", 5) is None  # in its history and live: allowed, not counted
+    ledger.sent("r", 6)
+    assert ledger.receive("late", "r", 6) is True
+    t = tally([ledger.summary()])
+    assert (t.owed, t.lost) == (1, 0)
+
+
+def test_deliveries_that_beat_the_join_ack_count_once_the_baseline_is_known():
+    ledger = DeliveryLedger()
+    ledger.joining("a", "r")
+    assert ledger.receive("a", "r", 7) is None
+    assert ledger.receive("a", "r", 8) is None
+    assert ledger.joined("a", "r", baseline=7) == [8]
+    t = tally([ledger.summary()])
+    assert (t.owed, t.delivered, t.lost) == (1, 1, 0)
+
+
+def test_the_last_seq_of_a_room_comes_from_any_process():
+    """The sender's ack lives in one worker, the receivers in another: the tail is still owed."""
+    senders, receivers = DeliveryLedger(), DeliveryLedger()
+    joined(receivers, "b", "r")
+    for seq in (1, 2, 3):
+        senders.sent("r", seq)
+    receivers.receive("b", "r", 1)
+    t = tally([senders.summary(), receivers.summary()])
+    assert (t.owed, t.delivered, t.lost) == (3, 1, 2)
+
+
+def test_a_member_that_leaves_early_is_owed_only_up_to_what_it_last_saw():
+    ledger = DeliveryLedger()
+    joined(ledger, "a", "r")
+    ledger.receive("a", "r", 1)
+    ledger.receive("a", "r", 3)
+    ledger.leave("a")
+    ledger.sent("r", 10)
+    t = tally([ledger.summary()])
+    assert (t.owed, t.delivered, t.lost) == (3, 2, 1)
+
+
+def test_a_member_whose_join_never_succeeded_is_owed_nothing():
+    ledger = DeliveryLedger()
+    ledger.joining("a", "r")
+    ledger.sent("r", 3)
+    assert tally([ledger.summary()]).owed == 0
+
+
+def scenario(**kw) -> Scenario:
+    base = dict(
+        targets=["http://a", "http://b"],
+        room_size=0,
+        senders=5,
+        planned_users=300,
+        rate=4,
+        message_size=128,
+        polling_share=0.0,
+        grace=5,
+        run_id="lt1",
+        password="x" * 8,
+        connect_timeout=10,
+        processes=1,
+    )
+    return Scenario(**{**base, **kw})
+
+
+def test_senders_are_spread_evenly_over_the_planned_users():
+    sc = scenario()
+    assert [i for i in range(300) if sc.is_sender(i)] == [0, 60, 120, 180, 240]
+    sc = scenario(room_size=10, senders=sender_count("10%", 100), planned_users=100)
+    assert [sc.room_of(i) for i in range(100) if sc.is_sender(i)] == [
+        f"lt1-r{r}" for r in range(10)
+    ]
+
+
+def test_rooms_and_transports_follow_the_parameters():
+    assert scenario().room_of(299) == "lt1-all"
+    assert scenario(room_size=10).room_of(25) == "lt1-r2"
+    sc = scenario(polling_share=0.25)
+    assert [sc.transports(i)[0] for i in range(8)].count("polling") == 2
+
+
+def test_sender_count_takes_a_count_or_a_share():
+    assert sender_count("5", 300) == 5
+    assert sender_count("2%", 300) == 6
+    assert sender_count("0.1%", 300) == 1
+    assert sender_count("50", 10) == 10

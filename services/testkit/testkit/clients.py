@@ -96,3 +96,180 @@ class ChatClient:
 
     def close(self) -> None:
         self.sio.disconnect()
+
+
+class RoomFollower:
+    """A client that keeps a complete copy of one room, doing what the contract asks of one.
+
+    - It reconnects by itself, and on every (re)connect joins the room with `since` = the
+      highest seq up to which it holds every message, paging while the ack says `more`.
+    - A live message whose seq is beyond the next one expected triggers the same catch-up.
+    - `send` retries with the same client_id until the message is acknowledged (at-least-once
+      on the wire; the server's (user, client_id) dedup keeps it exactly-once in the room).
+    The copy is keyed by seq, so copies received twice on the wire collapse (`wire_duplicates`
+    counts them) and two different messages under one seq would show up in `conflicts`.
+    """
+
+    def __init__(self, base_url: str, token: str, room: str, *,
+                 transports: list[str] | None = None, name: str = "") -> None:
+        self.room, self.name = room, name
+        self.log: dict[int, dict] = {}
+        self.contiguous = 0  # every seq in 1..contiguous is in the log
+        self.wire_duplicates = 0
+        self.conflicts: list[tuple[dict, dict]] = []
+        self.acked: list[dict] = []
+        self.nodes: list[str] = []  # the node of every session, in order
+        self.connected_at: list[float] = []
+        self.disconnected_at: list[float] = []
+        self.errors: list[str] = []
+        self._synced_connects = 0  # how many connects had their catch-up completed
+        self._lock = threading.Condition()
+        self._sync_wanted = threading.Event()
+        self._closing = False
+        self.sio = socketio.Client(reconnection=True, reconnection_delay=0.5,
+                                   reconnection_delay_max=2, randomization_factor=0.5)
+        self.sio.on("connect", self._on_connect)
+        self.sio.on("disconnect", self._on_disconnect)
+        self.sio.on("session", self._on_session)
+        self.sio.on("message", self._on_message)
+        self._syncer = threading.Thread(target=self._sync_loop, daemon=True,
+                                        name=f"follower-sync-{name or room}")
+        self._syncer.start()
+        self.sio.connect(base_url, auth={"token": token}, transports=transports or ["websocket"],
+                         wait_timeout=10)
+        self.wait_synced(timeout=15)
+
+    # -- events (python-socketio's thread: never block here) --
+
+    def _on_connect(self) -> None:
+        with self._lock:
+            self.connected_at.append(time.monotonic())
+            self._lock.notify_all()
+        self._sync_wanted.set()
+
+    def _on_disconnect(self, reason: Any = None) -> None:
+        with self._lock:
+            self.disconnected_at.append(time.monotonic())
+            self._lock.notify_all()
+
+    def _on_session(self, data: dict) -> None:
+        with self._lock:
+            self.nodes.append(data.get("node"))
+            self._lock.notify_all()
+
+    def _on_message(self, message: dict) -> None:
+        if message.get("room") != self.room:
+            return
+        if self._store([message]):
+            self._sync_wanted.set()
+
+    def _store(self, messages: list[dict]) -> bool:
+        """Record messages; True when one lies beyond a gap (a catch-up is needed)."""
+        with self._lock:
+            for m in messages:
+                held = self.log.get(m["seq"])
+                if held is None:
+                    self.log[m["seq"]] = m
+                elif held["id"] == m["id"]:
+                    self.wire_duplicates += 1
+                else:
+                    self.conflicts.append((held, m))
+            while self.contiguous + 1 in self.log:
+                self.contiguous += 1
+            self._lock.notify_all()
+            return any(m["seq"] > self.contiguous + 1 for m in messages) or (
+                len(self.log) > self.contiguous)
+
+    # -- catch-up, on its own thread --
+
+    def _sync_loop(self) -> None:
+        while not self._closing:
+            if not self._sync_wanted.wait(timeout=0.5):
+                continue
+            self._sync_wanted.clear()
+            try:
+                self._catch_up()
+            except Exception as exc:  # disconnected meanwhile: the next connect retries
+                self.errors.append(f"catch-up: {type(exc).__name__}: {exc}")
+                if self.sio.connected:
+                    time.sleep(0.2)
+                    self._sync_wanted.set()
+
+    def _catch_up(self) -> None:
+        connects = len(self.connected_at)
+        # The connect event fires just before python-socketio marks the client connected.
+        deadline = time.monotonic() + 2
+        while not self.sio.connected:
+            if time.monotonic() > deadline:
+                return  # gone again: the next connect asks for another catch-up
+            time.sleep(0.01)
+        while True:
+            ack = self.sio.call("join", {"room": self.room, "since": self.contiguous},
+                                timeout=10)
+            if not ack.get("ok"):
+                raise RuntimeError(f"join refused: {ack}")
+            self._store(ack["messages"])
+            if not ack.get("more"):
+                break
+        with self._lock:
+            self._synced_connects = connects
+            self._lock.notify_all()
+
+    def wait_synced(self, timeout: float = 10) -> None:
+        """Until the room has been joined (with catch-up) since the latest connect."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while not self.connected_at or self._synced_connects < len(self.connected_at):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{self.name}: not joined after {timeout} s; "
+                                       f"errors: {self.errors[-3:]}")
+                self._lock.wait(left)
+
+    # -- what a test does --
+
+    def send(self, text: str, *, deadline_seconds: float = 30,
+             retry_codes: tuple[str, ...] = ("unavailable",)) -> dict:
+        """Send until acknowledged, retrying with the same client_id; the stored message."""
+        client_id = uuid.uuid4().hex
+        deadline = time.monotonic() + deadline_seconds
+        last: Any = None
+        while time.monotonic() < deadline:
+            if not self.sio.connected:
+                time.sleep(0.05)
+                continue
+            try:
+                ack = self.sio.call("message", {"room": self.room, "text": text,
+                                                "client_id": client_id}, timeout=5)
+            except Exception as exc:  # disconnected or no ack in time: retry, same client_id
+                last = exc
+                continue
+            if ack.get("ok"):
+                with self._lock:
+                    self.acked.append(ack["message"])
+                return ack["message"]
+            last = ack
+            if ack.get("error", {}).get("code") not in retry_codes:
+                raise RuntimeError(f"{self.name}: message refused: {ack}")
+            time.sleep(0.2)
+        raise TimeoutError(f"{self.name}: no ack within {deadline_seconds} s; last: {last}")
+
+    def wait_for_seq(self, seq: int, timeout: float = 10) -> None:
+        """Until every message up to `seq` is in the log."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self.contiguous < seq:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    missing = [s for s in range(1, seq + 1) if s not in self.log]
+                    raise TimeoutError(f"{self.name}: missing seqs {missing[:20]} after "
+                                       f"{timeout} s (errors: {self.errors[-3:]})")
+                self._lock.wait(left)
+
+    def seqs(self) -> list[int]:
+        with self._lock:
+            return sorted(self.log)
+
+    def close(self) -> None:
+        self._closing = True
+        self.sio.disconnect()

@@ -85,6 +85,18 @@ class ManagedProcess:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def tracebacks(self) -> int:
+        """How many Python tracebacks the process has logged so far."""
+        return self.log_text().count("Traceback (most recent call last)")
+
+    def rss_kb(self) -> int:
+        """Resident memory of the process, in KiB (Linux /proc)."""
+        return process_rss_kb(self.pid)
+
+    def open_fds(self) -> int:
+        """Open file descriptors of the process (Linux /proc)."""
+        return process_open_fds(self.pid)
+
     def signal(self, sig: int) -> None:
         if self.alive():
             os.kill(self.proc.pid, sig)
@@ -104,6 +116,19 @@ class ManagedProcess:
                 self.kill()
         self._log.close()
         return self.proc.returncode
+
+
+def process_rss_kb(pid: int) -> int:
+    """Resident memory of a process, in KiB (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def process_open_fds(pid: int) -> int:
+    """Open file descriptors of a process (Linux /proc)."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 class RedisServer(ManagedProcess):
@@ -142,7 +167,19 @@ class RedisServer(ManagedProcess):
         """Stop this server and start a new one on the same port after `down_seconds`."""
         self.stop()
         time.sleep(down_seconds)
+        self.start_again()
+
+    def start_again(self) -> None:
+        """Start a stopped server again on the same port (an empty one: nothing is saved)."""
         self.__init__(self.workdir, self.port)
+
+    def pause(self) -> None:
+        """SIGSTOP: the server hangs; connections stay open and the kernel still accepts new
+        ones, but nothing is answered (a hung server, unlike a stopped one)."""
+        self.signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.signal(signal.SIGCONT)
 
 
 class ChatWorker(ManagedProcess):
@@ -214,6 +251,72 @@ class PostgresDatabase:
         with self._admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
         self._admin.dispose()
+
+
+def _postgres_program(name: str) -> str:
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    if found:
+        return str(found[-1])
+    return require_program(name)
+
+
+class PostgresServer:
+    """A private PostgreSQL server (initdb + pg_ctl into a temporary directory, on a free port).
+
+    Safe to stop and start: it is nobody else's. When run as root, the server runs as the
+    `postgres` system user, since PostgreSQL refuses to run as root.
+    """
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.datadir = workdir / f"pg-{self.port}"
+        self.log_path = workdir / f"pg-{self.port}.log"
+        self._as_user: list[str] = []
+        if os.geteuid() == 0:
+            self._as_user = [shutil.which("setpriv") or "setpriv", "--reuid=postgres",
+                             "--regid=postgres", "--init-groups"]
+        self.datadir.mkdir(parents=True)
+        self.log_path.touch()
+        if self._as_user:
+            shutil.chown(self.datadir, "postgres", "postgres")
+            shutil.chown(self.log_path, "postgres", "postgres")
+        self._run([_postgres_program("initdb"), "-D", str(self.datadir), "-U", "postgres",
+                   "--auth=trust", "-E", "UTF8", "--no-instructions"])
+        self.start()
+        import sqlalchemy as sa
+
+        admin = sa.create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text('CREATE DATABASE "chat"'))
+        admin.dispose()
+
+    def _run(self, argv: list[str]) -> None:
+        subprocess.run(self._as_user + argv, check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, cwd="/tmp", timeout=120)
+
+    @property
+    def admin_url(self) -> str:
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/chat"
+
+    def start(self) -> None:
+        # fsync off: this server holds throw-away test data, and the tests stop it on purpose.
+        options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.datadir} "
+                   "-c fsync=off -c full_page_writes=off")
+        self._run([_postgres_program("pg_ctl"), "-D", str(self.datadir), "-l",
+                   str(self.log_path), "-o", options, "-w", "-t", "60", "start"])
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (pg_ctl signals our own postmaster, by the PID in its data dir)."""
+        if (self.datadir / "postmaster.pid").exists():
+            self._run([_postgres_program("pg_ctl"), "-D", str(self.datadir), "-m", mode,
+                       "-w", "-t", "60", "stop"])
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
 
 
 def temp_dir(prefix: str) -> Path:

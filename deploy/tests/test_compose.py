@@ -1,0 +1,128 @@
+"""docker-compose.yml is valid and runs what the local launcher runs.
+
+No Docker engine runs here, so `docker-compose config` (Debian's docker-compose) validates
+and normalises the file, and the test compares the result with deploy/cluster.py: the same
+worker and migration commands, the same nginx site template with the same upstream
+parameters, and a value for every placeholder of that template.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from cluster import (
+    MIGRATE_COMMAND,
+    NGINX_DIR,
+    REPO_ROOT,
+    WORKER_COMMAND,
+    render_template,
+    upstream_servers,
+)
+
+from testkit.processes import require_program
+
+COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+WORKERS = ["worker1", "worker2", "worker3"]
+
+
+def yaml_interpreter(docker_compose: str) -> str:
+    """The Python that runs docker-compose: it has PyYAML, which our venv does not need."""
+    first_line = Path(docker_compose).read_text(errors="replace").splitlines()[0]
+    assert first_line.startswith("#!"), f"{docker_compose} is not a script: {first_line!r}"
+    return first_line[2:].strip().split()[0]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    """`docker-compose config` of the repository's compose file, as a dict."""
+    docker_compose = require_program("docker-compose")
+    env = {**os.environ, "SECRET_KEY": "compose-config-test"}
+    out = subprocess.run(
+        [docker_compose, "-f", str(COMPOSE_FILE), "config"],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    to_json = "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"
+    parsed = subprocess.run(
+        [yaml_interpreter(docker_compose), "-c", to_json],
+        input=out.stdout,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(parsed.stdout)
+
+
+def test_compose_refuses_to_start_without_a_shared_secret_key():
+    docker_compose = require_program("docker-compose")
+    env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
+    out = subprocess.run(
+        [docker_compose, "-f", str(COMPOSE_FILE), "config", "-q"],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode != 0
+    assert "SECRET_KEY" in out.stderr
+
+
+def test_compose_has_postgres_redis_migrate_three_workers_and_nginx(compose):
+    assert set(compose["services"]) == {"postgres", "redis", "migrate", *WORKERS, "nginx"}
+
+
+def test_workers_run_the_launchers_worker_command_from_one_image(compose):
+    services = compose["services"]
+    for name in WORKERS:
+        worker = services[name]
+        assert worker["command"] == list(WORKER_COMMAND)
+        assert worker["build"]["dockerfile"] == "services/chat/Dockerfile"
+        assert Path(worker["build"]["context"]) == REPO_ROOT
+        assert worker["environment"]["NODE_ID"] == name
+        assert worker["environment"]["AUTO_MIGRATE"] == "0"
+        assert worker["environment"]["DATABASE_URL"].startswith("postgresql://")
+        assert worker["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+        assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert len({services[n]["image"] for n in WORKERS}) == 1
+    assert len({services[n]["environment"]["SECRET_KEY"] for n in WORKERS}) == 1
+
+
+def test_the_image_runs_the_same_worker_command():
+    dockerfile = (REPO_ROOT / "services" / "chat" / "Dockerfile").read_text()
+    cmd = re.search(r"^CMD (\[.*\])$", dockerfile, re.MULTILINE)
+    assert cmd and json.loads(cmd.group(1)) == list(WORKER_COMMAND)
+
+
+def test_migration_runs_once_with_the_launchers_command(compose):
+    migrate = compose["services"]["migrate"]
+    assert migrate["command"] == list(MIGRATE_COMMAND)
+    assert migrate["image"] == compose["services"]["worker1"]["image"]
+    assert migrate["restart"] == "no"
+
+
+def test_nginx_uses_the_same_site_template_and_upstream_parameters(compose):
+    nginx = compose["services"]["nginx"]
+    mounts = {v.split(":")[1]: Path(v.split(":")[0]) for v in nginx["volumes"]}
+    assert mounts["/etc/nginx/templates"] == NGINX_DIR / "templates"
+    env = nginx["environment"]
+    assert env["CHAT_UPSTREAM_SERVERS"] == upstream_servers([f"{w}:5000" for w in WORKERS])
+    # Every placeholder of the site template has a value, so the image's envsubst leaves
+    # none behind (render_template raises on a missing one).
+    template = (NGINX_DIR / "templates" / "chat.conf.template").read_text()
+    rendered = render_template(template, env)
+    assert "${" not in rendered
+    assert f"listen {env['CHAT_LISTEN']};" in rendered
+    assert nginx["ports"][0]["target"] == int(env["CHAT_LISTEN"])
+    # Only nginx is reachable from outside the compose network.
+    assert [name for name, s in compose["services"].items() if s.get("ports")] == ["nginx"]

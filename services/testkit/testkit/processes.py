@@ -267,19 +267,22 @@ class PostgresServer:
     `postgres` system user, since PostgreSQL refuses to run as root.
     """
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
-        self.datadir = workdir / f"pg-{self.port}"
-        self.log_path = workdir / f"pg-{self.port}.log"
+        # Its own directory under /tmp: pytest's tmp_path is private to root, and the
+        # server may have to run as another user.
+        self.root = temp_dir("chat-pg-")
+        self.datadir = self.root / "data"
+        self.log_path = self.root / "postgres.log"
         self._as_user: list[str] = []
         if os.geteuid() == 0:
             self._as_user = [shutil.which("setpriv") or "setpriv", "--reuid=postgres",
                              "--regid=postgres", "--init-groups"]
-        self.datadir.mkdir(parents=True)
+        self.datadir.mkdir()
         self.log_path.touch()
         if self._as_user:
-            shutil.chown(self.datadir, "postgres", "postgres")
-            shutil.chown(self.log_path, "postgres", "postgres")
+            for path in (self.root, self.datadir, self.log_path):
+                shutil.chown(path, "postgres", "postgres")
         self._run([_postgres_program("initdb"), "-D", str(self.datadir), "-U", "postgres",
                    "--auth=trust", "-E", "UTF8", "--no-instructions"])
         self.start()
@@ -317,6 +320,11 @@ class PostgresServer:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def remove(self) -> None:
+        """Stop the server at once and delete its directory."""
+        self.stop(mode="immediate")
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def temp_dir(prefix: str) -> Path:

@@ -501,7 +501,10 @@ def require_program(name: str) -> str:
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Could a server listen on `port` now? (Connections of a stopped one in TIME_WAIT do not
+    count: every server here sets SO_REUSEADDR, so does this check.)"""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:

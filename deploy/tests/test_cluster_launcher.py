@@ -1,0 +1,169 @@
+"""The launcher behind `make cluster`, `make cluster-up` and `make cluster-down`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cluster as launcher
+import pytest
+import requests
+from cluster import Cluster, ClusterError, free_port_block, port_is_free
+
+from testkit.clients import ChatClient, register
+
+LAUNCHER = launcher.REPO_ROOT / "deploy" / "cluster.py"
+
+
+def run_launcher(
+    command: str, run_dir: Path, http_port: int, workers: int = 2, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "WORKERS": str(workers),
+        "HTTP_PORT": str(http_port),
+        "CLUSTER_DIR": str(run_dir),
+        "REDIS_URL": "",
+        "DATABASE_URL": "",
+    }
+    return subprocess.run(
+        [sys.executable, str(LAUNCHER), command],
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+        cwd=launcher.REPO_ROOT,
+    )
+
+
+def recorded_processes(run_dir: Path) -> list[dict]:
+    return json.loads((run_dir / launcher.STATE_FILE).read_text())["processes"]
+
+
+def running(entry: dict) -> bool:
+    return launcher._pid_runs(entry)
+
+
+def test_up_returns_when_everything_answers_and_down_stops_every_process(tmp_path):
+    run_dir, port = tmp_path / "cluster", free_port_block(3)
+
+    up = run_launcher("up", run_dir, port)
+    assert up.returncode == 0, up.stderr
+    assert f"ready at http://127.0.0.1:{port}" in up.stdout
+    processes = recorded_processes(run_dir)
+    assert [p["name"] for p in processes] == ["redis", "worker-1", "worker-2", "nginx"]
+    try:
+        # Ready means ready: nginx and every worker (on HTTP_PORT+1, +2) answer at once.
+        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+        for i in (1, 2):
+            r = requests.get(f"http://127.0.0.1:{port + i}/healthz", timeout=5)
+            assert r.status_code == 200 and r.json()["node"] == f"worker-{i}"
+        # One SQLite file for all, in WAL mode so readers never wait for the writer.
+        with sqlite3.connect(run_dir / "data" / "chat.db") as db:
+            assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        # A second `up` on the same run directory refuses instead of starting a twin.
+        again = run_launcher("up", run_dir, port)
+        assert again.returncode == 1 and "already runs" in again.stdout
+        status = run_launcher("status", run_dir, port)
+        assert "worker-2" in status.stdout and "nginx" in status.stdout
+    finally:
+        down = run_launcher("down", run_dir, port)
+    assert down.returncode == 0, down.stderr
+    assert not any(running(p) for p in processes)
+    assert all(port_is_free(port + i) for i in range(3))
+    assert "no cluster runs" in run_launcher("down", run_dir, port).stdout
+
+
+def test_foreground_cluster_stops_everything_it_started_on_sigterm(tmp_path):
+    run_dir, port = tmp_path / "cluster", free_port_block(3)
+    env = {
+        **os.environ,
+        "WORKERS": "2",
+        "HTTP_PORT": str(port),
+        "CLUSTER_DIR": str(run_dir),
+        "REDIS_URL": "",
+        "DATABASE_URL": "",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, str(LAUNCHER), "run"],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=launcher.REPO_ROOT,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        lines = []
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line, "launcher exited early:\n" + "".join(lines)
+            lines.append(line)
+            if "ready at" in line:
+                break
+        processes = recorded_processes(run_dir)
+        assert len(processes) == 4 and all(running(p) for p in processes)
+        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+
+        proc.send_signal(signal.SIGTERM)  # what Ctrl-C does too (SIGINT), as a supervisor would
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not any(running(p) for p in processes)
+    assert not (run_dir / launcher.STATE_FILE).exists()
+
+
+@pytest.mark.parametrize("program", ["nginx", "redis-server"])
+def test_a_missing_program_is_named_with_the_way_to_install_it(
+    tmp_path, monkeypatch, capsys, program
+):
+    real_which = launcher.shutil.which
+    monkeypatch.setattr(
+        launcher.shutil,
+        "which",
+        lambda name, **kw: None if name == program else real_which(name, **kw),
+    )
+    monkeypatch.setenv("HTTP_PORT", str(free_port_block(4)))
+    monkeypatch.delenv("REDIS_URL", raising=False)
+
+    assert launcher.main(["up", "--dir", str(tmp_path / "cluster")]) == 1
+
+    err = capsys.readouterr().err
+    assert f"{program} is not installed" in err and "make system-deps" in err
+
+
+def test_a_busy_port_is_reported_before_anything_starts(tmp_path):
+    port = free_port_block(4)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", port + 2))  # where worker 2 would listen
+        busy.listen()
+        cluster = Cluster(tmp_path / "cluster", workers=3, http_port=port)
+        with pytest.raises(ClusterError, match=f"port\\(s\\) {port + 2} already in use"):
+            cluster.start()
+    assert cluster.processes() == []
+
+
+def test_workers_share_one_postgresql_database_and_one_secret_key(start_cluster, postgres_url):
+    cluster = start_cluster(workers=2, database_url=postgres_url)
+    worker_1, worker_2 = cluster.workers
+    user, token = register(worker_1.url)  # account created through worker 1 ...
+    client = ChatClient(worker_2.url, token)  # ... token accepted by worker 2
+    try:
+        assert client.wait_for("session") == {"user": user, "node": worker_2.node_id}
+        assert client.send("general", "stored in PostgreSQL")["ok"] is True
+    finally:
+        client.close()
+    r = requests.get(
+        f"{worker_1.url}/api/rooms/general/messages",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert [m["text"] for m in r.json()["messages"]][-1:] == ["stored in PostgreSQL"]

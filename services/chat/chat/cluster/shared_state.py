@@ -120,7 +120,7 @@ class RedisState:
         # Short timeouts and a single retry, on a broken connection only (what a restarted
         # Redis leaves in the pool): redis-py's default of 10 retries with backoff would hold a
         # handler for seconds while Redis is down.
-        self.redis = redis.Redis.from_url(
+        self.redis = redis_client(
             url,
             socket_timeout=REDIS_CALL_TIMEOUT_SECONDS,
             socket_connect_timeout=REDIS_CALL_TIMEOUT_SECONDS,
@@ -182,6 +182,24 @@ class RedisState:
     @_unavailable_on_redis_error
     def ping(self) -> bool:
         return bool(self.redis.ping())
+
+
+def redis_client(url: str, **options) -> redis.Redis:
+    """A client for REDIS_URL, read the way the message queue reads it.
+
+    `redis+sentinel://[:password@]host1:port1,host2:port2/db/service` asks the Sentinels for
+    the current master (and again after a failover), exactly as python-socketio's RedisManager
+    does with the same URL; any other URL goes to redis-py's from_url.
+    """
+    if url.startswith("redis+sentinel://"):
+        from redis.sentinel import Sentinel
+        from socketio.redis_manager import parse_redis_sentinel_url
+
+        sentinels, service, connection = parse_redis_sentinel_url(url)
+        # The connection options apply to the master's connections; "socketio" is the
+        # RedisManager's default channel, which it also takes as the default service name.
+        return Sentinel(sentinels, **options, **connection).master_for(service or "socketio")
+    return redis.Redis.from_url(url, **options)
 
 
 def make_state(redis_url: str | None) -> SharedState:

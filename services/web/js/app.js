@@ -72,7 +72,9 @@ export class ChatApp {
       this.refreshRooms();
     });
     s.on("disconnect", () => {
-      for (const room of this.rooms.values()) room.joined = false;
+      // Who is online is unknown until the re-join brings a fresh list.
+      for (const room of this.rooms.values()) Object.assign(room, { joined: false, online: [] });
+      if (this.current) this.#renderOnline();
       this.#setConnection(navigator.onLine ? "reconnecting" : "offline");
     });
     s.on("connect_error", (err) => {
@@ -349,6 +351,7 @@ export class ChatApp {
     sessionStorage.setItem("chat.room", name);
     this.el.timeline.replaceChildren(room.timeline.el);
     this.el.text.value = room.draft;
+    this.el.text.placeholder = `Message #${room.name}`;
     this.#autosize();
     if (room.scrollTop === null) this.#scrollToBottom();
     else this.el.timeline.scrollTop = room.scrollTop;
@@ -472,8 +475,12 @@ export class ChatApp {
   }
 
   #showSidebar(show) {
+    const wasOpen = this.el.sidebar.classList.contains("open");
     this.el.sidebar.classList.toggle("open", show);
     this.el.toggle.setAttribute("aria-expanded", String(show));
+    // Keyboard users land in the drawer they opened, and back on its button when it closes.
+    if (show && !wasOpen) this.el.roomList.querySelector('[aria-current="true"]')?.focus();
+    if (!show && wasOpen && this.el.sidebar.contains(document.activeElement)) this.el.toggle.focus();
   }
 
   #apiFailed(err) {
@@ -489,6 +496,9 @@ export class ChatApp {
     });
     this.el.toggle.addEventListener("click", () => {
       this.#showSidebar(!this.el.sidebar.classList.contains("open"));
+    });
+    this.el.sidebar.addEventListener("keydown", (e) => {
+      if (e.key === "Escape") this.#showSidebar(false);
     });
     $("composer").addEventListener("submit", (e) => {
       e.preventDefault();

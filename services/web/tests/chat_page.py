@@ -130,5 +130,5 @@ class ChatPage:
     def screenshot(self, name: str) -> Path:
         width = self.page.viewport_size["width"]
         path = self.screenshots / f"{name}-{width}px.png"
-        self.page.screenshot(path=str(path))
+        self.page.screenshot(path=str(path), animations="disabled")
         return path

@@ -90,6 +90,7 @@ def test_scroll_back_through_history_and_switching_rooms_keeps_place_and_draft(
     bob.expect_texts(texts)
     expect(bob.page.locator(".history-edge")).to_have_text("This is the beginning of #archive.")
     assert [m["seq"] for m in bob.shown()] == list(range(1, 121))
+    expect(bob.page.locator("#online")).to_have_text("1 online: bob")
     bob.screenshot("history")
 
     # Leave half-way up with a half-written message, talk elsewhere, come back.
@@ -154,6 +155,7 @@ def test_markup_in_messages_is_shown_as_text_and_never_runs(open_chat, user, cha
 
     alice.send(XSS_PAYLOADS[0])  # through the page, live to bob
     alice.send(XSS_PAYLOADS[1])
+    alice.expect_all_confirmed()  # so the server orders hers before carol's
     post(chat_server.url, carol_token, "general", XSS_PAYLOADS[2])  # through REST, pushed live
     for page in (alice, bob):
         page.expect_texts(XSS_PAYLOADS)

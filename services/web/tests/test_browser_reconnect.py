@@ -30,6 +30,7 @@ def test_server_restart_loses_no_message_and_shows_none_twice(open_chat, user, c
     chat_server.stop()
     for page in (alice, bob):
         page.expect_connection("reconnecting")
+        expect(page.page.locator("#online")).to_have_text("")  # unknown while disconnected
     # Typed while the server is down: shown at once as pending, in the order typed.
     during = [f"while down {n}" for n in range(1, 4)]
     for text in during:
@@ -41,6 +42,7 @@ def test_server_restart_loses_no_message_and_shows_none_twice(open_chat, user, c
     chat_server.start_again()  # same port, same database
     for page in (alice, bob):
         page.expect_connection("connected")
+        expect(page.page.locator("#online")).to_have_text("2 online: alice, bob")
     alice.expect_all_confirmed()
     for page in (alice, bob):
         page.expect_texts(["before the restart", *during])

@@ -4,12 +4,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import requests
 from playwright.sync_api import Locator, Page, expect
 
 from testkit.clients import DEFAULT_PASSWORD
 
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 360, "height": 740}
+
+
+def api_post(base_url: str, token: str, path: str, body: dict) -> dict:
+    """What another person does without a browser: a REST call of the public API."""
+    r = requests.post(
+        f"{base_url}/api{path}", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+    r.raise_for_status()
+    return r.json()
+
+
+def api_say(base_url: str, token: str, room: str, text: str) -> dict:
+    """Someone posts a message over REST; the server pushes it to the room's sockets."""
+    return api_post(base_url, token, f"/rooms/{room}/messages", {"text": text})
 
 
 class ChatPage:
@@ -26,8 +41,9 @@ class ChatPage:
 
     # ---- account ----
 
-    def log_in(self, username: str, password: str = DEFAULT_PASSWORD, *,
-               register: bool = False) -> None:
+    def log_in(
+        self, username: str, password: str = DEFAULT_PASSWORD, *, register: bool = False
+    ) -> None:
         self.page.get_by_label("Username", exact=True).fill(username)
         self.page.get_by_label("Password", exact=True).fill(password)
         name = "Register" if register else "Log in"
@@ -59,8 +75,9 @@ class ChatPage:
         self.room_button(room).click()
         expect(self.page.locator("#room-title")).to_contain_text(f"#{room}")
 
-    def create_room(self, name: str, *, private: bool = False,
-                    members: list[str] | None = None) -> None:
+    def create_room(
+        self, name: str, *, private: bool = False, members: list[str] | None = None
+    ) -> None:
         self.show_rooms()
         self.page.locator("#new-room summary").click()
         self.page.get_by_label("Name", exact=True).fill(name)

@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 import pytest
-import requests
-from chat_page import PHONE
+from chat_page import PHONE, api_post, api_say
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.e2e
-
-
-def post(base_url: str, token: str, room: str, text: str) -> dict:
-    r = requests.post(f"{base_url}/api/rooms/{room}/messages", json={"text": text},
-                      headers={"Authorization": f"Bearer {token}"}, timeout=10)
-    r.raise_for_status()
-    return r.json()
 
 
 def test_two_people_see_each_other_typing_and_talking(open_chat, user):
@@ -68,11 +60,10 @@ def test_scroll_back_through_history_and_switching_rooms_keeps_place_and_draft(
     open_chat, user, chat_server
 ):
     _, carol_token = user("carol")
-    requests.post(f"{chat_server.url}/api/rooms", json={"name": "archive"},
-                  headers={"Authorization": f"Bearer {carol_token}"}, timeout=10).raise_for_status()
+    api_post(chat_server.url, carol_token, "/rooms", {"name": "archive"})
     texts = [f"old message {n}" for n in range(1, 121)]
     for text in texts:
-        post(chat_server.url, carol_token, "archive", text)
+        api_say(chat_server.url, carol_token, "archive", text)
 
     bob = open_chat()
     bob.log_in(user("bob")[0])
@@ -156,7 +147,7 @@ def test_markup_in_messages_is_shown_as_text_and_never_runs(open_chat, user, cha
     alice.send(XSS_PAYLOADS[0])  # through the page, live to bob
     alice.send(XSS_PAYLOADS[1])
     alice.expect_all_confirmed()  # so the server orders hers before carol's
-    post(chat_server.url, carol_token, "general", XSS_PAYLOADS[2])  # through REST, pushed live
+    api_say(chat_server.url, carol_token, "general", XSS_PAYLOADS[2])  # through REST, pushed live
     for page in (alice, bob):
         page.expect_texts(XSS_PAYLOADS)
 
@@ -168,5 +159,69 @@ def test_markup_in_messages_is_shown_as_text_and_never_runs(open_chat, user, cha
     for page in (alice, bob, dave):
         assert page.page.evaluate("window.__pwned") is None
         assert page.errors == []  # no alert, no uncaught error
-        expect(page.page.locator("#timeline img, #timeline script, #timeline svg, #timeline b")) \
-            .to_have_count(0)
+        expect(
+            page.page.locator("#timeline img, #timeline script, #timeline svg, #timeline b")
+        ).to_have_count(0)
+
+
+FOCUS_DESCRIPTION = """() => {
+    const el = document.activeElement;
+    const style = getComputedStyle(el);
+    return {
+        what: el.id || el.dataset.room || el.textContent.trim().slice(0, 20),
+        outlined: style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) >= 2,
+    };
+}"""
+
+
+def test_keyboard_alone_is_enough_and_the_session_lasts_until_log_out(open_chat, user, chat_server):
+    name, token = user("kim")
+    api_post(chat_server.url, token, "/rooms", {"name": "lobby"})
+    page = open_chat()
+    keys = page.page.keyboard
+    # The username field has focus on arrival; Tab to the password, Enter logs in.
+    keys.type(name)
+    keys.press("Tab")
+    keys.type("correct horse battery")
+    keys.press("Enter")
+    page.expect_connection("connected")
+    expect(page.composer).to_be_focused()
+
+    # Walk the page with Tab from the skip link: every stop visibly focused, in reading order.
+    page.page.locator(".skip-link").focus()
+    stops = [page.page.evaluate(FOCUS_DESCRIPTION)]
+    for _ in range(7):
+        keys.press("Tab")
+        stops.append(page.page.evaluate(FOCUS_DESCRIPTION))
+    assert [s["what"] for s in stops] == [
+        "Skip to message box",
+        "logout",
+        "general",
+        "lobby",
+        "New room",
+        "timeline",
+        "composer-text",
+        "Send",
+    ]
+    assert all(s["outlined"] for s in stops), stops
+
+    # Choose a room from the list with the keyboard, write two lines, send with Enter.
+    page.room_button("lobby").focus()
+    keys.press("Enter")
+    expect(page.page.locator("#room-title")).to_contain_text("#lobby")
+    page.composer.focus()
+    keys.type("typed")
+    keys.press("Shift+Enter")
+    keys.type("without a mouse")
+    keys.press("Enter")
+    page.expect_texts(["typed\nwithout a mouse"])
+    page.expect_all_confirmed()
+
+    page.page.reload()  # the token lives for the tab's session
+    page.expect_connection("connected")
+    expect(page.page.locator("#room-title")).to_contain_text("#lobby")
+    page.expect_texts(["typed\nwithout a mouse"])
+    page.log_out()
+    assert page.page.evaluate("sessionStorage.getItem('chat.token')") is None
+    page.page.reload()
+    expect(page.page.get_by_label("Username", exact=True)).to_be_visible()

@@ -5,18 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-import requests
-from chat_page import PHONE
+from chat_page import PHONE, api_say
 from playwright.sync_api import WebSocketRoute, expect
 
 pytestmark = pytest.mark.e2e
-
-
-def post(base_url: str, token: str, room: str, text: str) -> dict:
-    r = requests.post(f"{base_url}/api/rooms/{room}/messages", json={"text": text},
-                      headers={"Authorization": f"Bearer {token}"}, timeout=10)
-    r.raise_for_status()
-    return r.json()
 
 
 def test_server_restart_loses_no_message_and_shows_none_twice(open_chat, user, chat_server):
@@ -72,7 +64,7 @@ def test_offline_reader_catches_up_and_offline_writer_is_delivered_once(
         alice.send(text)
     alice.expect_all_confirmed()  # so the server orders hers before carol's
     for text in missed[3:]:
-        post(chat_server.url, carol_token, "general", text)
+        api_say(chat_server.url, carol_token, "general", text)
     bob.send("bob wrote this offline")  # pending until bob is back
     expect(bob.page.locator("#timeline .message.pending")).to_have_count(1)
     alice.expect_texts(["first", *missed])
@@ -113,10 +105,10 @@ def test_a_message_lost_on_a_live_connection_is_fetched_when_seq_jumps(
     bob.goto()  # reload so the page's socket goes through the route
     bob.log_in(user("bob")[0])
     _, carol_token = user("carol")
-    post(chat_server.url, carol_token, "general", "one")
+    api_say(chat_server.url, carol_token, "general", "one")
     bob.expect_texts(["one"])
-    post(chat_server.url, carol_token, "general", "lost in transit")
-    post(chat_server.url, carol_token, "general", "three")
+    api_say(chat_server.url, carol_token, "general", "lost in transit")
+    api_say(chat_server.url, carol_token, "general", "three")
     bob.expect_texts(["one", "lost in transit", "three"])
     assert dropped, "the push of message 2 was not intercepted, so the test proved nothing"
     assert len(sockets) == 1, "the page reconnected: this test is about a live connection"

@@ -116,6 +116,17 @@ def test_private_room_is_visible_to_members_only(open_chat, user):
     expect(bob.unread_badge("secret")).to_have_text("1")
     bob.open_room("secret")
     bob.expect_texts(["only for bob"])
+    # Away in another room, bob sees new messages counted live (the phone's Rooms button too).
+    bob.open_room("general")
+    alice.send("are you there?")
+    expect(bob.page.locator("#rooms-toggle-unread")).to_have_text("1")
+    bob.show_rooms()
+    expect(bob.unread_badge("secret")).to_have_text("1")
+    bob.screenshot("unread-in-drawer")
+    bob.open_room("secret")
+    bob.expect_texts(["only for bob", "are you there?"])
+    expect(bob.unread_badge("secret")).to_have_count(0)
+    expect(bob.page.locator("#rooms-toggle-unread")).to_be_hidden()
 
     eve = open_chat()
     eve.log_in(eve_name)

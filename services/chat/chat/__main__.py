@@ -8,7 +8,7 @@ import logging  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
 
-from chat import create_app  # noqa: E402
+from chat import create_app, serving  # noqa: E402
 from chat.extensions import socketio  # noqa: E402
 
 log = logging.getLogger("chat")
@@ -19,11 +19,15 @@ def main() -> None:
     cfg = app.config
     liveness = app.extensions["chat.liveness"]
     liveness.start()
+    drain = serving.Drain(socketio, on_exit=liveness.stop, seconds=cfg["DRAIN_SECONDS"])
+    app.wsgi_app = drain.wsgi_middleware(app.wsgi_app)
 
     def on_sigterm(signum, frame):
-        log.info("SIGTERM: stopping worker %s", cfg["NODE_ID"])
-        liveness.stop()
-        raise SystemExit(0)
+        if mode == "threading":  # the development server cannot drain: stop at once
+            log.info("SIGTERM: stopping worker %s", cfg["NODE_ID"])
+            liveness.stop()
+            raise SystemExit(0)
+        drain.begin()
 
     signal.signal(signal.SIGTERM, on_sigterm)
     log.info(
@@ -35,14 +39,7 @@ def main() -> None:
         cfg["SQLALCHEMY_DATABASE_URI"].split("://", 1)[0],
         "yes" if cfg["REDIS_URL"] else "no",
     )
-    access_log = os.environ.get("ACCESS_LOG", "0") == "1"
-    socketio.run(
-        app,
-        host=cfg["HOST"],
-        port=cfg["PORT"],
-        log_output=access_log,
-        allow_unsafe_werkzeug=mode == "threading",
-    )
+    serving.serve(app, socketio, mode, drain, access_log=os.environ.get("ACCESS_LOG", "0") == "1")
 
 
 if __name__ == "__main__":

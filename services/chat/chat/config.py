@@ -84,6 +84,10 @@ class Config:
         self.PRESENCE_TTL_SECONDS = _env_int("PRESENCE_TTL_SECONDS", 15)
         # Enough sockets for a person's browser tabs and phone; not enough to exhaust a worker.
         self.MAX_CONNECTIONS_PER_USER = _env_int("MAX_CONNECTIONS_PER_USER", 20)
+        # SIGTERM drains: clients are sent elsewhere at once, then handlers in flight get this
+        # long to finish. Storing a message takes milliseconds; 10 s is far inside the 30 s a
+        # process manager usually waits before SIGKILL.
+        self.DRAIN_SECONDS = _env_int("DRAIN_SECONDS", 10)
         self.WEB_ROOT = os.environ.get("WEB_ROOT") or str(
             Path(__file__).resolve().parents[2] / "web"
         )

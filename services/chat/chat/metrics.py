@@ -35,6 +35,11 @@ http_requests = Counter(
     ["endpoint", "status"],
     registry=registry,
 )
+handlers_in_progress = Gauge(
+    "chat_handlers_in_progress",
+    "HTTP requests (WebSocket connections included) and Socket.IO event handlers running now",
+    registry=registry,
+)
 mq_heartbeat_age = Gauge(
     "chat_mq_heartbeat_age_seconds",
     "Seconds since this worker last heard its own heartbeat through the message queue",

@@ -42,6 +42,7 @@ def event(name: str, schema: type[BaseModel] | None) -> Callable[[Handler], Hand
         @wraps(fn)
         def handler(self: ChatNamespace, data: Any = None, *_extra: Any) -> dict:
             metrics.events_received.labels(name).inc()
+            metrics.handlers_in_progress.inc()  # a drain waits for these
             started = perf_counter()
             try:
                 principal = self.principals.get(request.sid)
@@ -61,6 +62,7 @@ def event(name: str, schema: type[BaseModel] | None) -> Callable[[Handler], Hand
                     log.warning("%s refused: %s (%s)", name, err.message, type(exc).__name__)
             finally:
                 metrics.handler_seconds.labels(name).observe(perf_counter() - started)
+                metrics.handlers_in_progress.dec()
             db.session.rollback()
             metrics.events_refused.labels(name, err.code).inc()
             return error_ack(err)

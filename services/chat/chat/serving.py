@@ -1,0 +1,156 @@
+"""How a worker process serves: its web server and the drain on SIGTERM.
+
+With green.py, the one place that knows gevent and eventlet by name. `python -m chat` builds
+the server here instead of calling `socketio.run`, for a drain on SIGTERM (see Drain).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+
+from flask import Flask
+
+from . import metrics
+
+log = logging.getLogger(__name__)
+
+# How often the drain looks whether the last handlers have finished.
+_DRAIN_POLL_SECONDS = 0.05
+
+
+class Drain:
+    """SIGTERM: let the clients move to another worker, finish what is in flight, exit.
+
+    1. Close the listening socket: new connections are refused, so nginx sends them (and
+       the reconnects below) to another worker at once.
+    2. Mark every response `Connection: close` and refuse new Engine.IO sessions (503), so
+       connections nginx keeps alive to this worker carry no new sessions here.
+    3. Close every Engine.IO socket's transport without an Engine.IO CLOSE packet, as a
+       dying process would but while this one still runs: Socket.IO clients treat a lost
+       transport as a reason to reconnect (the JavaScript client also reconnects after a
+       CLOSE packet, python-socketio's does not; a Socket.IO DISCONNECT packet would stop
+       both from reconnecting). They come back through nginx on another worker and catch
+       up by seq.
+    4. Wait until no request or event handler is running (a send being stored is acked,
+       or retried by its client with the same client_id), at most `seconds`, then exit 0.
+    """
+
+    def __init__(self, socketio, on_exit: Callable[[], None], seconds: float) -> None:
+        self.socketio, self.on_exit, self.seconds = socketio, on_exit, seconds
+        self.close_listener: Callable[[], None] = lambda: None
+        self.draining = False
+
+    def begin(self) -> None:
+        """Start draining (idempotent); safe to call from a signal handler."""
+        if not self.draining:
+            self.draining = True
+            self.socketio.start_background_task(self._run)
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        try:
+            self.close_listener()
+        except Exception:
+            log.exception("drain: closing the listener failed")
+        eio = self.socketio.server.eio
+        sockets = list(eio.sockets.items())
+        log.info("SIGTERM: draining: listener closed; closing %d client transports so the "
+                 "clients reconnect to another worker", len(sockets))
+        for sid, sock in sockets:
+            try:
+                sock.close(wait=False, abort=True, reason=eio.reason.SERVER_DISCONNECT)
+            except Exception:
+                log.exception("drain: closing socket %s failed", sid)
+            eio.sockets.pop(sid, None)
+        deadline = started + self.seconds
+        busy = in_progress()
+        while busy > 0 and time.monotonic() < deadline:
+            self.socketio.sleep(_DRAIN_POLL_SECONDS)
+            busy = in_progress()
+        log.info("SIGTERM: drained %d sockets in %.2f s (%d handlers still running); exiting",
+                 len(sockets), time.monotonic() - started, busy)
+        self.on_exit()
+        logging.shutdown()
+        os._exit(0)
+
+    def wsgi_middleware(self, wsgi_app):
+        """Count requests in flight; while draining, close connections and refuse sessions.
+
+        The result is passed through untouched (eventlet recognises a WebSocket response by
+        identity). A WebSocket or long-poll request runs inside the call, a REST response is
+        computed there: counting the call counts what the drain must wait for.
+        """
+
+        def app(environ: dict, start_response):
+            if self.draining:
+                if _opens_engineio_session(environ):
+                    start_response("503 Service Unavailable", [
+                        ("Content-Type", "text/plain"), ("Connection", "close"),
+                        ("Retry-After", "1")])
+                    return [b"this worker is shutting down; reconnect"]
+                start_response = _closing(start_response)
+            metrics.handlers_in_progress.inc()
+            try:
+                return wsgi_app(environ, start_response)
+            finally:
+                metrics.handlers_in_progress.dec()
+
+        return app
+
+
+def _closing(start_response):
+    def closing_start_response(status, headers, exc_info=None):
+        headers = [(k, v) for k, v in headers if k.lower() != "connection"]
+        return start_response(status, [*headers, ("Connection", "close")], exc_info)
+
+    return closing_start_response
+
+
+def in_progress() -> int:
+    """Requests and Socket.IO event handlers running right now in this worker."""
+    return int(metrics.registry.get_sample_value("chat_handlers_in_progress") or 0)
+
+
+def _opens_engineio_session(environ: dict) -> bool:
+    return environ.get("PATH_INFO", "").startswith("/socket.io") and \
+        "sid=" not in environ.get("QUERY_STRING", "")
+
+
+def serve(app: Flask, socketio, mode: str, drain: Drain, access_log: bool) -> None:
+    """Serve until drained (the drain ends the process); threading mode runs Werkzeug."""
+    cfg = app.config
+    host, port = cfg["HOST"], cfg["PORT"]
+    if mode == "gevent":
+        server = _gevent_server(app, socketio, host, port, cfg["MAX_HTTP_BUFFER_SIZE"],
+                                access_log)
+        drain.close_listener = server.close
+        server.serve_forever()
+    elif mode == "eventlet":
+        import eventlet
+        import eventlet.wsgi
+
+        listener = eventlet.listen((host, port))
+        drain.close_listener = listener.close
+        try:
+            eventlet.wsgi.server(listener, app, log_output=access_log)
+        except OSError:
+            if not drain.draining:
+                raise
+    else:  # development only: no drain, SIGTERM ends the process at once
+        socketio.run(app, host=host, port=port, log_output=access_log,
+                     allow_unsafe_werkzeug=True)
+        return
+    while True:  # the listener is closed: the drain finishes and exits the process
+        socketio.sleep(1)
+
+
+def _gevent_server(app: Flask, socketio, host: str, port: int, max_message_bytes: int,
+                   access_log: bool):
+    from gevent import pywsgi
+    from geventwebsocket.handler import WebSocketHandler
+
+    return pywsgi.WSGIServer((host, port), app, handler_class=WebSocketHandler,
+                             log="default" if access_log else None)

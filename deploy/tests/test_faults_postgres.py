@@ -54,13 +54,19 @@ def test_database_outage_refuses_sends_and_recovers(private_postgres, start_work
         ack = sender.send(room, f"during {i}", client_id=f"during-{i}-{room}")
         refusal_seconds.append(time.monotonic() - started)
         refused.append(ack)
-    assert all(ack == {"ok": False, "error": {"code": "unavailable", "message": ack["error"][
-        "message"]}} for ack in refused), refused
+    assert all(
+        ack == {"ok": False, "error": {"code": "unavailable", "message": ack["error"]["message"]}}
+        for ack in refused
+    ), refused
     assert max(refusal_seconds) < REFUSAL_BOUND_SECONDS
     join = sender.join(room, since=0)
     assert join["ok"] is False and join["error"]["code"] == "unavailable", join
-    r = requests.post(f"{worker.url}/api/rooms/{room}/messages", json={"text": "rest during"},
-                      headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    r = requests.post(
+        f"{worker.url}/api/rooms/{room}/messages",
+        json={"text": "rest during"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
     assert r.status_code == 503 and r.json()["error"]["code"] == "unavailable", r.text
     health = requests.get(worker.url + "/healthz", timeout=10)
     assert health.status_code == 503 and health.json()["checks"]["database"]["ok"] is False
@@ -82,8 +88,10 @@ def test_database_outage_refuses_sends_and_recovers(private_postgres, start_work
     assert [m["text"] for m in history] == ["before 0", "before 1", "before 2", "after"]
     assert watcher.seqs() == [1, 2, 3, 4]
     assert worker.alive()
-    print(f"\npostgres down {up_at - down_at:.1f} s: sends refused 'unavailable' in max "
-          f"{max(refusal_seconds) * 1000:.0f} ms; first send acked {recovered_after:.2f} s "
-          f"after postgres was back; worker log tracebacks {worker.tracebacks()}")
+    print(
+        f"\npostgres down {up_at - down_at:.1f} s: sends refused 'unavailable' in max "
+        f"{max(refusal_seconds) * 1000:.0f} ms; first send acked {recovered_after:.2f} s "
+        f"after postgres was back; worker log tracebacks {worker.tracebacks()}"
+    )
     sender.close()
     watcher.close()

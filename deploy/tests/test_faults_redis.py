@@ -13,7 +13,7 @@ import uuid
 import pytest
 import requests
 
-from testkit.clients import RoomFollower, register
+from testkit.clients import RoomFollower, assert_room_logs_complete, register
 from testkit.processes import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -62,15 +62,6 @@ def chat_while(alice: RoomFollower, bob: RoomFollower, count: int, tag: str) -> 
     return latencies
 
 
-def assert_complete_logs(followers: list[RoomFollower], last_seq: int) -> None:
-    acked = {m["seq"]: m["id"] for f in followers for m in f.acked}
-    assert sorted(acked) == list(range(1, last_seq + 1)), "every ack names a distinct seq"
-    for f in followers:
-        assert f.seqs() == list(range(1, last_seq + 1)), f"{f.name}: gap-free log"
-        assert {s: m["id"] for s, m in f.log.items()} == acked, f"{f.name}: the acked messages"
-        assert f.conflicts == [], f"{f.name}: one message per seq"
-
-
 def test_redis_restart_loses_no_acknowledged_message(redis_server, two_workers):
     a, b = two_workers
     alice, bob = follow_room(a, b)
@@ -112,7 +103,7 @@ def test_redis_restart_loses_no_acknowledged_message(redis_server, two_workers):
     chat_while(alice, bob, 1, "after")  # live fan-out across workers works again
     for f in (alice, bob):
         f.wait_for_seq(18)
-    assert_complete_logs([alice, bob], 18)
+    assert assert_room_logs_complete([alice, bob]) == 18
     assert a.alive() and b.alive()
     tracebacks = a.tracebacks() + b.tracebacks()
     print(
@@ -155,7 +146,7 @@ def test_hung_redis_never_hangs_a_handler(redis_server, two_workers):
     chat_while(alice, bob, 1, "after")
     for f in (alice, bob):
         f.wait_for_seq(10)
-    assert_complete_logs([alice, bob], 10)
+    assert assert_room_logs_complete([alice, bob]) == 10
     print(
         f"\nredis frozen {resumed_at - frozen_at:.1f} s: sends acked in max "
         f"{max(during) * 1000:.0f} ms; /healthz 503 after {reported_after:.2f} s; healthy "

@@ -226,6 +226,20 @@ class RoomFollower:
                                        f"errors: {self.errors[-3:]}")
                 self._lock.wait(left)
 
+    def wait_reconnected(self, after: float, timeout: float = 20) -> float:
+        """Until connected again (and caught up) since monotonic time `after`; returns when."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                later = [t for t in self.connected_at if t > after]
+                if later and self._synced_connects == len(self.connected_at):
+                    return later[0]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{self.name}: not back within {timeout} s; "
+                                       f"errors: {self.errors[-3:]}")
+                self._lock.wait(left)
+
     # -- what a test does --
 
     def send(self, text: str, *, deadline_seconds: float = 30,
@@ -273,3 +287,68 @@ class RoomFollower:
     def close(self) -> None:
         self._closing = True
         self.sio.disconnect()
+
+
+def assert_room_logs_complete(followers: list[RoomFollower]) -> int:
+    """Every follower holds every acknowledged message, seqs 1..N without gap or conflict.
+
+    Returns N. Also checks that no message was stored twice (one client_id, one seq).
+    """
+    acked: dict[int, dict] = {}
+    for f in followers:
+        for m in f.acked:
+            assert acked.setdefault(m["seq"], m)["id"] == m["id"], f"two acks for seq {m['seq']}"
+    last = max(max(f.log, default=0) for f in followers)
+    for f in followers:
+        seqs = sorted(f.log)
+        assert seqs == list(range(1, last + 1)), (
+            f"{f.name}: gaps {sorted(set(range(1, last + 1)) - set(seqs))[:20]}")
+        assert f.conflicts == [], f"{f.name}: two messages under one seq: {f.conflicts[:3]}"
+        for seq, m in acked.items():
+            assert f.log[seq]["id"] == m["id"], f"{f.name}: seq {seq} is not the acked message"
+        client_ids = [m["client_id"] for m in f.log.values() if m["client_id"]]
+        assert len(client_ids) == len(set(client_ids)), f"{f.name}: a client_id stored twice"
+    return last
+
+
+class SteadyChat:
+    """Followers sending steadily from their own threads until stopped: what faults meet.
+
+    Each send is retried until acked (RoomFollower.send); a send that still fails is
+    recorded in `failures`, never silently dropped.
+    """
+
+    def __init__(self, senders: list[RoomFollower], per_second: float,
+                 max_messages: int = 10_000) -> None:
+        self.senders, self.interval, self.max_messages = senders, 1.0 / per_second, max_messages
+        self.failures: list[str] = []
+        self.ack_seconds: list[float] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(s,), daemon=True)
+                         for s in senders]
+
+    def start(self) -> SteadyChat:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def _run(self, sender: RoomFollower) -> None:
+        for i in range(self.max_messages // len(self.senders)):
+            if self._stop.is_set():
+                return
+            started = time.monotonic()
+            try:
+                sender.send(f"{sender.name} #{i}", deadline_seconds=60)
+                self.ack_seconds.append(time.monotonic() - started)
+            except Exception as exc:
+                self.failures.append(f"{sender.name} #{i}: {exc}")
+            self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+
+    def stop(self, timeout: float = 90) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout)
+        assert not any(t.is_alive() for t in self._threads), "a sender is still stuck"
+
+    def sent(self) -> int:
+        return sum(len(s.acked) for s in self.senders)

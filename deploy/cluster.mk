@@ -5,10 +5,14 @@
 # Settings: WORKERS (3), HTTP_PORT (8080; workers on HTTP_PORT+1..HTTP_PORT+WORKERS),
 # REDIS_URL (default: a private redis-server), DATABASE_URL (default: one SQLite file in WAL
 # mode in $(CLUSTER_DIR)/data), ASYNC_MODE (gevent), CLUSTER_DIR (run/cluster).
-WORKERS ?= 3
+#
+# loadtest/loadtest.mk also has a WORKERS (locust processes, default 2). Neither file's default
+# may leak into the other's targets, so the cluster takes WORKERS only when it comes from the
+# command line or the environment, and defines no global default of its own.
+CLUSTER_WORKERS = $(if $(filter command line environment,$(origin WORKERS)),$(WORKERS),3)
 HTTP_PORT ?= 8080
 CLUSTER_DIR ?= run/cluster
-CLUSTER_ENV = WORKERS=$(WORKERS) HTTP_PORT=$(HTTP_PORT) CLUSTER_DIR=$(CLUSTER_DIR) \
+CLUSTER_ENV = WORKERS=$(CLUSTER_WORKERS) HTTP_PORT=$(HTTP_PORT) CLUSTER_DIR=$(CLUSTER_DIR) \
 	REDIS_URL=$(REDIS_URL) DATABASE_URL=$(DATABASE_URL) ASYNC_MODE=$(ASYNC_MODE)
 
 .PHONY: cluster cluster-up cluster-down cluster-status

@@ -519,9 +519,18 @@ def free_port() -> int:
 
 
 def free_port_block(count: int) -> int:
-    """The first of `count` consecutive free ports (nginx, then one per worker)."""
+    """The first of `count` consecutive free ports (nginx, then one per worker).
+
+    Drawn from below the kernel's ephemeral range: a port checked free there may be taken a
+    moment later as the source port of any outgoing connection (and every test client makes
+    many), and then the worker cannot bind it.
+    """
+    try:
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32_768
     for _ in range(200):
-        base = random.randrange(20_000, 60_000 - count)
+        base = random.randrange(10_000, max(10_001, ephemeral_low - count))
         if all(port_is_free(base + i) for i in range(count)):
             return base
     raise ClusterError(f"no block of {count} free ports found")

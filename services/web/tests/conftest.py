@@ -81,21 +81,27 @@ def user(chat_server) -> Callable[..., tuple[str, str]]:
 
 
 @pytest.fixture
-def open_chat(browser: Browser, chat_server: ChatServer) -> Iterator[Callable[..., ChatPage]]:
-    """Opens the client in a fresh browser context (its own sessionStorage: one person each)."""
+def open_page(browser: Browser) -> Iterator[Callable[..., ChatPage]]:
+    """Opens the client at a URL in a fresh browser context (its own storage: one person each)."""
     contexts: list[BrowserContext] = []
     pages: list[ChatPage] = []
 
-    def open_page(viewport: dict[str, int] = DESKTOP) -> ChatPage:
+    def open_at(base_url: str, viewport: dict[str, int] = DESKTOP) -> ChatPage:
         context = browser.new_context(viewport=viewport)
         contexts.append(context)
-        page = ChatPage(context.new_page(), chat_server.url, SCREENSHOTS)
+        page = ChatPage(context.new_page(), base_url, SCREENSHOTS)
         pages.append(page)
         page.goto()
         return page
 
-    yield open_page
+    yield open_at
     for context in contexts:
         context.close()
     errors = [error for page in pages for error in page.errors]
     assert not errors, f"the page misbehaved: {errors}"
+
+
+@pytest.fixture
+def open_chat(open_page, chat_server: ChatServer) -> Callable[..., ChatPage]:
+    """open_chat(viewport=DESKTOP): a person's tab on the test's chat server."""
+    return lambda viewport=DESKTOP: open_page(chat_server.url, viewport)

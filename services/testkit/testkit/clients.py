@@ -352,3 +352,28 @@ class SteadyChat:
 
     def sent(self) -> int:
         return sum(len(s.acked) for s in self.senders)
+
+
+def assert_still_serving(base_url: str, token: str | None = None, room: str = "general",
+                         bound_seconds: float = 5.0) -> float:
+    """A normal client connects, joins, sends and gets its own message back, within the bound.
+
+    Returns the send-to-receive time in seconds. Abuse tests call it after (or during) the
+    abuse: the worker under attack must keep serving everyone else.
+    """
+    if token is None:
+        _, token = register(base_url)
+    client = ChatClient(base_url, token)
+    try:
+        assert client.join(room)["ok"]
+        client_id = uuid.uuid4().hex
+        started = time.monotonic()
+        ack = client.send(room, "still here", client_id=client_id)
+        assert ack["ok"], ack
+        client.wait_for("message", lambda m: m.get("client_id") == client_id,
+                        timeout=bound_seconds)
+        elapsed = time.monotonic() - started
+        assert elapsed < bound_seconds
+        return elapsed
+    finally:
+        client.close()

@@ -90,24 +90,27 @@ def plot(prefix: str) -> Path:
     ax_rate.legend(fontsize="small")
     ax_rate.grid(True, alpha=0.3)
 
-    bottom = [0] * len(ms)
+    # Buckets widen 10x at 100 ms and again at 1,000 ms: plot deliveries per ms of latency,
+    # or the histogram would jump tenfold at each boundary.
+    spans = [_bucket_span(m) for m in ms]
+    bottom = [0.0] * len(ms)
     for name in NAMES:
-        widths = [_bucket_width(m) for m in ms]
+        density = [c / s for c, s in zip(counts[name], spans, strict=True)]
         ax_hist.bar(
             ms,
-            counts[name],
-            width=widths,
+            density,
+            width=[0.9 * s for s in spans],
             bottom=bottom,
             color=COLORS[name],
             label=name,
             align="center",
         )
-        bottom = [b + c for b, c in zip(bottom, counts[name], strict=True)]
+        bottom = [b + d for b, d in zip(bottom, density, strict=True)]
     ax_hist.set(
-        title="Fan-out latency histogram (locust buckets: 1 ms below 100 ms, then 2 "
-        "significant digits)",
+        title="Fan-out latency distribution (locust buckets: 1 ms below 100 ms, then "
+        "2 significant digits)",
         xlabel="ms",
-        ylabel="deliveries",
+        ylabel="deliveries per ms",
     )
     if ms and max(ms) > 10 * max(min(ms), 1):
         ax_hist.set_xscale("log")
@@ -120,14 +123,15 @@ def plot(prefix: str) -> Path:
     return out
 
 
-def _bucket_width(ms: float) -> float:
+def _bucket_span(ms: float) -> float:
+    """How many ms one locust bucket covers around `ms` (locust.stats.bucket_response_time)."""
     if ms < 100:
-        return 0.9
+        return 1
     if ms < 1000:
-        return 9
+        return 10
     if ms < 10000:
-        return 90
-    return 900
+        return 100
+    return 1000
 
 
 def main(prefix: str) -> None:

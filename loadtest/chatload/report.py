@@ -49,6 +49,7 @@ def summarize(env: Environment, counts: Tally) -> dict[str, Any]:
     """The figures of the table, as a JSON-able dict."""
     fanout = fanout_entries(env)
     ack = env.stats.entries.get(("message", "ack"))
+    join = env.stats.entries.get(("room", "join"))
     connects = [e for (name, method), e in env.stats.entries.items() if method == "connect"]
     connect = StatsEntry(env.stats, "all", "connect")
     connect.start_time = float("inf")
@@ -72,6 +73,7 @@ def summarize(env: Environment, counts: Tally) -> dict[str, Any]:
         "ack_failures": ack.num_failures if ack else 0,
         "connect_ms": latency(connect),
         "connect_failures": connect.num_failures,
+        "join_failures": join.num_failures if join else 0,
         "owed": counts.owed,
         "delivered": counts.delivered,
         "lost": counts.lost,
@@ -95,6 +97,7 @@ def table(s: dict[str, Any]) -> str:
         f"ack p99 ms {ack['p99'] if ack else '-':>6}   ack failures {s['ack_failures']}"
         f"   connect p99 ms {s['connect_ms']['p99']}"
         f"   connect failures {s['connect_failures']}"
+        f"   join failures {s.get('join_failures', 0)}"
     )
     lines.append(
         f"lost {s['lost']}   duplicated {s['duplicated']}"

@@ -1,8 +1,16 @@
-"""How a worker process serves: its web server and the drain on SIGTERM.
+"""How a worker process serves: its web server, the WebSocket limits, and the drain on SIGTERM.
 
 With green.py, the one place that knows gevent and eventlet by name. `python -m chat` builds
-the server here instead of calling `socketio.run`, for two reasons:
+the server here instead of calling `socketio.run`, for three reasons:
 
+- WebSocket limits under gevent. gevent-websocket reads a whole frame, of whatever length
+  the client announces, before Engine.IO looks at its size (max_http_buffer_size is checked
+  only afterwards), accumulates continuation frames without a bound, and unmasks byte by
+  byte in Python: one unauthenticated client streaming a frame that announced 2 GiB kept a
+  worker reading (and stalled it for seconds once it stopped). Here a frame or message above
+  max_http_buffer_size closes the connection (1009) before its payload is read, and
+  unmasking is one C-level XOR. (eventlet's server has its own frame limit, which Engine.IO
+  sets to the same size.)
 - Origin before upgrade under gevent. gevent-websocket answers `101 Switching Protocols`
   before the application runs, so Engine.IO's same-origin check could only close a
   cross-site WebSocket after accepting it. An upgrade from an origin Engine.IO would refuse
@@ -158,10 +166,10 @@ def serve(app: Flask, socketio, mode: str, drain: Drain, access_log: bool) -> No
 def _gevent_server(app: Flask, socketio, host: str, port: int, max_message_bytes: int,
                    access_log: bool):
     from gevent import pywsgi
-    from geventwebsocket.handler import WebSocketHandler
 
-    server = pywsgi.WSGIServer((host, port), app, handler_class=WebSocketHandler,
+    server = pywsgi.WSGIServer((host, port), app, handler_class=_websocket_handler_class(),
                                log="default" if access_log else None)
+    server.max_websocket_message_bytes = max_message_bytes
     server.pre_start_hook = _plain_http_for_foreign_origin(socketio)
     return server
 
@@ -182,3 +190,67 @@ def _plain_http_for_foreign_origin(socketio) -> Callable[[Any], bool]:
         return allowed is not None and origin not in allowed
 
     return hook
+
+
+def _websocket_handler_class():
+    from geventwebsocket.exceptions import ProtocolError, WebSocketError
+    from geventwebsocket.handler import WebSocketHandler
+    from geventwebsocket.websocket import Header, WebSocket
+
+    class MessageTooBig(WebSocketError):
+        pass
+
+    class BoundedWebSocket(WebSocket):
+        """gevent-websocket's WebSocket, refusing frames and messages above a size."""
+
+        __slots__ = ()  # the same layout, so an accepted WebSocket can take this class
+
+        def read_frame(self):
+            header = Header.decode_header(self.stream)
+            if header.flags:
+                raise ProtocolError("reserved bits set")
+            # Sized before the payload is read: a message is its first frame plus its
+            # continuations (control frames are at most 125 bytes, checked by decode_header).
+            handler = self.handler
+            size = header.length
+            if header.opcode == self.OPCODE_CONTINUATION:
+                size += handler.websocket_message_bytes
+            if size > handler.server.max_websocket_message_bytes:
+                raise MessageTooBig(f"a message of more than {size} bytes")
+            if header.opcode in (self.OPCODE_TEXT, self.OPCODE_BINARY,
+                                 self.OPCODE_CONTINUATION):
+                handler.websocket_message_bytes = size
+            if not header.length:
+                return header, b""
+            payload = self.raw_read(header.length)
+            if len(payload) != header.length:
+                raise WebSocketError("unexpected EOF reading a frame's payload")
+            if header.mask:
+                payload = _unmask(payload, header.mask)
+            return header, payload
+
+        def receive(self):
+            try:
+                return super().receive()
+            except MessageTooBig:
+                self.close(1009, b"message too big")
+                return None
+
+    class ChatWebSocketHandler(WebSocketHandler):
+        websocket_message_bytes = 0
+
+        def upgrade_connection(self):
+            result = super().upgrade_connection()
+            websocket = getattr(self, "websocket", None)
+            if websocket is not None:
+                websocket.__class__ = BoundedWebSocket
+            return result
+
+    return ChatWebSocketHandler
+
+
+def _unmask(payload: bytes, mask: bytes) -> bytes:
+    """XOR with the 4-byte mask, in C (gevent-websocket loops over each byte in Python)."""
+    n = len(payload)
+    key = (bytes(mask) * (n // 4 + 1))[:n]
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")

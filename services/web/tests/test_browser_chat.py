@@ -32,6 +32,7 @@ def test_two_people_see_each_other_typing_and_talking(open_chat, user):
     alice.composer.press("Shift+Enter")
     alice.type("here")
     alice.composer.press("Enter")
+    alice.expect_all_confirmed()  # so the server orders hers before bob's
     bob_page.send("Hello Alice!")
     for page in (alice, bob_page):
         page.expect_texts(["Hi Bob", "two lines:\nhere", "Hello Alice!"])

@@ -59,6 +59,7 @@ def test_people_on_different_workers_behind_nginx_chat_live(open_page, two_worke
     alice.type("across workers")
     expect(bob.page.locator("#typing")).to_have_text("alice is typing…")
     alice.composer.press("Enter")
+    alice.expect_all_confirmed()  # so the server orders hers first
     bob.send("received on the other one")
     for page in (alice, bob):
         page.expect_texts(["across workers", "received on the other one"])

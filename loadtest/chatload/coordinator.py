@@ -55,6 +55,7 @@ class Coordinator:
         self.coordinates = not isinstance(runner, WorkerRunner)
         self.runs_users = not isinstance(runner, MasterRunner)
         self._run_id_given = bool(environment.parsed_options.chat_run_id)
+        self._planned_given = int(environment.parsed_options.chat_planned_users or 0)
         self._reset()
         for name, handler in {
             "chat_ready": self._on_ready,
@@ -89,7 +90,11 @@ class Coordinator:
         if not self.coordinates:
             return
         opts, runner = self.env.parsed_options, self.env.runner
-        users = int(getattr(runner, "target_user_count", 0) or opts.num_users or 0)
+        users = self._planned_given or int(
+            getattr(runner, "target_user_count", 0) or opts.num_users or 0
+        )
+        if not users:
+            log.warning("no planned user count (a shape?): pass --chat-planned-users N")
         opts.chat_planned_users = users
         opts.chat_sender_count = sender_count(opts.chat_senders, users)
         opts.chat_processes = runner.worker_count if isinstance(runner, MasterRunner) else 1

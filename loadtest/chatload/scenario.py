@@ -111,8 +111,10 @@ def add_arguments(parser: Any) -> None:
         "--chat-planned-users",
         type=int,
         default=0,
-        help="(derived)",
+        env_var="LOCUST_CHAT_PLANNED_USERS",
         include_in_web_ui=False,
+        help="Users to wait for before sending, and over which senders are spread. Default: "
+        "the user count of the test (-u); set it with a LoadTestShape (its peak).",
     )
     parser.add_argument(
         "--chat-processes",

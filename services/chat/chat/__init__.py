@@ -32,6 +32,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     _init_realtime(app)
     _register_http(app)
     app.wsgi_app = _refuse_websocket_compression(app.wsgi_app)
+    from .realtime.hardening import closing_sessions_are_invalid
+
+    app.wsgi_app = closing_sessions_are_invalid(app.wsgi_app)
 
     from .domain.rooms import forget_cached_rooms
 
@@ -49,6 +52,7 @@ def _init_realtime(app: Flask) -> None:
     from .cluster.presence import Presence
     from .cluster.rate_limit import RateLimiter
     from .cluster.shared_state import make_state
+    from .realtime import hardening
     from .realtime.namespace import ChatNamespace
 
     cfg = app.config
@@ -72,6 +76,7 @@ def _init_realtime(app: Flask) -> None:
         logger=False,
         engineio_logger=False,
     )
+    hardening.harden(socketio.server)
     socketio.on_namespace(ChatNamespace("/", presence, limiter))
     app.extensions["chat.presence"] = presence
     app.extensions["chat.rate_limiter"] = limiter

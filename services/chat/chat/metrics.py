@@ -40,6 +40,12 @@ handlers_in_progress = Gauge(
     "HTTP requests (WebSocket connections included) and Socket.IO event handlers running now",
     registry=registry,
 )
+protocol_errors = Counter(
+    "chat_protocol_errors_total",
+    "Engine.IO messages dropped as no valid Socket.IO packet of this application, by kind",
+    ["kind"],
+    registry=registry,
+)
 mq_heartbeat_age = Gauge(
     "chat_mq_heartbeat_age_seconds",
     "Seconds since this worker last heard its own heartbeat through the message queue",

@@ -1,0 +1,124 @@
+"""Engine.IO / Socket.IO input that no honest client sends, refused quietly and cheaply.
+
+python-engineio and python-socketio trust their peer more than a public endpoint may. What
+the abuse tests (test_abuse_fuzz, test_abuse_payloads) found, and what is done here:
+
+- A malformed Socket.IO packet (invalid JSON, JSON nested past the recursion limit, an
+  unknown packet type, an event without a name or with a reserved one such as "connect")
+  raised while being decoded or dispatched, and Engine.IO logged a full traceback for each:
+  a client could write tracebacks into the log as fast as it could send, and a reserved
+  name reached the connect handler. Such a packet is dropped, counted in
+  chat_protocol_errors_total, and logged in one line at most once a second.
+- Binary packets: this application sends and accepts none, and python-socketio buffers a
+  binary event's attachments until as many as its header announces have arrived, with no
+  bound. Dropped the same way.
+- Engine.IO's disconnect of a polling session waits until a GET has drained the session's
+  queue, while new requests for a closing session are refused: a POST that made Engine.IO
+  disconnect (an unknown packet type, a body over the limit) held its request, and its
+  connection, forever. Disconnects no longer wait (the client's next request gets 400 and
+  it reconnects).
+- A request for a session that is being closed raised KeyError('Session is disconnected')
+  out of Engine.IO: a 500 with a traceback. It gets 400 "Invalid session", as for an
+  unknown session.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from socketio import packet
+
+from .. import metrics
+
+log = logging.getLogger(__name__)
+
+# What socket.io-parser (the reference implementation) refuses as event names from a peer.
+RESERVED_EVENTS = frozenset(
+    {"connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"}
+)
+# A hostile client can send thousands of bad packets a second; one line a second says enough.
+LOG_EVERY_SECONDS = 1.0
+
+
+class _ThrottledLog:
+    def __init__(self) -> None:
+        self.next_at = 0.0
+        self.suppressed = 0
+
+    def warn(self, reason: str, eio_sid: str) -> None:
+        now = time.monotonic()
+        if now < self.next_at:
+            self.suppressed += 1
+            return
+        more = f" ({self.suppressed} more since the last report)" if self.suppressed else ""
+        log.warning("dropped a packet from %s: %s%s", eio_sid, reason, more)
+        self.next_at, self.suppressed = now + LOG_EVERY_SECONDS, 0
+
+
+def protocol_problem(server, data: Any) -> tuple[str, str] | None:
+    """(kind, detail) if this Engine.IO message is no packet this application accepts."""
+    if not isinstance(data, str):
+        return "binary", "binary data"
+    try:
+        pkt = server.packet_class(encoded_packet=data)
+    except Exception as exc:  # ValueError, RecursionError, ...: whatever the decoder raised
+        return "undecodable", f"undecodable packet ({type(exc).__name__})"
+    kind = pkt.packet_type
+    if kind in (packet.BINARY_EVENT, packet.BINARY_ACK):
+        return "binary", "binary packet"
+    if kind == packet.EVENT:
+        args = pkt.data
+        if not (isinstance(args, list) and args and isinstance(args[0], str)
+                and args[0] not in RESERVED_EVENTS):
+            return "malformed_event", "event without a name, or with a reserved one"
+    elif kind not in (packet.CONNECT, packet.DISCONNECT, packet.ACK):
+        return "unexpected_type", f"unexpected packet type {kind}"
+    return None
+
+
+def harden(server) -> None:
+    """Install the packet filter and the non-waiting disconnect on a python-socketio Server."""
+    eio = server.eio
+    dispatch = server._handle_eio_message
+    throttled = _ThrottledLog()
+
+    def on_message(eio_sid: str, data: Any) -> Any:
+        problem = protocol_problem(server, data)
+        if problem is not None:
+            kind, detail = problem
+            metrics.protocol_errors.labels(kind).inc()
+            throttled.warn(detail, eio_sid)
+            return None
+        return dispatch(eio_sid, data)
+
+    eio.on("message", on_message)
+    disconnect_all = eio.disconnect
+
+    def disconnect(sid: str | None = None) -> None:
+        if sid is None:
+            return disconnect_all()
+        socket = eio.sockets.get(sid)
+        if socket is not None:
+            socket.close(wait=False, reason=eio.reason.SERVER_DISCONNECT)
+            eio.sockets.pop(sid, None)
+        return None
+
+    eio.disconnect = disconnect
+
+
+def closing_sessions_are_invalid(wsgi_app):
+    """WSGI wrapper: Engine.IO's KeyError for a session being closed becomes a 400."""
+
+    def app(environ: dict, start_response):
+        try:
+            return wsgi_app(environ, start_response)
+        except KeyError as exc:
+            if not environ.get("PATH_INFO", "").startswith("/socket.io") or \
+                    "Session" not in str(exc):
+                raise
+            start_response("400 BAD REQUEST", [("Content-Type", "application/json")])
+            return [b'"Invalid session"']
+
+    return app

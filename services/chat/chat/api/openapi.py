@@ -70,7 +70,10 @@ def endpoint(
                 args.append(bearer_principal())
             try:
                 if body is not None:
-                    data = request.get_json(silent=True)
+                    try:
+                        data = request.get_json(silent=True)
+                    except RecursionError:  # not a ValueError, so `silent` lets it through
+                        raise Invalid("the request body is nested too deeply") from None
                     if data is None:
                         raise Invalid("the request body must be a JSON object")
                     args.append(body.model_validate(data))

@@ -72,6 +72,14 @@ class MessageText(Payload):
             raise ValueError(f"text is longer than {MAX_TEXT_CHARS} characters")
         return value
 
+    @field_validator("text", "client_id")
+    @classmethod
+    def no_nul(cls, value: str | None) -> str | None:
+        # PostgreSQL's text type cannot hold NUL (the INSERT fails); refused on every back-end.
+        if value is not None and "\x00" in value:
+            raise ValueError("contains a NUL character")
+        return value
+
 
 class MessageOut(BaseModel):
     id: int

@@ -1,0 +1,367 @@
+"""Bad payloads: oversized frames and bodies, deep nesting, wrong types, SQL and HTML as text.
+
+Each is refused cleanly (an `invalid` ack or a 4xx, or the connection closed for a frame
+above the limit), stores nothing, and leaves the worker serving a normal client. Text that
+looks like SQL or HTML is stored and returned exactly as sent: it is data, never code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+import threading
+import time
+import uuid
+
+import pytest
+import requests
+import websocket
+
+from testkit.clients import ChatClient, assert_still_serving, register
+from testkit.processes import ChatWorker
+from testkit.rawsocket import RawPolling, RawWebSocket
+
+pytestmark = pytest.mark.e2e
+
+LIMIT = 64 * 1024  # MAX_HTTP_BUFFER_SIZE, Engine.IO's max_http_buffer_size
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory):
+    w = ChatWorker(tmp_path_factory.mktemp("abuse-payloads"))
+    yield w
+    w.stop()
+
+
+@pytest.fixture(scope="module")
+def token(worker) -> str:
+    return register(worker.url)[1]
+
+
+def connected(worker, token) -> RawWebSocket:
+    raw = RawWebSocket(worker.url)
+    assert raw.connect({"token": token}).startswith("40")
+    return raw
+
+
+def history(worker, token, room: str = "general") -> list[dict]:
+    r = requests.get(f"{worker.url}/api/rooms/{room}/messages?limit=100",
+                     headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    assert r.status_code == 200, r.text
+    return r.json()["messages"]
+
+
+def next_ack(raw: RawWebSocket, ack_id: int, timeout: float = 3) -> dict | None:
+    """The ack with this id; None if the server dropped the connection instead."""
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            packet = raw.recv(timeout=max(0.01, deadline - time.monotonic()))
+            if isinstance(packet, str) and packet.startswith(f"43{ack_id}"):
+                return json.loads(packet[2 + len(str(ack_id)):])[0]
+    except (websocket.WebSocketConnectionClosedException, ConnectionError,
+            websocket.WebSocketTimeoutException):
+        return None
+
+
+def closed_by_server(raw: RawWebSocket, timeout: float = 5) -> bool:
+    """True once the server has closed the WebSocket (close frame or dropped connection)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            raw.recv(timeout=deadline - time.monotonic())
+        except websocket.WebSocketTimeoutException:
+            return False
+        except (websocket.WebSocketConnectionClosedException, ConnectionError, OSError):
+            return True
+    return False
+
+
+# --- size -------------------------------------------------------------------------------------
+
+
+def test_websocket_message_above_the_limit_closes_that_connection_only(worker, token):
+    before = len(history(worker, token))
+    raw = connected(worker, token)
+    text = "x" * (LIMIT + 1024)
+    raw.send("421" + json.dumps(["message", {"room": "general", "text": text,
+                                             "client_id": uuid.uuid4().hex}]))
+    assert closed_by_server(raw)
+    assert raw.ws.status is None or raw.ws.connected is False
+    assert len(history(worker, token)) == before
+    assert_still_serving(worker.url, token)
+
+
+def test_fragmented_websocket_message_above_the_limit_is_refused(worker, token):
+    raw = connected(worker, token)
+    chunk = "y" * (16 * 1024)
+    raw.ws.send_frame(websocket.ABNF.create_frame("42[\"message\",\"", websocket.ABNF.OPCODE_TEXT,
+                                                  fin=0))
+    for _ in range(5):  # 80 KB in continuation frames of 16 KB, each under the limit
+        raw.ws.send_frame(websocket.ABNF.create_frame(chunk, websocket.ABNF.OPCODE_CONT, fin=0))
+    assert closed_by_server(raw)
+    assert_still_serving(worker.url, token)
+
+
+def raw_upgrade(worker) -> socket.socket:
+    """A WebSocket upgrade done by hand, to send frames no library would build."""
+    sock = socket.create_connection(("127.0.0.1", worker.port), timeout=5)
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+    sock.sendall((f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
+                  f"Host: 127.0.0.1:{worker.port}\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                  f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    assert sock.recv(4096).startswith(b"HTTP/1.1 101")
+    return sock
+
+
+def test_a_frame_announcing_gigabytes_is_refused_before_its_payload_is_read(worker, token):
+    """No authentication is needed to send a frame: its announced size must not be trusted."""
+    rss_before = worker.rss_kb()
+    sock = raw_upgrade(worker)
+    announced = 2**31  # 2 GiB
+    sock.sendall(bytes([0x81, 0xFF]) + struct.pack("!Q", announced) + os.urandom(4))
+    streamed, chunk, refused = 0, b"a" * (1 << 20), False
+    round_trips: list[float] = []
+    probe = threading.Thread(target=lambda: round_trips.append(
+        assert_still_serving(worker.url, token)))
+    probe.start()
+    try:
+        for _ in range(64):  # at most 64 MB, stopped by the server long before
+            sock.sendall(chunk)
+            streamed += len(chunk)
+    except OSError:
+        refused = True
+    finally:
+        sock.close()
+        probe.join(30)
+    grown_mb = (worker.rss_kb() - rss_before) / 1024
+    print(f"\nframe announcing 2 GiB: server closed after {streamed >> 20} MB streamed; "
+          f"worker RSS grew {grown_mb:.1f} MB; a normal client's round trip meanwhile "
+          f"{round_trips[0] * 1000 if round_trips else float('nan'):.0f} ms")
+    assert refused, "the server kept reading"
+    assert grown_mb < 16
+    assert round_trips, "the normal client was not served during the stream"
+    assert_still_serving(worker.url, token)
+
+
+def test_polling_body_above_the_limit_is_refused(worker, token):
+    session = RawPolling(worker.url)
+    assert session.post("40" + json.dumps({"token": token})).text == "OK"
+    big = "42" + json.dumps(["message", {"room": "general", "text": "z" * (LIMIT + 1)}])
+    r = session.post(big)
+    assert r.status_code in (400, 413), r.status_code
+    assert_still_serving(worker.url, token)
+
+
+def test_rest_body_above_the_limit_is_refused(worker, token):
+    r = requests.post(f"{worker.url}/api/rooms/general/messages",
+                      data=json.dumps({"text": "z" * (LIMIT + 1)}),
+                      headers={"Authorization": f"Bearer {token}",
+                               "Content-Type": "application/json"}, timeout=5)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
+    assert_still_serving(worker.url, token)
+
+
+def test_text_longer_than_4000_characters_is_invalid(worker, token):
+    client = ChatClient(worker.url, token)
+    try:
+        ack = client.send("general", "é" * 4001)
+        assert ack["ok"] is False and ack["error"]["code"] == "invalid"
+        assert client.send("general", "é" * 4000)["ok"]  # 8,000 bytes of UTF-8: fine
+    finally:
+        client.close()
+
+
+# --- nesting ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("depth", [100, 10_000, 30_000])  # 30,000: 60 KB, under the limit
+def test_deeply_nested_json_over_socketio(worker, token, depth):
+    raw = connected(worker, token)
+    before = worker.tracebacks()
+    nested = "[" * depth + "]" * depth
+    raw.send(f'421["message",{{"room":"general","text":{nested}}}]')
+    try:
+        # Refused: an `invalid` ack, or (past what the decoder can nest) no answer at all;
+        # either way the same connection goes on working.
+        ack = next_ack(raw, 1, timeout=1)
+        assert ack is None or ack["error"]["code"] == "invalid", ack
+        assert raw.call("join", {"room": "general"})["ok"] is True
+    finally:
+        raw.close()
+    assert worker.tracebacks() == before
+    assert_still_serving(worker.url, token)
+
+
+@pytest.mark.parametrize("depth", [100, 10_000])  # 10,000 levels: 60 KB, under the limit
+def test_deeply_nested_json_over_rest(worker, token, depth):
+    before = worker.tracebacks()
+    nested = '{"a":' * depth + "1" + "}" * depth
+    r = requests.post(f"{worker.url}/api/rooms/general/messages", data=nested,
+                      headers={"Authorization": f"Bearer {token}",
+                               "Content-Type": "application/json"}, timeout=5)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid", r.text
+    assert worker.tracebacks() == before
+    assert_still_serving(worker.url, token)
+
+
+# --- wrong types ------------------------------------------------------------------------------
+
+BAD_EVENTS = [
+    ("message", None),
+    ("message", "general"),
+    ("message", ["general", "hi"]),
+    ("message", 42),
+    ("message", {}),
+    ("message", {"room": "general"}),
+    ("message", {"room": "general", "text": 5}),
+    ("message", {"room": "general", "text": ["hi"]}),
+    ("message", {"room": "general", "text": {"$ne": ""}}),
+    ("message", {"room": "general", "text": "   "}),
+    ("message", {"room": "general", "text": "hi", "client_id": 7}),
+    ("message", {"room": "general", "text": "hi", "client_id": ""}),
+    ("message", {"room": "general", "text": "hi", "client_id": "c" * 65}),
+    ("message", {"room": "general", "text": "hi", "admin": True}),
+    ("message", {"room": 1, "text": "hi"}),
+    ("message", {"room": "", "text": "hi"}),
+    ("message", {"room": "general; DROP TABLE rooms", "text": "hi"}),
+    ("message", {"room": "../general", "text": "hi"}),
+    ("message", {"room": "r" * 65, "text": "hi"}),
+    ("join", {"room": "general", "since": -1}),
+    ("join", {"room": "general", "since": "5"}),
+    ("join", {"room": "general", "since": 2**40}),
+    ("join", {"room": "general", "since": True}),
+    ("join", {"room": "general", "since": 1.5}),
+    ("join", {"room": None}),
+    ("leave", {"room": ["general"]}),
+    ("typing", {"room": {"name": "general"}}),
+]
+
+
+@pytest.mark.parametrize(("event", "payload"), BAD_EVENTS, ids=[f"{e}:{json.dumps(p)[:40]}"
+                                                                for e, p in BAD_EVENTS])
+def test_wrong_types_get_invalid_and_store_nothing(worker, token, event, payload):
+    before = len(history(worker, token))
+    raw = connected(worker, token)
+    try:
+        ack = raw.call(event, payload)
+    finally:
+        raw.close()
+    assert ack["ok"] is False
+    assert ack["error"]["code"] == "invalid", ack
+    assert isinstance(ack["error"]["message"], str) and ack["error"]["message"]
+    assert len(history(worker, token)) == before
+
+
+@pytest.mark.parametrize("packet", [
+    '42["message"]',  # no payload at all
+    '42["message",{"room":"general","text":"a"},"extra",1]',  # extra arguments
+    '42[]',  # no event name
+    '42[7,{"room":"general"}]',  # event name not a string
+    '42["no_such_event",{}]',
+    '42["connect",{}]',  # reserved names
+    '42["disconnect",{}]',
+])
+def test_odd_event_shapes_are_harmless(worker, token, packet):
+    before = worker.tracebacks()
+    raw = connected(worker, token)
+    try:
+        raw.send(packet)
+        assert raw.call("join", {"room": "general"})["ok"] is True  # same socket, still fine
+    except (websocket.WebSocketConnectionClosedException, ConnectionError):
+        pass  # the server may drop a connection that breaks the protocol
+    finally:
+        raw.close()
+    assert worker.tracebacks() == before
+    assert_still_serving(worker.url, token)
+
+
+# --- text that looks like code is stored as text ----------------------------------------------
+
+LOOKS_LIKE_CODE = [
+    "'; DROP TABLE messages; --",
+    "\" OR 1=1 --",
+    "1); DELETE FROM users WHERE (1=1",
+    "' UNION SELECT password_hash FROM users --",
+    "<script>alert(document.cookie)</script>",
+    "<img src=x onerror=alert(1)>",
+    "<a href=\"javascript:alert(1)\">click</a>",
+    "{{7*7}} ${7*7} <%= 7*7 %>",
+    "\u202eevil\u202c and zero\u200bwidth",
+    "emoji 👩‍💻 and CJK 漢字",
+    "back\\slash and %s %d %(name)s",
+]
+
+
+@pytest.fixture
+def storage_worker(database_url, tmp_path):
+    """A worker on each storage back-end (SQLite, and PostgreSQL when DATABASE_URL names one)."""
+    w = ChatWorker(tmp_path, env={"DATABASE_URL": database_url,
+                                  "RATE_LIMIT_MESSAGES": "1000"})
+    yield w
+    w.stop()
+
+
+def test_sql_and_html_are_stored_and_returned_as_sent(storage_worker):
+    worker = storage_worker
+    name, token = register(worker.url)
+    headers = {"Authorization": f"Bearer {token}"}
+    room = f"code-{uuid.uuid4().hex[:6]}"
+    client = ChatClient(worker.url, token)
+    watcher = ChatClient(worker.url, register(worker.url)[1])
+    try:
+        assert client.join(room)["ok"] and watcher.join(room)["ok"]
+        for text in LOOKS_LIKE_CODE:
+            ack = client.send(room, text, client_id=f"cid-{uuid.uuid4().hex[:8]}")
+            assert ack["ok"] and ack["message"]["text"] == text, ack
+            client_id = "' OR 1=1 --" + uuid.uuid4().hex[:6]
+            r = requests.post(f"{worker.url}/api/rooms/{room}/messages",
+                              json={"text": text, "client_id": client_id},
+                              headers=headers, timeout=5)
+            assert r.status_code == 201 and r.json()["text"] == text
+        live = [m["text"] for m in watcher.received("message")]
+        watcher.wait_for("message", lambda m: len(watcher.received("message")) >=
+                         2 * len(LOOKS_LIKE_CODE))
+        live = [m["text"] for m in watcher.received("message")]
+        stored = [m["text"] for m in requests.get(
+            f"{worker.url}/api/rooms/{room}/messages?limit=100", headers=headers,
+            timeout=5).json()["messages"]]
+        expected = [t for t in LOOKS_LIKE_CODE for _ in (0, 1)]
+        assert stored == expected and live == expected
+        # The tables the strings name are all still there and answering.
+        assert requests.get(f"{worker.url}/api/rooms", headers=headers, timeout=5).ok
+        assert register(worker.url)[0]
+    finally:
+        client.close()
+        watcher.close()
+    # Injection in the other inputs is refused by validation, not interpreted.
+    for path in ["/api/rooms/general' OR '1'='1/messages",
+                 "/api/rooms/general/messages?after=1 OR 1=1",
+                 "/api/rooms/general/messages?limit=1;DELETE FROM messages"]:
+        r = requests.get(worker.url + path, headers=headers, timeout=5)
+        assert r.status_code in (400, 404), (path, r.status_code)
+    r = requests.post(worker.url + "/api/tokens",
+                      json={"username": "' OR '1'='1", "password": "' OR '1'='1"}, timeout=5)
+    assert r.status_code in (400, 401)
+    assert_still_serving(worker.url, token)
+
+
+def test_nul_and_control_characters(storage_worker):
+    """PostgreSQL's text type cannot hold NUL: the answer must be a clean refusal or the text."""
+    worker = storage_worker
+    _, token = register(worker.url)
+    client = ChatClient(worker.url, token)
+    try:
+        for text in ["nul \x00 inside", "bell \x07 and escape \x1b[31m"]:
+            ack = client.send("general", text)
+            if ack["ok"]:
+                assert ack["message"]["text"] == text
+            else:
+                assert ack["error"]["code"] == "invalid", ack
+    finally:
+        client.close()
+    assert worker.tracebacks() == 0
+    assert_still_serving(worker.url, token)

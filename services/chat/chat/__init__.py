@@ -73,14 +73,25 @@ def _init_realtime(app: Flask) -> None:
         max_http_buffer_size=cfg["MAX_HTTP_BUFFER_SIZE"],
         # Flask's cookie session is not used by the socket handlers; skip its per-event copy.
         manage_session=False,
-        logger=False,
-        engineio_logger=False,
+        logger=_library_logger("socketio.server"),
+        engineio_logger=_library_logger("engineio.server"),
     )
     hardening.harden(socketio.server)
     socketio.on_namespace(ChatNamespace("/", presence, limiter))
     app.extensions["chat.presence"] = presence
     app.extensions["chat.rate_limiter"] = limiter
     app.extensions["chat.liveness"] = Liveness(socketio, presence, state, manager, app=app)
+
+
+def _library_logger(name: str) -> logging.Logger:
+    """python-socketio's or python-engineio's logger: errors only, printed by our handler.
+
+    Given `logger=False` they attach a stderr handler of their own, so each of their errors
+    appeared twice in a worker's log (once without the node's format).
+    """
+    logger = logging.getLogger(name)
+    logger.setLevel(logging.ERROR)
+    return logger
 
 
 def _register_http(app: Flask) -> None:

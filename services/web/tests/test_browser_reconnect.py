@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import requests
 from chat_page import PHONE, api_say
 from playwright.sync_api import WebSocketRoute, expect
 
@@ -112,3 +113,66 @@ def test_a_message_lost_on_a_live_connection_is_fetched_when_seq_jumps(
     bob.expect_texts(["one", "lost in transit", "three"])
     assert dropped, "the push of message 2 was not intercepted, so the test proved nothing"
     assert len(sockets) == 1, "the page reconnected: this test is about a live connection"
+
+
+@pytest.mark.parametrize("lost", ["the message", "its ack"])
+def test_a_send_cut_off_by_a_dropped_connection_is_retried_and_stored_once(
+    open_chat, user, chat_server, lost
+):
+    """The connection dies right after a send, losing the message or the server's ack to it."""
+    alice = open_chat()
+    cut: list[str] = []
+    connections: list[WebSocketRoute] = []
+
+    def cut_after_send(ws: WebSocketRoute) -> None:
+        connections.append(ws)
+        server = ws.connect_to_server()
+        sent_ids: list[str] = []
+
+        def to_server(frame: str | bytes) -> None:
+            if isinstance(frame, str) and not cut and '"retry me"' in frame:
+                ack_id = frame[2 : frame.index("[")]  # 42<id>["message", {...}]
+                if lost == "the message":
+                    cut.append(frame)
+                    ws.close()
+                    server.close()
+                    return
+                sent_ids.append(ack_id)
+            server.send(frame)
+
+        def to_page(frame: str | bytes) -> None:
+            if isinstance(frame, str) and sent_ids and '"retry me"' in frame:
+                # Neither the room's push of the stored message nor the ack reaches the page.
+                if frame.startswith(f"43{sent_ids[0]}["):
+                    cut.append(frame)
+                    sent_ids.clear()
+                    ws.close()
+                    server.close()
+                return
+            ws.send(frame)
+
+        ws.on_message(to_server)
+        server.on_message(to_page)
+
+    alice.page.route_web_socket("**/socket.io/**", cut_after_send)
+    alice.goto()
+    name, token = user("alice")
+    alice.log_in(name)
+    alice.send("before")
+    alice.expect_all_confirmed()
+    alice.send("retry me")
+    alice.expect_all_confirmed()  # only after a reconnect: the first connection was cut
+    assert cut, f"{lost} was not intercepted, so the test proved nothing"
+    assert len(connections) == 2  # the cut one and the reconnect
+    alice.expect_connection("connected")
+    alice.send("after")
+    alice.expect_texts(["before", "retry me", "after"])
+    alice.expect_all_confirmed()
+
+    stored = requests.get(
+        f"{chat_server.url}/api/rooms/general/messages",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    ).json()["messages"]
+    assert [m["text"] for m in stored] == ["before", "retry me", "after"]
+    assert [m["seq"] for m in alice.shown()] == [1, 2, 3]

@@ -423,6 +423,7 @@ export class ChatApp {
     const focused = document.activeElement?.dataset?.room;
     this.el.roomList.replaceChildren(...items);
     if (focused) this.el.roomList.querySelector(`[data-room="${CSS.escape(focused)}"]`)?.focus();
+    document.title = totalUnread ? `(${totalUnread}) Chat` : "Chat";
     this.el.toggleUnread.hidden = totalUnread === 0;
     this.el.toggleUnread.textContent = totalUnread > 99 ? "99+" : String(totalUnread);
   }

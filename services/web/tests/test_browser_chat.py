@@ -121,6 +121,7 @@ def test_private_room_is_visible_to_members_only(open_chat, user):
     bob.open_room("general")
     alice.send("are you there?")
     expect(bob.page.locator("#rooms-toggle-unread")).to_have_text("1")
+    expect(bob.page).to_have_title("(1) Chat")
     bob.show_rooms()
     expect(bob.unread_badge("secret")).to_have_text("1")
     bob.screenshot("unread-in-drawer")
@@ -128,6 +129,7 @@ def test_private_room_is_visible_to_members_only(open_chat, user):
     bob.expect_texts(["only for bob", "are you there?"])
     expect(bob.unread_badge("secret")).to_have_count(0)
     expect(bob.page.locator("#rooms-toggle-unread")).to_be_hidden()
+    expect(bob.page).to_have_title("Chat")
 
     eve = open_chat()
     eve.log_in(eve_name)

@@ -14,7 +14,7 @@ from testkit.processes import REPO_ROOT, require_program
 
 pytestmark = pytest.mark.e2e
 
-# Ramp-up, 3 s of sending, 2 s of grace, locust start/stop and the plot fit well inside this.
+# Ramp-up, 3 s of sending, 3 s of grace, locust start/stop and the plot fit well inside this.
 RUN_TIMEOUT_SECONDS = 120
 REPORT_FILES = (
     "locust_stats.csv",
@@ -45,7 +45,7 @@ def run_make(target: str, results: Path, targets: str, **params: str) -> dict:
         "USERS": "6",
         "SPAWN_RATE": "6",
         "DURATION": "3",
-        "GRACE": "2",
+        "GRACE": "3",
         "SENDERS": "2",
         "RATE": "4",
         **params,

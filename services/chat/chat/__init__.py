@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import posixpath
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from .errors import ChatError, from_unexpected
 from .extensions import db, migrate, socketio
 
 MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
+# The browser client's files under WEB_ROOT that are served; everything else there is not.
+PUBLIC_WEB_PATHS = ("js/", "vendor/", "style.css", "favicon")
 log = logging.getLogger("chat")
 
 
@@ -32,9 +35,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     _init_realtime(app)
     _register_http(app)
     app.wsgi_app = _refuse_websocket_compression(app.wsgi_app)
-    from .realtime.hardening import closing_sessions_are_invalid
+    from .realtime.hardening import guard_engineio_http
 
-    app.wsgi_app = closing_sessions_are_invalid(app.wsgi_app)
+    app.wsgi_app = guard_engineio_http(app.wsgi_app, app.config["MAX_HTTP_BUFFER_SIZE"])
 
     from .domain.rooms import forget_cached_rooms
 
@@ -136,6 +139,11 @@ def _register_http(app: Flask) -> None:
 
     @app.get("/<path:filename>")
     def web_file(filename: str):
+        # Only what the page loads is public: not the client's tests, package files or
+        # node_modules, which live in the same folder.
+        filename = posixpath.normpath(filename)
+        if not filename.startswith(PUBLIC_WEB_PATHS):
+            return {"error": {"code": "not_found", "message": "no such file"}}, 404
         return send_from_directory(web_root, filename)
 
 

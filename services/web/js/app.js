@@ -64,7 +64,13 @@ export class ChatApp {
 
   #connect() {
     // WebSocket only: no long-polling session that would need sticky routing behind nginx.
-    this.socket = io({ auth: { token: this.token }, transports: ["websocket"] });
+    // WebSocket first; where a proxy or network refuses it, fall back to long-polling
+    // (nginx keeps a polling session on one worker with its affinity cookie).
+    this.socket = io({
+      auth: { token: this.token },
+      transports: ["websocket", "polling"],
+      tryAllTransports: true,
+    });
     const s = this.socket;
     s.on("connect", () => {
       this.#setConnection("connected");

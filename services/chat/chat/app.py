@@ -1,0 +1,174 @@
+"""The app factory: bind the extensions, the REST blueprints and the Socket.IO namespace."""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import sys
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, jsonify, send_from_directory
+from werkzeug.exceptions import HTTPException
+
+from .config import Config
+from .errors import ChatError, from_unexpected
+from .extensions import db, migrate, socketio
+
+MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
+# The browser client's files under WEB_ROOT that are served; everything else there is not.
+PUBLIC_WEB_PATHS = ("js/", "vendor/", "style.css", "favicon")
+log = logging.getLogger("chat")
+
+
+def create_app(overrides: dict[str, Any] | None = None) -> Flask:
+    """Build a worker app from the environment, with `overrides` applied on top (tests)."""
+    app = Flask(__name__, static_folder=None)
+    app.config.from_mapping({k: v for k, v in vars(Config()).items() if k.isupper()})
+    app.config.update(overrides or {})
+    # The HTTP body limit matches Engine.IO's: no payload of ours needs more.
+    app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_HTTP_BUFFER_SIZE"]
+    _configure_logging(app)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=MIGRATIONS_DIR)
+    _init_realtime(app)
+    _register_http(app)
+    app.wsgi_app = _refuse_websocket_compression(app.wsgi_app)
+    from .realtime.hardening import guard_engineio_http
+
+    app.wsgi_app = guard_engineio_http(app.wsgi_app, app.config["MAX_HTTP_BUFFER_SIZE"])
+
+    from .domain.rooms import forget_cached_rooms
+
+    forget_cached_rooms()
+    if app.config["AUTO_MIGRATE"]:
+        from flask_migrate import upgrade
+
+        with app.app_context():
+            upgrade(directory=MIGRATIONS_DIR)
+    return app
+
+
+def _init_realtime(app: Flask) -> None:
+    from .cluster.liveness import HeartbeatRedisManager, Liveness
+    from .cluster.presence import Presence
+    from .cluster.rate_limit import RateLimiter
+    from .cluster.shared_state import make_state
+    from .realtime import hardening
+    from .realtime.namespace import ChatNamespace
+
+    cfg = app.config
+    state = make_state(cfg["REDIS_URL"])
+    presence = Presence(state, cfg["NODE_ID"], cfg["PRESENCE_TTL_SECONDS"])
+    limiter = RateLimiter(state, cfg["RATE_LIMIT_MESSAGES"], cfg["RATE_LIMIT_WINDOW_SECONDS"])
+    manager = None
+    if cfg["REDIS_URL"]:
+        manager = HeartbeatRedisManager(
+            cfg["REDIS_URL"],
+            redis_options={"socket_connect_timeout": 2, "health_check_interval": 10},
+        )
+    socketio.init_app(
+        app,
+        async_mode=cfg["ASYNC_MODE"],
+        client_manager=manager,
+        cors_allowed_origins=cfg["CORS_ALLOWED_ORIGINS"],
+        max_http_buffer_size=cfg["MAX_HTTP_BUFFER_SIZE"],
+        # Flask's cookie session is not used by the socket handlers; skip its per-event copy.
+        manage_session=False,
+        logger=_library_logger("socketio.server"),
+        engineio_logger=_library_logger("engineio.server"),
+    )
+    hardening.harden(socketio.server)
+    socketio.on_namespace(ChatNamespace("/", presence, limiter))
+    app.extensions["chat.presence"] = presence
+    app.extensions["chat.rate_limiter"] = limiter
+    app.extensions["chat.liveness"] = Liveness(socketio, presence, state, manager, app=app)
+
+
+def _library_logger(name: str) -> logging.Logger:
+    """python-socketio's or python-engineio's logger: errors only, printed by our handler.
+
+    Given `logger=False` they attach a stderr handler of their own, so each of their errors
+    appeared twice in a worker's log (once without the node's format).
+    """
+    logger = logging.getLogger(name)
+    logger.setLevel(logging.ERROR)
+    return logger
+
+
+def _register_http(app: Flask) -> None:
+    from .api import bp as api_bp
+    from .api.openapi import openapi_document
+    from .api.ops import ops
+
+    app.register_blueprint(api_bp)
+    app.register_blueprint(ops)
+    app.add_url_rule("/api/openapi.json", "openapi", lambda: jsonify(openapi_document()))
+
+    @app.errorhandler(ChatError)
+    def chat_error(err: ChatError):
+        if err.status >= 500:
+            db.session.rollback()
+        return err.to_dict(), err.status
+
+    @app.errorhandler(HTTPException)
+    def http_error(err: HTTPException):
+        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
+            err.code or 0, "invalid"
+        )
+        return {"error": {"code": code, "message": err.description}}, err.code
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        db.session.rollback()
+        err = from_unexpected(exc)
+        if err.code == "internal":
+            log.exception("unhandled error")
+        else:
+            log.warning("request refused: %s (%s)", err.message, type(exc).__name__)
+        return err.to_dict(), err.status
+
+    web_root = Path(app.config["WEB_ROOT"])
+
+    @app.get("/")
+    def index():
+        if not (web_root / "index.html").exists():
+            return {"service": "chat", "node": app.config["NODE_ID"], "client": "not built"}
+        return send_from_directory(web_root, "index.html")
+
+    @app.get("/<path:filename>")
+    def web_file(filename: str):
+        # Only what the page loads is public: not the client's tests, package files or
+        # node_modules, which live in the same folder.
+        filename = posixpath.normpath(filename)
+        if not filename.startswith(PUBLIC_WEB_PATHS):
+            return {"error": {"code": "not_found", "message": "no such file"}}, 404
+        return send_from_directory(web_root, filename)
+
+
+def _refuse_websocket_compression(wsgi_app):
+    """Drop the client's permessage-deflate offer before any WebSocket server sees it.
+
+    Browsers always offer it and eventlet accepts it, and then every broadcast frame is
+    compressed once per recipient with a zlib context per connection: at 1,000 members that
+    put eventlet seconds behind (../shared/FANOUT-NOTES.md). Chat frames are small, so we
+    send them uncompressed on every path; nginx drops the header too.
+    """
+
+    def app(environ, start_response):
+        environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+        return wsgi_app(environ, start_response)
+
+    return app
+
+
+def _configure_logging(app: Flask) -> None:
+    node = app.config["NODE_ID"]
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        logging.Formatter(f"%(asctime)s %(levelname)s [{node}] %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(app.config["LOG_LEVEL"])

@@ -8,7 +8,7 @@ the server here instead of calling `socketio.run`, for three reasons:
   only afterwards), accumulates continuation frames without a bound, and unmasks byte by
   byte in Python: one unauthenticated client streaming a frame that announced 2 GiB kept a
   worker reading (and stalled it for seconds once it stopped). Here a frame or message above
-  max_http_buffer_size closes the connection (1009) before its payload is read, and
+  max_http_buffer_size closes the connection before its payload is read, and
   unmasking is one C-level XOR. (eventlet's server has its own frame limit, which Engine.IO
   sets to the same size.)
 - Origin before upgrade under gevent. gevent-websocket answers `101 Switching Protocols`
@@ -197,6 +197,8 @@ def _websocket_handler_class():
     from geventwebsocket.handler import WebSocketHandler
     from geventwebsocket.websocket import Header, WebSocket
 
+    from .realtime.hardening import engineio_problem, refused
+
     class MessageTooBig(WebSocketError):
         pass
 
@@ -231,10 +233,20 @@ def _websocket_handler_class():
 
         def receive(self):
             try:
-                return super().receive()
+                message = super().receive()
             except MessageTooBig:
-                self.close(1009, b"message too big")
+                # A plain close frame: gevent-websocket's close() ignores its `code` and
+                # sends the repr of a bytes reason as the payload, which clients reject.
+                self.close()
                 return None
+            # A packet Engine.IO cannot decode would raise out of its WebSocket loop (a
+            # traceback per packet): refuse it here, like any other broken frame.
+            problem = None if message is None else engineio_problem(message)
+            if problem is not None:
+                refused("undecodable", problem, str(self.handler.client_address))
+                self.close()
+                return None
+            return message
 
     class ChatWebSocketHandler(WebSocketHandler):
         websocket_message_bytes = 0

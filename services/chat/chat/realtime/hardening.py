@@ -20,14 +20,22 @@ the abuse tests (test_abuse_fuzz, test_abuse_payloads) found, and what is done h
 - A request for a session that is being closed raised KeyError('Session is disconnected')
   out of Engine.IO: a 500 with a traceback. It gets 400 "Invalid session", as for an
   unknown session.
+- An Engine.IO packet that does not decode (empty, a type that is not a digit, bytes that
+  are not UTF-8, bad base64) raised out of Engine.IO's WebSocket loop or polling handler: a
+  traceback per packet, the WebSocket dropped. A polling body is checked before Engine.IO
+  reads it (400 "Bad payload"); a WebSocket message is checked as it is received (the
+  connection is closed; gevent only, see serving.py).
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from typing import Any
 
+from engineio import packet as eio_packet
+from engineio import payload as eio_payload
 from socketio import packet
 
 from .. import metrics
@@ -57,6 +65,32 @@ class _ThrottledLog:
         self.next_at, self.suppressed = now + LOG_EVERY_SECONDS, 0
 
 
+_dropped = _ThrottledLog()
+
+
+def refused(kind: str, detail: str, peer: str) -> None:
+    """Count and (throttled) log input refused as no valid packet."""
+    metrics.protocol_errors.labels(kind).inc()
+    _dropped.warn(detail, peer)
+
+
+def engineio_problem(message: str | bytes) -> str | None:
+    """Why this Engine.IO packet (one WebSocket message) does not decode, or None."""
+    try:
+        eio_packet.Packet(encoded_packet=message)
+    except Exception as exc:  # ValueError, RecursionError, binascii.Error, ...
+        return f"undecodable Engine.IO packet ({type(exc).__name__})"
+    return None
+
+
+def _polling_payload_problem(body: bytes) -> str | None:
+    try:
+        eio_payload.Payload(encoded_payload=body.decode("utf-8"))
+    except Exception as exc:
+        return f"undecodable polling payload ({type(exc).__name__})"
+    return None
+
+
 def protocol_problem(server, data: Any) -> tuple[str, str] | None:
     """(kind, detail) if this Engine.IO message is no packet this application accepts."""
     if not isinstance(data, str):
@@ -82,14 +116,15 @@ def harden(server) -> None:
     """Install the packet filter and the non-waiting disconnect on a python-socketio Server."""
     eio = server.eio
     dispatch = server._handle_eio_message
-    throttled = _ThrottledLog()
 
     def on_message(eio_sid: str, data: Any) -> Any:
         problem = protocol_problem(server, data)
         if problem is not None:
-            kind, detail = problem
-            metrics.protocol_errors.labels(kind).inc()
-            throttled.warn(detail, eio_sid)
+            refused(*problem, eio_sid)
+            return None
+        if eio_sid not in server.environ:
+            # The session closed before this packet's turn came (messages are handled in
+            # tasks of their own); python-socketio's connect handler would raise KeyError.
             return None
         return dispatch(eio_sid, data)
 
@@ -108,10 +143,30 @@ def harden(server) -> None:
     eio.disconnect = disconnect
 
 
-def closing_sessions_are_invalid(wsgi_app):
-    """WSGI wrapper: Engine.IO's KeyError for a session being closed becomes a 400."""
+def guard_engineio_http(wsgi_app, max_body_bytes: int):
+    """WSGI wrapper for Engine.IO's HTTP side: polling bodies checked, closing sessions 400."""
+
+    def bad(start_response, status: str, body: bytes) -> list[bytes]:
+        start_response(status, [("Content-Type", "application/json")])
+        return [body]
 
     def app(environ: dict, start_response):
+        if environ.get("REQUEST_METHOD") == "POST" and \
+                environ.get("PATH_INFO", "").startswith("/socket.io"):
+            try:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                return bad(start_response, "400 BAD REQUEST", b'"Bad request"')
+            if length > max_body_bytes:
+                refused("too_large", f"polling body of {length} bytes",
+                        environ.get("REMOTE_ADDR", "?"))
+                return bad(start_response, "413 PAYLOAD TOO LARGE", b'"Payload too large"')
+            body = environ["wsgi.input"].read(length)
+            problem = _polling_payload_problem(body)
+            if problem is not None:
+                refused("undecodable", problem, environ.get("REMOTE_ADDR", "?"))
+                return bad(start_response, "400 BAD REQUEST", b'"Bad payload"')
+            environ["wsgi.input"] = io.BytesIO(body)  # read once here, again by Engine.IO
         try:
             return wsgi_app(environ, start_response)
         except KeyError as exc:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from locust import events  # noqa: E402
+
 from chatload import coordinator, scenario  # noqa: E402
 from chatload.user import ChatUser  # noqa: E402, F401  (locust finds User classes here)
-from locust import events  # noqa: E402
 
 
 @events.init_command_line_parser.add_listener

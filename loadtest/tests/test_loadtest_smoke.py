@@ -8,8 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from chatload.stack import NodePeer
 
+from chatload.stack import NodePeer
 from testkit.processes import REPO_ROOT, require_program
 
 pytestmark = pytest.mark.e2e

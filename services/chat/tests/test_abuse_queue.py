@@ -1,0 +1,93 @@
+"""What crosses Redis between workers is JSON, never pickle.
+
+A worker that unpickled what it read from the message queue would run whatever anyone able
+to PUBLISH on that Redis sent it. python-socketio's pub/sub managers encode with JSON;
+this pins that, on the real channel of two real workers: a subscriber on the private
+redis-server records every raw payload while the workers carry real chat traffic.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+
+import pytest
+import redis
+import requests
+
+from testkit.clients import ChatClient, register
+from testkit.processes import wait_for
+
+pytestmark = pytest.mark.e2e
+
+PICKLE_PROTOCOL_2_AND_UP = b"\x80"  # the first byte of every pickle since protocol 2
+METHODS = {"emit", "callback", "disconnect", "enter_room", "leave_room", "close_room"}
+
+
+def test_messages_between_workers_are_json(redis_server, start_worker):
+    a = start_worker(NODE_ID="queue-a", REDIS_URL=redis_server.url)
+    b = start_worker(NODE_ID="queue-b", REDIS_URL=redis_server.url)
+    spy = redis.Redis(port=redis_server.port)
+    # The channel(s) the workers' listeners subscribed to: found, not assumed.
+    wait_for(lambda: spy.pubsub_numsub(*spy.pubsub_channels())[0][1] >= 2
+             if spy.pubsub_channels() else False, 10, "both listeners subscribed")
+    channels = spy.pubsub_channels()
+    assert len(channels) == 1, channels
+    subscriber = spy.pubsub()
+    subscriber.subscribe(*channels)
+    payloads: list[bytes] = []
+    stop = threading.Event()
+
+    def record() -> None:
+        while not stop.is_set():
+            message = subscriber.get_message(ignore_subscribe_messages=True, timeout=0.2)
+            if message and message["type"] == "message":
+                payloads.append(message["data"])
+
+    recorder = threading.Thread(target=record, daemon=True)
+    recorder.start()
+
+    room = f"queue-{uuid.uuid4().hex[:6]}"
+    alice_name, alice_token = register(a.url)
+    _, bob_token = register(b.url)
+    alice, bob = ChatClient(a.url, alice_token), ChatClient(b.url, bob_token)
+    texts = ["plain", "<b>html</b> & \"quotes\"", "unicode ✓ 漢字 👍", "\\u0000 looks escaped"]
+    try:
+        assert alice.join(room)["ok"] and bob.join(room)["ok"]
+        for text in texts:
+            assert alice.send(room, text)["ok"]
+        assert alice.call("typing", {"room": room})["ok"]
+        r = requests.post(f"{b.url}/api/rooms/{room}/messages", json={"text": "over REST"},
+                          headers={"Authorization": f"Bearer {bob_token}"}, timeout=5)
+        assert r.status_code == 201
+        for text in [*texts, "over REST"]:
+            bob.wait_for("message", lambda m, t=text: m["text"] == t)
+        alice.wait_for("message", lambda m: m["text"] == "over REST")
+        bob.wait_for("typing", lambda t: t["user"] == alice_name)
+        assert alice.call("leave", {"room": room})["ok"]
+        time.sleep(2.5)  # a presence flush and a heartbeat go by
+    finally:
+        alice.close()
+        bob.close()
+        stop.set()
+        recorder.join(5)
+
+    assert len(payloads) >= len(texts) + 3
+    decoded = []
+    for raw in payloads:
+        assert not raw.startswith(PICKLE_PROTOCOL_2_AND_UP), raw[:40]
+        message = json.loads(raw.decode("utf-8"))  # raises on anything but JSON text
+        assert isinstance(message, dict) and message["method"] in METHODS, message
+        assert isinstance(message["host_id"], str)
+        decoded.append(message)
+    emitted = {(m["event"], json.dumps(m["data"], sort_keys=True))
+               for m in decoded if m["method"] == "emit"}
+    events = {event for event, _ in emitted}
+    assert {"message", "typing", "presence"} <= events, events
+    stored = {json.dumps([msg], sort_keys=True) for msg in bob.received("message")}
+    assert {data for event, data in emitted if event == "message"} <= stored
+    print(f"\n{len(payloads)} payloads on {channels[0].decode()}: all JSON objects "
+          f"({sorted(events)} emits, {sum(m['method'] == 'callback' for m in decoded)} "
+          f"heartbeats); none pickle")

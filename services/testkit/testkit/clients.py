@@ -6,6 +6,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import requests
@@ -122,6 +123,8 @@ class RoomFollower:
         self.connected_at: list[float] = []
         self.disconnected_at: list[float] = []
         self.errors: list[str] = []
+        # Called with each live message (not catch-up) as it arrives, e.g. to time delivery.
+        self.on_live_message: Callable[[dict], None] | None = None
         self._synced_connects = 0  # how many connects had their catch-up completed
         self._lock = threading.Condition()
         self._sync_wanted = threading.Event()
@@ -160,6 +163,8 @@ class RoomFollower:
     def _on_message(self, message: dict) -> None:
         if message.get("room") != self.room:
             return
+        if self.on_live_message is not None:
+            self.on_live_message(message)
         if self._store([message]):
             self._sync_wanted.set()
 

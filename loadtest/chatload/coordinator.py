@@ -17,9 +17,11 @@ registration storm of the ramp-up (whose REST, connect and join times are report
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import weakref
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gevent
@@ -77,6 +79,7 @@ class Coordinator:
         self._summaries: dict[str, dict] = {}
         self._summaries_in = Event()
         self._scenario: Scenario | None = None
+        self._tokens: dict[str, str] | None = None
         self.started = False
         self.finished = False
         self.go_time: float | None = None
@@ -112,6 +115,14 @@ class Coordinator:
             sc.message_size,
             100 * sc.polling_share,
         )
+
+    @property
+    def tokens(self) -> dict[str, str]:
+        """Pre-registered users' tokens (--chat-tokens), read once per test."""
+        if self._tokens is None:
+            path = self.scenario.tokens_file
+            self._tokens = json.loads(Path(path).read_text()) if path else {}
+        return self._tokens
 
     @property
     def scenario(self) -> Scenario:

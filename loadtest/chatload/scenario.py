@@ -85,6 +85,22 @@ def add_arguments(parser: Any) -> None:
         help="Prefix of this run's user and room names (default: random per test).",
     )
     parser.add_argument(
+        "--chat-user-prefix",
+        default="",
+        env_var="LOCUST_CHAT_USER_PREFIX",
+        include_in_web_ui=False,
+        help="Prefix of the user names (default: the run id). A fixed prefix reuses the "
+        "accounts of earlier runs (rooms stay per run).",
+    )
+    parser.add_argument(
+        "--chat-tokens",
+        default="",
+        env_var="LOCUST_CHAT_TOKENS",
+        include_in_web_ui=False,
+        help="JSON file {username: token} written by `python -m chatload.accounts`: users "
+        "found there connect with that token and skip REST sign-up (no registration storm).",
+    )
+    parser.add_argument(
         "--chat-password",
         default="correct horse battery",
         env_var="LOCUST_CHAT_PASSWORD",
@@ -138,6 +154,10 @@ def sender_count(spec: str, users: int) -> int:
     return max(0, min(count, users))
 
 
+def user_name(prefix: str, index: int) -> str:
+    return f"{prefix}-u{index}"
+
+
 def new_run_id() -> str:
     return f"lt{uuid.uuid4().hex[:8]}"
 
@@ -155,6 +175,8 @@ class Scenario:
     polling_share: float
     grace: float
     run_id: str
+    user_prefix: str
+    tokens_file: str
     password: str
     connect_timeout: float
     processes: int
@@ -167,6 +189,7 @@ class Scenario:
         size = options.chat_message_size
         if not MIN_TEXT <= size <= MAX_TEXT:
             raise SystemExit(f"--chat-message-size must be {MIN_TEXT}..{MAX_TEXT}, not {size}")
+        run_id = options.chat_active_run_id or options.chat_run_id or "lt"
         return cls(
             targets=targets,
             room_size=options.chat_room_size,
@@ -176,11 +199,17 @@ class Scenario:
             message_size=size,
             polling_share=options.chat_polling_share,
             grace=options.chat_grace,
-            run_id=options.chat_active_run_id or options.chat_run_id or "lt",
+            run_id=run_id,
+            user_prefix=options.chat_user_prefix or run_id,
+            tokens_file=options.chat_tokens,
             password=options.chat_password,
             connect_timeout=options.chat_connect_timeout,
             processes=max(1, options.chat_processes),
         )
+
+    def username(self, index: int) -> str:
+        """User `index`'s name: `python -m chatload.accounts` registers the same names."""
+        return user_name(self.user_prefix, index)
 
     def room_of(self, index: int) -> str:
         """User `index`'s room: everybody's, or the index's block of room_size users."""

@@ -91,7 +91,7 @@ class ChatUser(HttpUser):
         self.room = self.sc.room_of(self.index)
         self.sender = self.sc.is_sender(self.index)
         self.transport = self.sc.transports(self.index)[0]
-        self.username = f"{self.sc.run_id}-u{self.index}"
+        self.username = self.sc.username(self.index)
         self.node: str | None = None
         self.sio: socketio.Client | None = None
         self.stopping = False
@@ -101,7 +101,7 @@ class ChatUser(HttpUser):
         self._pace = constant_throughput(self.sc.rate) if self.sender else None
         self.coord.users.add(self)
         try:
-            token = self._sign_up()
+            token = self.coord.tokens.get(self.username) or self._sign_up()
             if token:
                 self._connect(token)
             if self.sio is not None:

@@ -94,6 +94,8 @@ def scenario(**kw) -> Scenario:
         polling_share=0.0,
         grace=5,
         run_id="lt1",
+        user_prefix="lt1",
+        tokens_file="",
         password="x" * 8,
         connect_timeout=10,
         processes=1,
@@ -122,3 +124,35 @@ def test_sender_count_takes_a_count_or_a_share():
     assert sender_count("2%", 300) == 6
     assert sender_count("0.1%", 300) == 1
     assert sender_count("50", 10) == 10
+
+
+def test_received_seqs_are_kept_as_a_watermark_plus_what_came_beyond_a_gap():
+    from chatload.ledger import SeqSet
+
+    seqs = SeqSet(start=10)
+    assert [seqs.add(s) for s in (11, 12, 14, 16, 12, 14)] == [True, True, True, True, False, False]
+    assert (seqs.upto, seqs.ahead, len(seqs)) == (12, {14, 16}, 4)
+    assert seqs.add(13) is True  # fills the gap: the watermark moves past 14
+    assert (seqs.upto, seqs.ahead, len(seqs), seqs.highest()) == (14, {16}, 5, 16)
+    assert 10 not in seqs and 13 in seqs and 15 not in seqs and 16 in seqs
+    assert list(seqs) == [11, 12, 13, 14, 16]
+    assert (seqs.count_upto(12), seqs.count_upto(15), seqs.count_upto(99)) == (2, 4, 5)
+    assert SeqSet(start=5).highest() is None
+
+
+def test_a_big_room_costs_a_few_integers_per_member_not_one_entry_per_delivery():
+    ledger = DeliveryLedger()
+    for m in range(50):
+        joined(ledger, f"m{m}", "r")
+    for seq in range(1, 2001):
+        ledger.sent("r", seq)
+        for m in range(50):
+            assert ledger.receive(f"m{m}", "r", seq) is True
+    assert all(not v.received.ahead for v in ledger.members.values())
+    t = tally([ledger.summary()])
+    assert (t.owed, t.delivered, t.lost, t.duplicated) == (100_000, 100_000, 0, 0)
+
+
+def test_a_fixed_user_prefix_reuses_accounts_while_rooms_stay_per_run():
+    sc = scenario(run_id="lt2", user_prefix="bench")
+    assert (sc.username(7), sc.room_of(7)) == ("bench-u7", "lt2-all")

@@ -32,17 +32,17 @@ def database_url(request, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database: a SQLite file, or a new database on the PostgreSQL server."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'chat.db'}"
-        return
-    db = PostgresDatabase(_require_postgres())
-    try:
-        yield db.url
-    finally:
-        db.drop()
+    else:
+        yield from _fresh_postgres_database()
 
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A fresh database on the PostgreSQL server, for tests that are about PostgreSQL itself."""
+    yield from _fresh_postgres_database()
+
+
+def _fresh_postgres_database() -> Iterator[str]:
     db = PostgresDatabase(_require_postgres())
     try:
         yield db.url

@@ -110,9 +110,15 @@ class ChatNamespace(Namespace):
 
     def on_disconnect(self, reason: Any = None) -> None:
         sid = request.sid
-        if self.principals.pop(sid, None) is not None:
-            metrics.connected_clients.dec()
-        self.presence.disconnect(sid)
+        # Presence first: it waits on Redis, and an event of this socket that runs meanwhile
+        # (python-socketio still counts the socket as connected until this returns) must
+        # still find its principal, or the client is told "not connected" for a message it
+        # may rightly retry. Nothing waits between the pop and the end of the disconnect.
+        try:
+            self.presence.disconnect(sid)
+        finally:
+            if self.principals.pop(sid, None) is not None:
+                metrics.connected_clients.dec()
 
     @event("join", schemas.JoinEvent)
     def on_join(self, principal: Principal, payload: schemas.JoinEvent) -> dict:

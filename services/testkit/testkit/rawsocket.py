@@ -116,6 +116,7 @@ class SlowConsumer:
     """
 
     def __init__(self, base_url: str, token: str, room: str, receive_buffer: int = 4096) -> None:
+        self.room = room
         host, port = base_url.split("://", 1)[1].split(":")
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)

@@ -53,8 +53,12 @@ CONNECT_THREADS = 8
 class Soak:
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
-        self.cluster = Cluster(run_dir / "cluster", workers=WORKERS, http_port=None,
-                               database_url=os.environ.get("DATABASE_URL"))
+        self.cluster = Cluster(
+            run_dir / "cluster",
+            workers=WORKERS,
+            http_port=None,
+            database_url=os.environ.get("DATABASE_URL"),
+        )
         self.followers: list[RoomFollower] = []
         self.latencies: list[float] = []
         self.failures: list[str] = []
@@ -89,8 +93,9 @@ class Soak:
             futures = []
             while time.monotonic() < deadline and not stop.is_set():
                 sender = random.choice(self.followers)
-                futures.append(pool.submit(sender.send, f"soak {time.time():.6f} {sent}",
-                                           deadline_seconds=30))
+                futures.append(
+                    pool.submit(sender.send, f"soak {time.time():.6f} {sent}", deadline_seconds=30)
+                )
                 sent += 1
                 next_at += 1 / RATE
                 time.sleep(max(0.0, next_at - time.monotonic()))
@@ -116,16 +121,21 @@ class Soak:
             }
         entry = {"label": label, "t": time.monotonic(), "workers": workers}
         self.samples.append(entry)
-        line = "  ".join(f"{n}: {v['rss_kb'] // 1024 if v['rss_kb'] else '-'} MB "
-                         f"{v['open_fds']} fds" for n, v in workers.items())
+        line = "  ".join(
+            f"{n}: {v['rss_kb'] // 1024 if v['rss_kb'] else '-'} MB {v['open_fds']} fds"
+            for n, v in workers.items()
+        )
         print(f"[{label}] {line}", flush=True)
         return entry
 
     def growth_per_minute(self, node: str, key: str) -> float:
         """Least-squares slope over the second half of the samples, per minute."""
-        points = [(s["t"], s["workers"][node][key]) for s in self.samples
-                  if s["workers"][node][key] is not None]
-        points = points[len(points) // 2:]
+        points = [
+            (s["t"], s["workers"][node][key])
+            for s in self.samples
+            if s["workers"][node][key] is not None
+        ]
+        points = points[len(points) // 2 :]
         if len(points) < 2:
             return 0.0
         mean_t = sum(t for t, _ in points) / len(points)
@@ -148,8 +158,11 @@ def main() -> int:
     run_dir = REPO / "run" / "soak" / time.strftime("%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True)
     soak = Soak(run_dir)
-    print(f"soak: {SECONDS} s, {CLIENTS} clients in {ROOMS} rooms, {RATE} msgs/s, "
-          f"{WORKERS} workers; run dir {run_dir}", flush=True)
+    print(
+        f"soak: {SECONDS} s, {CLIENTS} clients in {ROOMS} rooms, {RATE} msgs/s, "
+        f"{WORKERS} workers; run dir {run_dir}",
+        flush=True,
+    )
     soak.cluster.start()
     stop = threading.Event()
     try:
@@ -162,8 +175,9 @@ def main() -> int:
         acked = 0
         chat_started = time.monotonic()
         while time.monotonic() - chat_started < SECONDS:
-            acked += soak.chat(min(SAMPLE_SECONDS, SECONDS - (time.monotonic() - chat_started)),
-                               stop)
+            acked += soak.chat(
+                min(SAMPLE_SECONDS, SECONDS - (time.monotonic() - chat_started)), stop
+            )
             entry = soak.sample(f"{time.monotonic() - chat_started:.0f} s")
             if not all(v["alive"] for v in entry["workers"].values()):
                 soak.failures.append("a worker died")
@@ -183,13 +197,20 @@ def main() -> int:
         end = soak.sample("end")
         start = soak.samples[[s["label"] for s in soak.samples].index("start")]
         report = {
-            "settings": {"seconds": SECONDS, "clients": CLIENTS, "rooms": ROOMS, "rate": RATE,
-                         "workers": WORKERS},
+            "settings": {
+                "seconds": SECONDS,
+                "clients": CLIENTS,
+                "rooms": ROOMS,
+                "rate": RATE,
+                "workers": WORKERS,
+            },
             "messages_acked": acked,
             "deliveries_timed": len(soak.latencies),
-            "delivery_ms": {"p50": percentile(soak.latencies, 0.5) * 1000,
-                            "p99": percentile(soak.latencies, 0.99) * 1000,
-                            "max": percentile(soak.latencies, 1.0) * 1000},
+            "delivery_ms": {
+                "p50": percentile(soak.latencies, 0.5) * 1000,
+                "p99": percentile(soak.latencies, 0.99) * 1000,
+                "max": percentile(soak.latencies, 1.0) * 1000,
+            },
             "clients_missing_messages": lost,
             "wire_duplicates": sum(f.wire_duplicates for f in soak.followers),
             "reconnects": sum(max(0, len(f.connected_at) - 1) for f in soak.followers),
@@ -197,21 +218,31 @@ def main() -> int:
             "workers": {},
             "samples": soak.samples,
         }
-        print(f"\n{'worker':10} {'RSS MB start':>12} {'end':>6} {'MB/min (2nd half)':>18} "
-              f"{'fds start':>10} {'end':>5} {'fds/min':>8}")
+        print(
+            f"\n{'worker':10} {'RSS MB start':>12} {'end':>6} {'MB/min (2nd half)':>18} "
+            f"{'fds start':>10} {'end':>5} {'fds/min':>8}"
+        )
         for node in end["workers"]:
             s, e = start["workers"][node], end["workers"][node]
             rss_rate = soak.growth_per_minute(node, "rss_kb") / 1024
             fd_rate = soak.growth_per_minute(node, "open_fds")
-            report["workers"][node] = {"start": s, "end": e, "rss_mb_per_min": rss_rate,
-                                       "fds_per_min": fd_rate}
-            print(f"{node:10} {s['rss_kb'] / 1024:12.1f} {(e['rss_kb'] or 0) / 1024:6.1f} "
-                  f"{rss_rate:18.2f} {s['open_fds']:10} {e['open_fds']:5} {fd_rate:8.2f}")
+            report["workers"][node] = {
+                "start": s,
+                "end": e,
+                "rss_mb_per_min": rss_rate,
+                "fds_per_min": fd_rate,
+            }
+            print(
+                f"{node:10} {s['rss_kb'] / 1024:12.1f} {(e['rss_kb'] or 0) / 1024:6.1f} "
+                f"{rss_rate:18.2f} {s['open_fds']:10} {e['open_fds']:5} {fd_rate:8.2f}"
+            )
         d = report["delivery_ms"]
-        print(f"\n{acked} messages acked ({acked / SECONDS:.1f}/s), {len(soak.latencies)} live "
-              f"deliveries timed: p50 {d['p50']:.0f} ms, p99 {d['p99']:.0f} ms, max "
-              f"{d['max']:.0f} ms; clients missing messages: {lost}; reconnects: "
-              f"{report['reconnects']}; failures: {len(soak.failures)}")
+        print(
+            f"\n{acked} messages acked ({acked / SECONDS:.1f}/s), {len(soak.latencies)} live "
+            f"deliveries timed: p50 {d['p50']:.0f} ms, p99 {d['p99']:.0f} ms, max "
+            f"{d['max']:.0f} ms; clients missing messages: {lost}; reconnects: "
+            f"{report['reconnects']}; failures: {len(soak.failures)}"
+        )
         (run_dir / "result.json").write_text(json.dumps(report, indent=2))
         print(f"result: {run_dir / 'result.json'}")
         return 1 if soak.failures or lost else 0

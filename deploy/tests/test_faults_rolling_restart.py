@@ -47,8 +47,9 @@ def wait_routed(cluster, node_id: str) -> float:
 
 
 def test_rolling_restart_drains_each_worker_and_loses_nothing(start_cluster):
-    cluster = start_cluster(workers=3, env={"RATE_LIMIT_MESSAGES": "10000",
-                                            "DRAIN_SECONDS": str(DRAIN_SECONDS)})
+    cluster = start_cluster(
+        workers=3, env={"RATE_LIMIT_MESSAGES": "10000", "DRAIN_SECONDS": str(DRAIN_SECONDS)}
+    )
     room = f"rolling-{uuid.uuid4().hex[:8]}"
     followers = []
     for i in range(CLIENTS):
@@ -67,16 +68,20 @@ def test_rolling_restart_drains_each_worker_and_loses_nothing(start_cluster):
         assert stopped_after < STOP_BOUND_SECONDS
         drained = re.findall(r"SIGTERM: drained (\d+) sockets", worker.log_text())
         assert drained, f"{worker.node_id} did not drain"
-        back_after = max((f.wait_reconnected(sigterm_at, BACK_BOUND_SECONDS) - sigterm_at
-                          for f in on_it), default=0.0)
+        back_after = max(
+            (f.wait_reconnected(sigterm_at, BACK_BOUND_SECONDS) - sigterm_at for f in on_it),
+            default=0.0,
+        )
         assert all(f.nodes[-1] != worker.node_id for f in on_it), "moved to another worker"
         worker.start()
         worker.wait_healthy()
         routed_after = wait_routed(cluster, worker.node_id)
-        figures.append(f"{worker.node_id}: {len(on_it)} clients, drained {drained[-1]} "
-                       f"sockets and exited 0 in {stopped_after:.2f} s, its clients back on "
-                       f"other workers after {back_after:.2f} s, nginx routed to it again "
-                       f"{routed_after:.1f} s after it was healthy")
+        figures.append(
+            f"{worker.node_id}: {len(on_it)} clients, drained {drained[-1]} "
+            f"sockets and exited 0 in {stopped_after:.2f} s, its clients back on "
+            f"other workers after {back_after:.2f} s, nginx routed to it again "
+            f"{routed_after:.1f} s after it was healthy"
+        )
 
     chat.stop()
     last_seq = max(m["seq"] for f in followers for m in f.acked)
@@ -85,7 +90,9 @@ def test_rolling_restart_drains_each_worker_and_loses_nothing(start_cluster):
     assert chat.failures == []
     assert assert_room_logs_complete(followers) == last_seq == chat.sent()
     ack_ms = sorted(s * 1000 for s in chat.ack_seconds)
-    print("\nrolling restart, " + "; ".join(figures) + f"; {last_seq} messages, none lost; "
-          f"ack p50 {ack_ms[len(ack_ms) // 2]:.0f} ms, max {ack_ms[-1]:.0f} ms")
+    print(
+        "\nrolling restart, " + "; ".join(figures) + f"; {last_seq} messages, none lost; "
+        f"ack p50 {ack_ms[len(ack_ms) // 2]:.0f} ms, max {ack_ms[-1]:.0f} ms"
+    )
     for f in followers:
         f.close()

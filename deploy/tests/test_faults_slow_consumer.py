@@ -27,7 +27,7 @@ MESSAGES_PER_SECOND = 20
 # 3,900 emoji: within the 4,000-character cap, but 47 KB on the wire (Socket.IO's JSON writes
 # each as two 6-byte escapes), so 100 messages put 4.6 MB in front of the slow member: more
 # than its socket's send buffer takes (~2.7 MB here), and the worker's writes to it block.
-TEXT = "\U0001F600" * 3_900
+TEXT = "\U0001f600" * 3_900
 DELIVERY_BOUND_SECONDS = 1.0
 
 
@@ -65,8 +65,7 @@ def check_delivery(worker, slow, sender, arrivals, lock) -> None:
     for i in range(MESSAGES):
         client_id = f"m{i}-{uuid.uuid4().hex[:6]}"
         sent_at[client_id] = time.monotonic()
-        sender.sio.emit("message", {"room": room, "text": f"{i} {TEXT}",
-                                    "client_id": client_id})
+        sender.sio.emit("message", {"room": room, "text": f"{i} {TEXT}", "client_id": client_id})
         if i % 10 == 0:
             behind.append(server_send_queue_bytes(worker.port, slow.local_port))
         time.sleep(1 / MESSAGES_PER_SECOND)
@@ -80,14 +79,15 @@ def check_delivery(worker, slow, sender, arrivals, lock) -> None:
     backlog = server_send_queue_bytes(worker.port, slow.local_port)
     with lock:
         delays = sorted(t - sent_at[cid] for cid, times in arrivals.items() for t in times)
-        complete = len(arrivals) == MESSAGES and all(len(v) == MEMBERS
-                                                     for v in arrivals.values())
+        complete = len(arrivals) == MESSAGES and all(len(v) == MEMBERS for v in arrivals.values())
     assert complete, f"{len(arrivals)} of {MESSAGES} messages reached all {MEMBERS} members"
     p50, p99 = delays[len(delays) // 2], delays[int(len(delays) * 0.99)]
-    print(f"\nslow consumer {backlog // 1024} KB behind (worker's send queue to it; samples "
-          f"{[b // 1024 for b in behind]} KB) while {MESSAGES} x 47 KB "
-          f"went to {MEMBERS} other members: delivery p50 {p50 * 1000:.0f} ms, p99 "
-          f"{p99 * 1000:.0f} ms, max {delays[-1] * 1000:.0f} ms")
+    print(
+        f"\nslow consumer {backlog // 1024} KB behind (worker's send queue to it; samples "
+        f"{[b // 1024 for b in behind]} KB) while {MESSAGES} x 47 KB "
+        f"went to {MEMBERS} other members: delivery p50 {p50 * 1000:.0f} ms, p99 "
+        f"{p99 * 1000:.0f} ms, max {delays[-1] * 1000:.0f} ms"
+    )
     assert backlog > 64 * 1024, "the slow member never fell behind: the test proves nothing"
     assert delays[-1] < DELIVERY_BOUND_SECONDS
     assert worker.alive() and worker.tracebacks() == 0

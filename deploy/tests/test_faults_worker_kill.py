@@ -56,9 +56,7 @@ def test_killed_worker_loses_no_acknowledged_message(start_cluster):
     time.sleep(CHAT_SECONDS_AFTER_KILL)
     chat.stop()
     stopped_at = time.monotonic()
-    back_after = max(
-        f.wait_reconnected(killed_at, BACK_BOUND_SECONDS) - killed_at for f in victims
-    )
+    back_after = max(f.wait_reconnected(killed_at, BACK_BOUND_SECONDS) - killed_at for f in victims)
     last_seq = max(m["seq"] for f in senders for m in f.acked)
     for f in followers:
         f.wait_for_seq(last_seq, timeout=COMPLETE_BOUND_SECONDS)

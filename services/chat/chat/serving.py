@@ -73,8 +73,11 @@ class Drain:
             log.exception("drain: closing the listener failed")
         eio = self.socketio.server.eio
         sockets = list(eio.sockets.items())
-        log.info("SIGTERM: draining: listener closed; closing %d client transports so the "
-                 "clients reconnect to another worker", len(sockets))
+        log.info(
+            "SIGTERM: draining: listener closed; closing %d client transports so the "
+            "clients reconnect to another worker",
+            len(sockets),
+        )
         for sid, sock in sockets:
             try:
                 sock.close(wait=False, abort=True, reason=eio.reason.SERVER_DISCONNECT)
@@ -86,8 +89,12 @@ class Drain:
         while busy > 0 and time.monotonic() < deadline:
             self.socketio.sleep(_DRAIN_POLL_SECONDS)
             busy = in_progress()
-        log.info("SIGTERM: drained %d sockets in %.2f s (%d handlers still running); exiting",
-                 len(sockets), time.monotonic() - started, busy)
+        log.info(
+            "SIGTERM: drained %d sockets in %.2f s (%d handlers still running); exiting",
+            len(sockets),
+            time.monotonic() - started,
+            busy,
+        )
         self.on_exit()
         logging.shutdown()
         os._exit(0)
@@ -103,9 +110,14 @@ class Drain:
         def app(environ: dict, start_response):
             if self.draining:
                 if _opens_engineio_session(environ):
-                    start_response("503 Service Unavailable", [
-                        ("Content-Type", "text/plain"), ("Connection", "close"),
-                        ("Retry-After", "1")])
+                    start_response(
+                        "503 Service Unavailable",
+                        [
+                            ("Content-Type", "text/plain"),
+                            ("Connection", "close"),
+                            ("Retry-After", "1"),
+                        ],
+                    )
                     return [b"this worker is shutting down; reconnect"]
                 start_response = _closing(start_response)
             metrics.handlers_in_progress.inc()
@@ -131,8 +143,9 @@ def in_progress() -> int:
 
 
 def _opens_engineio_session(environ: dict) -> bool:
-    return environ.get("PATH_INFO", "").startswith("/socket.io") and \
-        "sid=" not in environ.get("QUERY_STRING", "")
+    return environ.get("PATH_INFO", "").startswith("/socket.io") and "sid=" not in environ.get(
+        "QUERY_STRING", ""
+    )
 
 
 def serve(app: Flask, socketio, mode: str, drain: Drain, access_log: bool) -> None:
@@ -140,8 +153,7 @@ def serve(app: Flask, socketio, mode: str, drain: Drain, access_log: bool) -> No
     cfg = app.config
     host, port = cfg["HOST"], cfg["PORT"]
     if mode == "gevent":
-        server = _gevent_server(app, socketio, host, port, cfg["MAX_HTTP_BUFFER_SIZE"],
-                                access_log)
+        server = _gevent_server(app, socketio, host, port, cfg["MAX_HTTP_BUFFER_SIZE"], access_log)
         drain.close_listener = server.close
         server.serve_forever()
     elif mode == "eventlet":
@@ -156,19 +168,23 @@ def serve(app: Flask, socketio, mode: str, drain: Drain, access_log: bool) -> No
             if not drain.draining:
                 raise
     else:  # development only: no drain, SIGTERM ends the process at once
-        socketio.run(app, host=host, port=port, log_output=access_log,
-                     allow_unsafe_werkzeug=True)
+        socketio.run(app, host=host, port=port, log_output=access_log, allow_unsafe_werkzeug=True)
         return
     while True:  # the listener is closed: the drain finishes and exits the process
         socketio.sleep(1)
 
 
-def _gevent_server(app: Flask, socketio, host: str, port: int, max_message_bytes: int,
-                   access_log: bool):
+def _gevent_server(
+    app: Flask, socketio, host: str, port: int, max_message_bytes: int, access_log: bool
+):
     from gevent import pywsgi
 
-    server = pywsgi.WSGIServer((host, port), app, handler_class=_websocket_handler_class(),
-                               log="default" if access_log else None)
+    server = pywsgi.WSGIServer(
+        (host, port),
+        app,
+        handler_class=_websocket_handler_class(),
+        log="default" if access_log else None,
+    )
     server.max_websocket_message_bytes = max_message_bytes
     server.pre_start_hook = _plain_http_for_foreign_origin(socketio)
     return server
@@ -219,8 +235,7 @@ def _websocket_handler_class():
                 size += handler.websocket_message_bytes
             if size > handler.server.max_websocket_message_bytes:
                 raise MessageTooBig(f"a message of more than {size} bytes")
-            if header.opcode in (self.OPCODE_TEXT, self.OPCODE_BINARY,
-                                 self.OPCODE_CONTINUATION):
+            if header.opcode in (self.OPCODE_TEXT, self.OPCODE_BINARY, self.OPCODE_CONTINUATION):
                 handler.websocket_message_bytes = size
             if not header.length:
                 return header, b""

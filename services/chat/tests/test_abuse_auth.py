@@ -47,16 +47,16 @@ def signed(payload: object, secret: str = WORKER_SECRET, *, age_seconds: int = 0
         def get_timestamp(self) -> int:
             return int(time.time()) - age_seconds
 
-    serializer = URLSafeTimedSerializer(secret, salt=accounts._TOKEN_SALT,
-                                        signer=BackdatedSigner)
+    serializer = URLSafeTimedSerializer(secret, salt=accounts._TOKEN_SALT, signer=BackdatedSigner)
     return serializer.dumps(payload)
 
 
 def other_user_payload(token: str, uid: int) -> str:
     """The token with its payload swapped for another user's; timestamp and signature kept."""
     _, timestamp, signature = token.rsplit(".", 2)
-    payload = base64.urlsafe_b64encode(json.dumps({"uid": uid, "name": "admin"},
-                                                  separators=(",", ":")).encode())
+    payload = base64.urlsafe_b64encode(
+        json.dumps({"uid": uid, "name": "admin"}, separators=(",", ":")).encode()
+    )
     return f"{payload.decode().rstrip('=')}.{timestamp}.{signature}"
 
 
@@ -79,20 +79,37 @@ def bad_tokens(worker, user) -> dict[str, tuple[object, str]]:
         "auth a string": (token, "auth.token is required"),
         "garbage": ({"token": "not-a-token"}, "invalid token"),
         "oversized": ({"token": token * 20}, "auth.token is required"),
-        "forged: other secret": ({"token": signed(good_payload, "guessed-secret")},
-                                 "invalid token"),
+        "forged: other secret": (
+            {"token": signed(good_payload, "guessed-secret")},
+            "invalid token",
+        ),
         "tampered signature": ({"token": head + "." + signature[::-1]}, "invalid token"),
         "tampered payload": ({"token": other_user_payload(token, uid + 1)}, "invalid token"),
         "expired": ({"token": signed(good_payload, age_seconds=2 * DAY)}, "token expired"),
         "well signed, no uid": ({"token": signed({"name": name})}, "invalid token"),
-        "well signed, uid not int": ({"token": signed({"uid": str(uid), "name": name})},
-                                     "invalid token"),
+        "well signed, uid not int": (
+            {"token": signed({"uid": str(uid), "name": name})},
+            "invalid token",
+        ),
     }
 
 
-CASES = ["no auth", "empty auth", "empty token", "token not a string", "token a list",
-         "auth a string", "garbage", "oversized", "forged: other secret", "tampered signature",
-         "tampered payload", "expired", "well signed, no uid", "well signed, uid not int"]
+CASES = [
+    "no auth",
+    "empty auth",
+    "empty token",
+    "token not a string",
+    "token a list",
+    "auth a string",
+    "garbage",
+    "oversized",
+    "forged: other secret",
+    "tampered signature",
+    "tampered payload",
+    "expired",
+    "well signed, no uid",
+    "well signed, uid not int",
+]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -119,8 +136,16 @@ def test_socketio_connect_refused(worker, user, case):
     assert_still_serving(worker.url, user[1])
 
 
-@pytest.mark.parametrize("case", ["garbage", "forged: other secret", "tampered signature",
-                                  "expired", "well signed, uid not int"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "garbage",
+        "forged: other secret",
+        "tampered signature",
+        "expired",
+        "well signed, uid not int",
+    ],
+)
 def test_python_socketio_client_refused(worker, user, case):
     auth, _ = bad_tokens(worker, user)[case]
     with pytest.raises(Exception, match="unauthorized|One or more namespaces failed"):
@@ -128,14 +153,17 @@ def test_python_socketio_client_refused(worker, user, case):
     assert_still_serving(worker.url, user[1])
 
 
-@pytest.mark.parametrize("case", ["no auth", "garbage", "forged: other secret", "expired",
-                                  "tampered payload"])
+@pytest.mark.parametrize(
+    "case", ["no auth", "garbage", "forged: other secret", "expired", "tampered payload"]
+)
 def test_rest_refuses_bad_tokens(worker, user, case):
     auth, message = bad_tokens(worker, user)[case]
     headers = {} if auth is None else {"Authorization": f"Bearer {auth['token']}"}
-    for method, path, body in [("GET", "/api/rooms", None),
-                               ("GET", "/api/rooms/general/messages", None),
-                               ("POST", "/api/rooms/general/messages", {"text": "sneaky"})]:
+    for method, path, body in [
+        ("GET", "/api/rooms", None),
+        ("GET", "/api/rooms/general/messages", None),
+        ("POST", "/api/rooms/general/messages", {"text": "sneaky"}),
+    ]:
         r = requests.request(method, worker.url + path, json=body, headers=headers, timeout=5)
         assert r.status_code == 401, (path, r.text)
         assert r.json()["error"]["code"] == "unauthorized"
@@ -144,8 +172,15 @@ def test_rest_refuses_bad_tokens(worker, user, case):
 
 def test_authorization_header_variants_refused(worker, user):
     token = user[1]
-    for header in [f"Token {token}", f"Basic {token}", f"Bearer{token}", "Bearer ", token,
-                   f"Bearer {token}x", f"Bearer {token} {token}"]:
+    for header in [
+        f"Token {token}",
+        f"Basic {token}",
+        f"Bearer{token}",
+        "Bearer ",
+        token,
+        f"Bearer {token}x",
+        f"Bearer {token} {token}",
+    ]:
         r = requests.get(worker.url + "/api/rooms", headers={"Authorization": header}, timeout=5)
         assert r.status_code == 401, header
 
@@ -157,11 +192,19 @@ def private_room(worker) -> dict:
     a_name, a_token = register(worker.url)
     room = f"secret-{uuid.uuid4().hex[:8]}"
     b_headers = {"Authorization": f"Bearer {b_token}"}
-    r = requests.post(worker.url + "/api/rooms", json={"name": room, "private": True},
-                      headers=b_headers, timeout=5)
+    r = requests.post(
+        worker.url + "/api/rooms",
+        json={"name": room, "private": True},
+        headers=b_headers,
+        timeout=5,
+    )
     assert r.status_code == 201, r.text
-    r = requests.post(f"{worker.url}/api/rooms/{room}/messages",
-                      json={"text": "for B's eyes only"}, headers=b_headers, timeout=5)
+    r = requests.post(
+        f"{worker.url}/api/rooms/{room}/messages",
+        json={"text": "for B's eyes only"},
+        headers=b_headers,
+        timeout=5,
+    )
     assert r.status_code == 201
     return {"room": room, "a_token": a_token, "b_token": b_token, "a_name": a_name}
 
@@ -174,8 +217,9 @@ def test_token_of_a_cannot_use_private_room_of_b_over_socketio(worker, private_r
         refusals = {
             "join": a.call("join", {"room": room}),
             "join since": a.call("join", {"room": room, "since": 0}),
-            "message": a.call("message", {"room": room, "text": "let me in",
-                                          "client_id": uuid.uuid4().hex}),
+            "message": a.call(
+                "message", {"room": room, "text": "let me in", "client_id": uuid.uuid4().hex}
+            ),
             "typing": a.call("typing", {"room": room}),
         }
         for what, ack in refusals.items():
@@ -203,20 +247,33 @@ def test_token_of_a_cannot_use_private_room_of_b_over_rest(worker, private_room)
     r = requests.get(f"{worker.url}/api/rooms/{room}/messages", headers=a_headers, timeout=5)
     assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
     assert "eyes only" not in r.text
-    r = requests.get(f"{worker.url}/api/rooms/{room}/messages?after=0&limit=100",
-                     headers=a_headers, timeout=5)
+    r = requests.get(
+        f"{worker.url}/api/rooms/{room}/messages?after=0&limit=100", headers=a_headers, timeout=5
+    )
     assert r.status_code == 403
-    r = requests.post(f"{worker.url}/api/rooms/{room}/messages", json={"text": "let me in"},
-                      headers=a_headers, timeout=5)
+    r = requests.post(
+        f"{worker.url}/api/rooms/{room}/messages",
+        json={"text": "let me in"},
+        headers=a_headers,
+        timeout=5,
+    )
     assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
     r = requests.get(f"{worker.url}/api/rooms", headers=a_headers, timeout=5)
     assert room not in {x["name"] for x in r.json()["rooms"]}
     # Taking over the name as a public room is refused too.
-    r = requests.post(f"{worker.url}/api/rooms", json={"name": room, "private": False},
-                      headers=a_headers, timeout=5)
+    r = requests.post(
+        f"{worker.url}/api/rooms",
+        json={"name": room, "private": False},
+        headers=a_headers,
+        timeout=5,
+    )
     assert r.status_code == 409
     b_headers = {"Authorization": f"Bearer {private_room['b_token']}"}
-    texts = [m["text"] for m in requests.get(f"{worker.url}/api/rooms/{room}/messages",
-                                             headers=b_headers, timeout=5).json()["messages"]]
+    texts = [
+        m["text"]
+        for m in requests.get(
+            f"{worker.url}/api/rooms/{room}/messages", headers=b_headers, timeout=5
+        ).json()["messages"]
+    ]
     assert "let me in" not in texts
     assert_still_serving(worker.url, private_room["a_token"])

@@ -31,11 +31,14 @@ DELIVERY_BOUND_SECONDS = 2.0
 
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory):
-    w = ChatWorker(tmp_path_factory.mktemp("abuse-flood"), env={
-        "RATE_LIMIT_MESSAGES": str(RATE_LIMIT),
-        "RATE_LIMIT_WINDOW_SECONDS": str(WINDOW_SECONDS),
-        "MAX_CONNECTIONS_PER_USER": str(MAX_CONNECTIONS),
-    })
+    w = ChatWorker(
+        tmp_path_factory.mktemp("abuse-flood"),
+        env={
+            "RATE_LIMIT_MESSAGES": str(RATE_LIMIT),
+            "RATE_LIMIT_WINDOW_SECONDS": str(WINDOW_SECONDS),
+            "MAX_CONNECTIONS_PER_USER": str(MAX_CONNECTIONS),
+        },
+    )
     yield w
     w.stop()
 
@@ -53,9 +56,15 @@ def test_flooder_is_rate_limited_and_the_room_stays_prompt(worker):
 
     def flood() -> None:
         for i in range(FLOOD_MESSAGES):
-            flooder.send(f"42{1000 + i}" + json.dumps(
-                ["message", {"room": room, "text": f"spam {i} " + "x" * 500,
-                             "client_id": f"spam-{i}"}]))
+            flooder.send(
+                f"42{1000 + i}"
+                + json.dumps(
+                    [
+                        "message",
+                        {"room": room, "text": f"spam {i} " + "x" * 500, "client_id": f"spam-{i}"},
+                    ]
+                )
+            )
 
     flooding = threading.Thread(target=flood)
     flooding.start()
@@ -65,8 +74,11 @@ def test_flooder_is_rate_limited_and_the_room_stays_prompt(worker):
             client_id = uuid.uuid4().hex
             started = time.monotonic()
             assert m.send(room, f"normal {round_}", client_id=client_id)["ok"]
-            listener.wait_for("message", lambda msg, c=client_id: msg["client_id"] == c,
-                              timeout=DELIVERY_BOUND_SECONDS)
+            listener.wait_for(
+                "message",
+                lambda msg, c=client_id: msg["client_id"] == c,
+                timeout=DELIVERY_BOUND_SECONDS,
+            )
             latencies.append(time.monotonic() - started)
             sent_ids.append(client_id)
         time.sleep(0.05)
@@ -78,7 +90,7 @@ def test_flooder_is_rate_limited_and_the_room_stays_prompt(worker):
         packet = flooder.recv(timeout=max(0.1, deadline - time.monotonic()))
         if isinstance(packet, str) and packet.startswith("43"):
             digits = packet[2:].split("[", 1)[0]
-            acks[int(digits)] = json.loads(packet[2 + len(digits):])[0]
+            acks[int(digits)] = json.loads(packet[2 + len(digits) :])[0]
     flooder.close()
     accepted = [a for a in acks.values() if a["ok"]]
     limited = [a for a in acks.values() if not a["ok"]]
@@ -90,10 +102,12 @@ def test_flooder_is_rate_limited_and_the_room_stays_prompt(worker):
     assert len([m for m in stored if m["text"].startswith("spam")]) == len(accepted)
     assert {m["client_id"] for m in stored} >= set(sent_ids)
     latencies.sort()
-    print(f"\nflood of {FLOOD_MESSAGES} x 0.5 KB: {len(accepted)} accepted, {len(limited)} "
-          f"rate_limited; the room's other messages meanwhile: p50 "
-          f"{latencies[len(latencies) // 2] * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms "
-          f"(n={len(latencies)})")
+    print(
+        f"\nflood of {FLOOD_MESSAGES} x 0.5 KB: {len(accepted)} accepted, {len(limited)} "
+        f"rate_limited; the room's other messages meanwhile: p50 "
+        f"{latencies[len(latencies) // 2] * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms "
+        f"(n={len(latencies)})"
+    )
     for m in members:
         m.close()
     assert_still_serving(worker.url)
@@ -107,8 +121,10 @@ def test_connections_of_one_user_are_bounded(worker):
     extra = RawWebSocket(worker.url)
     answer = extra.connect({"token": token})
     assert answer.startswith("44"), answer
-    assert json.loads(answer[2:]) == {"message": "rate_limited", "data": {
-        "code": "rate_limited", "message": "too many connections"}}
+    assert json.loads(answer[2:]) == {
+        "message": "rate_limited",
+        "data": {"code": "rate_limited", "message": "too many connections"},
+    }
     extra.close()
     # Another user is not affected by this one's cap.
     assert_still_serving(worker.url)

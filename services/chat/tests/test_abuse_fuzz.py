@@ -36,21 +36,29 @@ FUZZ_SETTINGS = {
     "deadline": None,
     "database": None,  # nothing written into the repository
     "derandomize": os.environ.get("FUZZ_RANDOM") != "1",
-    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
-                              HealthCheck.data_too_large],
+    "suppress_health_check": [
+        HealthCheck.too_slow,
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.data_too_large,
+    ],
 }
 
 # --- the corpus ---------------------------------------------------------------------------
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70)
-    | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=40),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=40),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
-room_names = st.sampled_from(["general", "fuzz", "", "r" * 65, "../x", "a b", "general'--"]) \
-    | st.text(max_size=12)
+room_names = st.sampled_from(
+    ["general", "fuzz", "", "r" * 65, "../x", "a b", "general'--"]
+) | st.text(max_size=12)
 app_payloads = st.fixed_dictionaries(
     {},
     optional={
@@ -61,8 +69,20 @@ app_payloads = st.fixed_dictionaries(
         "extra": json_values,
     },
 )
-event_names = st.sampled_from(["message", "join", "leave", "typing", "connect", "disconnect",
-                               "connect_error", "session", "", "x" * 300]) | st.text(max_size=12)
+event_names = st.sampled_from(
+    [
+        "message",
+        "join",
+        "leave",
+        "typing",
+        "connect",
+        "disconnect",
+        "connect_error",
+        "session",
+        "",
+        "x" * 300,
+    ]
+) | st.text(max_size=12)
 ack_ids = st.sampled_from(["", "1", "0", "-1", "99999999999999999999", "1.5", "abc"])
 namespaces = st.sampled_from(["", "/,", "/admin,", "/x/y,", "/" + "n" * 100 + ","])
 
@@ -72,25 +92,51 @@ def event_packet(ns: str, ack: str, name: object, args: list) -> str:
 
 
 socketio_packets = st.one_of(
-    st.builds(event_packet, namespaces, ack_ids, event_names | json_values,
-              st.lists(app_payloads | json_values, max_size=3)),
+    st.builds(
+        event_packet,
+        namespaces,
+        ack_ids,
+        event_names | json_values,
+        st.lists(app_payloads | json_values, max_size=3),
+    ),
     st.builds(lambda ns, auth: f"0{ns}" + json.dumps(auth), namespaces, json_values),
-    st.sampled_from(["0", "1", "1/admin,", "3", "31[]", "3/x,7[1]", "4{}",
-                     '51-["message",{"_placeholder":true,"num":0}]', "5999999999-[]",
-                     '61-[{"_placeholder":true,"num":0}]', "7", "9", '2["message"', "2[",
-                     '2{"a":1}', "2null", '2["join",{"room":"general"}]extra']),
-    st.builds(lambda s, cut: s[:cut],
-              st.builds(event_packet, namespaces, ack_ids, event_names,
-                        st.lists(app_payloads, max_size=2)),
-              st.integers(0, 60)),
+    st.sampled_from(
+        [
+            "0",
+            "1",
+            "1/admin,",
+            "3",
+            "31[]",
+            "3/x,7[1]",
+            "4{}",
+            '51-["message",{"_placeholder":true,"num":0}]',
+            "5999999999-[]",
+            '61-[{"_placeholder":true,"num":0}]',
+            "7",
+            "9",
+            '2["message"',
+            "2[",
+            '2{"a":1}',
+            "2null",
+            '2["join",{"room":"general"}]extra',
+        ]
+    ),
+    st.builds(
+        lambda s, cut: s[:cut],
+        st.builds(
+            event_packet, namespaces, ack_ids, event_names, st.lists(app_payloads, max_size=2)
+        ),
+        st.integers(0, 60),
+    ),
     st.integers(50, 20_000).map(lambda d: '2["message",' + "[" * d + "]" * d + "]"),
     st.integers(50, 20_000).map(lambda d: '2["join",' + '{"a":' * d + "1" + "}" * d + "]"),
     st.text(max_size=120),
 )
 engineio_packets = st.one_of(
     socketio_packets.map(lambda p: "4" + p),
-    st.sampled_from(["0", "1", "2", "3", "5", "6", "7", "9", "", "2probe", "3probe", "4",
-                     "b", "bAAAA", "b!!!"]),
+    st.sampled_from(
+        ["0", "1", "2", "3", "5", "6", "7", "9", "", "2probe", "3probe", "4", "b", "bAAAA", "b!!!"]
+    ),
     st.text(max_size=80),
     st.binary(max_size=80),
 )
@@ -180,9 +226,11 @@ def test_malformed_packets_over_websocket(target):
 
     started, before = time.monotonic(), target.sent
     send()
-    print(f"\nwebsocket: {target.sent - before} malformed packets in "
-          f"{time.monotonic() - started:.1f} s, {target.reconnects} connections "
-          f"(answers to CONNECT: {target.connect_answers})")
+    print(
+        f"\nwebsocket: {target.sent - before} malformed packets in "
+        f"{time.monotonic() - started:.1f} s, {target.reconnects} connections "
+        f"(answers to CONNECT: {target.connect_answers})"
+    )
     assert target.sent - before >= 1500
 
 
@@ -190,14 +238,18 @@ def test_malformed_payloads_over_long_polling(target, worker):
     statuses: dict[int, int] = {}
 
     @settings(max_examples=POLLING_EXAMPLES, **FUZZ_SETTINGS)
-    @given(packets=st.lists(engineio_packets, min_size=1, max_size=8),
-           query=st.sampled_from(["", "", "", "&EIO=3", "&transport=websocket", "&sid=nope",
-                                  "&j=0", "&b64=1"]))
+    @given(
+        packets=st.lists(engineio_packets, min_size=1, max_size=8),
+        query=st.sampled_from(
+            ["", "", "", "&EIO=3", "&transport=websocket", "&sid=nope", "&j=0", "&b64=1"]
+        ),
+    )
     def send(packets, query):
         session = target.session()
         if any(isinstance(p, bytes) for p in packets):
-            body: str | bytes = b"\x1e".join(p if isinstance(p, bytes) else p.encode()
-                                             for p in packets)
+            body: str | bytes = b"\x1e".join(
+                p if isinstance(p, bytes) else p.encode() for p in packets
+            )
         else:
             body = RECORD_SEPARATOR.join(packets)
         r = requests.post(f"{session.url}&sid={session.sid}{query}", data=body, timeout=10)
@@ -209,8 +261,10 @@ def test_malformed_payloads_over_long_polling(target, worker):
 
     started, before = time.monotonic(), target.sent
     send()
-    print(f"\nlong-polling: {target.sent - before} malformed packets in "
-          f"{time.monotonic() - started:.1f} s; HTTP statuses {statuses}")
+    print(
+        f"\nlong-polling: {target.sent - before} malformed packets in "
+        f"{time.monotonic() - started:.1f} s; HTTP statuses {statuses}"
+    )
     assert target.sent - before >= 800
 
 
@@ -218,7 +272,7 @@ def test_worker_survived_the_corpus(worker, bystander, token, target):
     """Runs last in this module: the verdict on everything sent above."""
     assert worker.alive()
     log = worker.log_text()
-    assert worker.tracebacks() == 0, log[log.find("Traceback") - 200:][:3000]
+    assert worker.tracebacks() == 0, log[log.find("Traceback") - 200 :][:3000]
     # The bystander's connection, open all along, still works.
     assert bystander.join("fuzz-bystanders")["ok"]
     ack = bystander.send("fuzz-bystanders", "still here")
@@ -232,12 +286,17 @@ def test_worker_survived_the_corpus(worker, bystander, token, target):
         target.raw = None
     # Nothing leaked: the fuzzing connections are gone (a few may still be closing).
     metrics = requests.get(worker.url + "/metrics", timeout=5).text
-    dropped = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
-                  if line.startswith("chat_protocol_errors_total{"))
+    dropped = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("chat_protocol_errors_total{")
+    )
     deadline = time.monotonic() + 10
     while worker.open_fds() > 40 and time.monotonic() < deadline:
         time.sleep(0.2)
-    print(f"\nafter {target.sent} packets: worker alive, 0 tracebacks, {int(dropped)} packets "
-          f"dropped as malformed, {worker.open_fds()} open fds, RSS "
-          f"{worker.rss_kb() // 1024} MB")
+    print(
+        f"\nafter {target.sent} packets: worker alive, 0 tracebacks, {int(dropped)} packets "
+        f"dropped as malformed, {worker.open_fds()} open fds, RSS "
+        f"{worker.rss_kb() // 1024} MB"
+    )
     assert worker.open_fds() <= 40

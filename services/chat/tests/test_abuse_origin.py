@@ -60,8 +60,11 @@ def test_websocket_handshake_from_foreign_origin_is_refused(worker):
 
 def test_polling_handshake_from_foreign_origin_is_refused(worker):
     for origin in foreign_origins(worker):
-        r = requests.get(worker.url + "/socket.io/?EIO=4&transport=polling",
-                         headers={"Origin": origin}, timeout=5)
+        r = requests.get(
+            worker.url + "/socket.io/?EIO=4&transport=polling",
+            headers={"Origin": origin},
+            timeout=5,
+        )
         assert r.status_code == 400, origin
         assert r.json() == "Not an accepted origin."
         assert "Access-Control-Allow-Origin" not in r.headers
@@ -74,8 +77,12 @@ def test_polling_requests_of_an_open_session_from_foreign_origin_are_refused(wor
     session = RawPolling(worker.url)
     evil = {"Origin": "http://evil.example"}
     url = f"{session.url}&sid={session.sid}"
-    assert requests.post(url, data="40" + json.dumps({"token": token}), headers=evil,
-                         timeout=5).status_code == 400
+    assert (
+        requests.post(
+            url, data="40" + json.dumps({"token": token}), headers=evil, timeout=5
+        ).status_code
+        == 400
+    )
     assert requests.get(url, headers=evil, timeout=5).status_code == 400
     assert_still_serving(worker.url, token)
 

@@ -47,8 +47,11 @@ def connected(worker, token) -> RawWebSocket:
 
 
 def history(worker, token, room: str = "general") -> list[dict]:
-    r = requests.get(f"{worker.url}/api/rooms/{room}/messages?limit=100",
-                     headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    r = requests.get(
+        f"{worker.url}/api/rooms/{room}/messages?limit=100",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=5,
+    )
     assert r.status_code == 200, r.text
     return r.json()["messages"]
 
@@ -60,9 +63,12 @@ def next_ack(raw: RawWebSocket, ack_id: int, timeout: float = 3) -> dict | None:
         while True:
             packet = raw.recv(timeout=max(0.01, deadline - time.monotonic()))
             if isinstance(packet, str) and packet.startswith(f"43{ack_id}"):
-                return json.loads(packet[2 + len(str(ack_id)):])[0]
-    except (websocket.WebSocketConnectionClosedException, ConnectionError,
-            websocket.WebSocketTimeoutException):
+                return json.loads(packet[2 + len(str(ack_id)) :])[0]
+    except (
+        websocket.WebSocketConnectionClosedException,
+        ConnectionError,
+        websocket.WebSocketTimeoutException,
+    ):
         return None
 
 
@@ -86,8 +92,10 @@ def test_websocket_message_above_the_limit_closes_that_connection_only(worker, t
     before = len(history(worker, token))
     raw = connected(worker, token)
     text = "x" * (LIMIT + 1024)
-    raw.send("421" + json.dumps(["message", {"room": "general", "text": text,
-                                             "client_id": uuid.uuid4().hex}]))
+    raw.send(
+        "421"
+        + json.dumps(["message", {"room": "general", "text": text, "client_id": uuid.uuid4().hex}])
+    )
     assert closed_by_server(raw)
     assert raw.ws.status is None or raw.ws.connected is False
     assert len(history(worker, token)) == before
@@ -97,8 +105,9 @@ def test_websocket_message_above_the_limit_closes_that_connection_only(worker, t
 def test_fragmented_websocket_message_above_the_limit_is_refused(worker, token):
     raw = connected(worker, token)
     chunk = "y" * (16 * 1024)
-    raw.ws.send_frame(websocket.ABNF.create_frame("42[\"message\",\"", websocket.ABNF.OPCODE_TEXT,
-                                                  fin=0))
+    raw.ws.send_frame(
+        websocket.ABNF.create_frame('42["message","', websocket.ABNF.OPCODE_TEXT, fin=0)
+    )
     for _ in range(5):  # 80 KB in continuation frames of 16 KB, each under the limit
         raw.ws.send_frame(websocket.ABNF.create_frame(chunk, websocket.ABNF.OPCODE_CONT, fin=0))
     assert closed_by_server(raw)
@@ -109,10 +118,14 @@ def raw_upgrade(worker) -> socket.socket:
     """A WebSocket upgrade done by hand, to send frames no library would build."""
     sock = socket.create_connection(("127.0.0.1", worker.port), timeout=5)
     key = "dGhlIHNhbXBsZSBub25jZQ=="
-    sock.sendall((f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
-                  f"Host: 127.0.0.1:{worker.port}\r\nUpgrade: websocket\r\n"
-                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                  f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    sock.sendall(
+        (
+            f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{worker.port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
     assert sock.recv(4096).startswith(b"HTTP/1.1 101")
     return sock
 
@@ -125,8 +138,9 @@ def test_a_frame_announcing_gigabytes_is_refused_before_its_payload_is_read(work
     sock.sendall(bytes([0x81, 0xFF]) + struct.pack("!Q", announced) + os.urandom(4))
     streamed, chunk, refused = 0, b"a" * (1 << 20), False
     round_trips: list[float] = []
-    probe = threading.Thread(target=lambda: round_trips.append(
-        assert_still_serving(worker.url, token)))
+    probe = threading.Thread(
+        target=lambda: round_trips.append(assert_still_serving(worker.url, token))
+    )
     probe.start()
     try:
         for _ in range(64):  # at most 64 MB, stopped by the server long before
@@ -138,9 +152,11 @@ def test_a_frame_announcing_gigabytes_is_refused_before_its_payload_is_read(work
         sock.close()
         probe.join(30)
     grown_mb = (worker.rss_kb() - rss_before) / 1024
-    print(f"\nframe announcing 2 GiB: server closed after {streamed >> 20} MB streamed; "
-          f"worker RSS grew {grown_mb:.1f} MB; a normal client's round trip meanwhile "
-          f"{round_trips[0] * 1000 if round_trips else float('nan'):.0f} ms")
+    print(
+        f"\nframe announcing 2 GiB: server closed after {streamed >> 20} MB streamed; "
+        f"worker RSS grew {grown_mb:.1f} MB; a normal client's round trip meanwhile "
+        f"{round_trips[0] * 1000 if round_trips else float('nan'):.0f} ms"
+    )
     assert refused, "the server kept reading"
     assert grown_mb < 16
     assert round_trips, "the normal client was not served during the stream"
@@ -157,10 +173,12 @@ def test_polling_body_above_the_limit_is_refused(worker, token):
 
 
 def test_rest_body_above_the_limit_is_refused(worker, token):
-    r = requests.post(f"{worker.url}/api/rooms/general/messages",
-                      data=json.dumps({"text": "z" * (LIMIT + 1)}),
-                      headers={"Authorization": f"Bearer {token}",
-                               "Content-Type": "application/json"}, timeout=5)
+    r = requests.post(
+        f"{worker.url}/api/rooms/general/messages",
+        data=json.dumps({"text": "z" * (LIMIT + 1)}),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        timeout=5,
+    )
     assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
     assert_still_serving(worker.url, token)
 
@@ -200,9 +218,12 @@ def test_deeply_nested_json_over_socketio(worker, token, depth):
 def test_deeply_nested_json_over_rest(worker, token, depth):
     before = worker.tracebacks()
     nested = '{"a":' * depth + "1" + "}" * depth
-    r = requests.post(f"{worker.url}/api/rooms/general/messages", data=nested,
-                      headers={"Authorization": f"Bearer {token}",
-                               "Content-Type": "application/json"}, timeout=5)
+    r = requests.post(
+        f"{worker.url}/api/rooms/general/messages",
+        data=nested,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        timeout=5,
+    )
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid", r.text
     assert worker.tracebacks() == before
     assert_still_serving(worker.url, token)
@@ -241,8 +262,9 @@ BAD_EVENTS = [
 ]
 
 
-@pytest.mark.parametrize(("event", "payload"), BAD_EVENTS, ids=[f"{e}:{json.dumps(p)[:40]}"
-                                                                for e, p in BAD_EVENTS])
+@pytest.mark.parametrize(
+    ("event", "payload"), BAD_EVENTS, ids=[f"{e}:{json.dumps(p)[:40]}" for e, p in BAD_EVENTS]
+)
 def test_wrong_types_get_invalid_and_store_nothing(worker, token, event, payload):
     before = len(history(worker, token))
     raw = connected(worker, token)
@@ -256,15 +278,18 @@ def test_wrong_types_get_invalid_and_store_nothing(worker, token, event, payload
     assert len(history(worker, token)) == before
 
 
-@pytest.mark.parametrize("packet", [
-    '42["message"]',  # no payload at all
-    '42["message",{"room":"general","text":"a"},"extra",1]',  # extra arguments
-    '42[]',  # no event name
-    '42[7,{"room":"general"}]',  # event name not a string
-    '42["no_such_event",{}]',
-    '42["connect",{}]',  # reserved names
-    '42["disconnect",{}]',
-])
+@pytest.mark.parametrize(
+    "packet",
+    [
+        '42["message"]',  # no payload at all
+        '42["message",{"room":"general","text":"a"},"extra",1]',  # extra arguments
+        "42[]",  # no event name
+        '42[7,{"room":"general"}]',  # event name not a string
+        '42["no_such_event",{}]',
+        '42["connect",{}]',  # reserved names
+        '42["disconnect",{}]',
+    ],
+)
 def test_odd_event_shapes_are_harmless(worker, token, packet):
     before = worker.tracebacks()
     raw = connected(worker, token)
@@ -283,12 +308,12 @@ def test_odd_event_shapes_are_harmless(worker, token, packet):
 
 LOOKS_LIKE_CODE = [
     "'; DROP TABLE messages; --",
-    "\" OR 1=1 --",
+    '" OR 1=1 --',
     "1); DELETE FROM users WHERE (1=1",
     "' UNION SELECT password_hash FROM users --",
     "<script>alert(document.cookie)</script>",
     "<img src=x onerror=alert(1)>",
-    "<a href=\"javascript:alert(1)\">click</a>",
+    '<a href="javascript:alert(1)">click</a>',
     "{{7*7}} ${7*7} <%= 7*7 %>",
     "\u202eevil\u202c and zero\u200bwidth",
     "emoji 👩‍💻 and CJK 漢字",
@@ -299,8 +324,7 @@ LOOKS_LIKE_CODE = [
 @pytest.fixture
 def storage_worker(database_url, tmp_path):
     """A worker on each storage back-end (SQLite, and PostgreSQL when DATABASE_URL names one)."""
-    w = ChatWorker(tmp_path, env={"DATABASE_URL": database_url,
-                                  "RATE_LIMIT_MESSAGES": "1000"})
+    w = ChatWorker(tmp_path, env={"DATABASE_URL": database_url, "RATE_LIMIT_MESSAGES": "1000"})
     yield w
     w.stop()
 
@@ -318,17 +342,24 @@ def test_sql_and_html_are_stored_and_returned_as_sent(storage_worker):
             ack = client.send(room, text, client_id=f"cid-{uuid.uuid4().hex[:8]}")
             assert ack["ok"] and ack["message"]["text"] == text, ack
             client_id = "' OR 1=1 --" + uuid.uuid4().hex[:6]
-            r = requests.post(f"{worker.url}/api/rooms/{room}/messages",
-                              json={"text": text, "client_id": client_id},
-                              headers=headers, timeout=5)
+            r = requests.post(
+                f"{worker.url}/api/rooms/{room}/messages",
+                json={"text": text, "client_id": client_id},
+                headers=headers,
+                timeout=5,
+            )
             assert r.status_code == 201 and r.json()["text"] == text
         live = [m["text"] for m in watcher.received("message")]
-        watcher.wait_for("message", lambda m: len(watcher.received("message")) >=
-                         2 * len(LOOKS_LIKE_CODE))
+        watcher.wait_for(
+            "message", lambda m: len(watcher.received("message")) >= 2 * len(LOOKS_LIKE_CODE)
+        )
         live = [m["text"] for m in watcher.received("message")]
-        stored = [m["text"] for m in requests.get(
-            f"{worker.url}/api/rooms/{room}/messages?limit=100", headers=headers,
-            timeout=5).json()["messages"]]
+        stored = [
+            m["text"]
+            for m in requests.get(
+                f"{worker.url}/api/rooms/{room}/messages?limit=100", headers=headers, timeout=5
+            ).json()["messages"]
+        ]
         expected = [t for t in LOOKS_LIKE_CODE for _ in (0, 1)]
         assert stored == expected and live == expected
         # The tables the strings name are all still there and answering.
@@ -338,13 +369,18 @@ def test_sql_and_html_are_stored_and_returned_as_sent(storage_worker):
         client.close()
         watcher.close()
     # Injection in the other inputs is refused by validation, not interpreted.
-    for path in ["/api/rooms/general' OR '1'='1/messages",
-                 "/api/rooms/general/messages?after=1 OR 1=1",
-                 "/api/rooms/general/messages?limit=1;DELETE FROM messages"]:
+    for path in [
+        "/api/rooms/general' OR '1'='1/messages",
+        "/api/rooms/general/messages?after=1 OR 1=1",
+        "/api/rooms/general/messages?limit=1;DELETE FROM messages",
+    ]:
         r = requests.get(worker.url + path, headers=headers, timeout=5)
         assert r.status_code in (400, 404), (path, r.status_code)
-    r = requests.post(worker.url + "/api/tokens",
-                      json={"username": "' OR '1'='1", "password": "' OR '1'='1"}, timeout=5)
+    r = requests.post(
+        worker.url + "/api/tokens",
+        json={"username": "' OR '1'='1", "password": "' OR '1'='1"},
+        timeout=5,
+    )
     assert r.status_code in (400, 401)
     assert_still_serving(worker.url, token)
 

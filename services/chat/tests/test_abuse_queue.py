@@ -31,8 +31,13 @@ def test_messages_between_workers_are_json(redis_server, start_worker):
     b = start_worker(NODE_ID="queue-b", REDIS_URL=redis_server.url)
     spy = redis.Redis(port=redis_server.port)
     # The channel(s) the workers' listeners subscribed to: found, not assumed.
-    wait_for(lambda: spy.pubsub_numsub(*spy.pubsub_channels())[0][1] >= 2
-             if spy.pubsub_channels() else False, 10, "both listeners subscribed")
+    wait_for(
+        lambda: (
+            spy.pubsub_numsub(*spy.pubsub_channels())[0][1] >= 2 if spy.pubsub_channels() else False
+        ),
+        10,
+        "both listeners subscribed",
+    )
     channels = spy.pubsub_channels()
     assert len(channels) == 1, channels
     subscriber = spy.pubsub()
@@ -53,14 +58,18 @@ def test_messages_between_workers_are_json(redis_server, start_worker):
     alice_name, alice_token = register(a.url)
     _, bob_token = register(b.url)
     alice, bob = ChatClient(a.url, alice_token), ChatClient(b.url, bob_token)
-    texts = ["plain", "<b>html</b> & \"quotes\"", "unicode ✓ 漢字 👍", "\\u0000 looks escaped"]
+    texts = ["plain", '<b>html</b> & "quotes"', "unicode ✓ 漢字 👍", "\\u0000 looks escaped"]
     try:
         assert alice.join(room)["ok"] and bob.join(room)["ok"]
         for text in texts:
             assert alice.send(room, text)["ok"]
         assert alice.call("typing", {"room": room})["ok"]
-        r = requests.post(f"{b.url}/api/rooms/{room}/messages", json={"text": "over REST"},
-                          headers={"Authorization": f"Bearer {bob_token}"}, timeout=5)
+        r = requests.post(
+            f"{b.url}/api/rooms/{room}/messages",
+            json={"text": "over REST"},
+            headers={"Authorization": f"Bearer {bob_token}"},
+            timeout=5,
+        )
         assert r.status_code == 201
         for text in [*texts, "over REST"]:
             bob.wait_for("message", lambda m, t=text: m["text"] == t)
@@ -82,12 +91,17 @@ def test_messages_between_workers_are_json(redis_server, start_worker):
         assert isinstance(message, dict) and message["method"] in METHODS, message
         assert isinstance(message["host_id"], str)
         decoded.append(message)
-    emitted = {(m["event"], json.dumps(m["data"], sort_keys=True))
-               for m in decoded if m["method"] == "emit"}
+    emitted = {
+        (m["event"], json.dumps(m["data"], sort_keys=True))
+        for m in decoded
+        if m["method"] == "emit"
+    }
     events = {event for event, _ in emitted}
     assert {"message", "typing", "presence"} <= events, events
     stored = {json.dumps([msg], sort_keys=True) for msg in bob.received("message")}
     assert {data for event, data in emitted if event == "message"} <= stored
-    print(f"\n{len(payloads)} payloads on {channels[0].decode()}: all JSON objects "
-          f"({sorted(events)} emits, {sum(m['method'] == 'callback' for m in decoded)} "
-          f"heartbeats); none pickle")
+    print(
+        f"\n{len(payloads)} payloads on {channels[0].decode()}: all JSON objects "
+        f"({sorted(events)} emits, {sum(m['method'] == 'callback' for m in decoded)} "
+        f"heartbeats); none pickle"
+    )

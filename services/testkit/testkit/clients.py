@@ -111,8 +111,15 @@ class RoomFollower:
     counts them) and two different messages under one seq would show up in `conflicts`.
     """
 
-    def __init__(self, base_url: str, token: str, room: str, *,
-                 transports: list[str] | None = None, name: str = "") -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        room: str,
+        *,
+        transports: list[str] | None = None,
+        name: str = "",
+    ) -> None:
         self.room, self.name = room, name
         self.log: dict[int, dict] = {}
         self.contiguous = 0  # every seq in 1..contiguous is in the log
@@ -129,17 +136,23 @@ class RoomFollower:
         self._lock = threading.Condition()
         self._sync_wanted = threading.Event()
         self._closing = False
-        self.sio = socketio.Client(reconnection=True, reconnection_delay=0.5,
-                                   reconnection_delay_max=2, randomization_factor=0.5)
+        self.sio = socketio.Client(
+            reconnection=True,
+            reconnection_delay=0.5,
+            reconnection_delay_max=2,
+            randomization_factor=0.5,
+        )
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self.sio.on("session", self._on_session)
         self.sio.on("message", self._on_message)
-        self._syncer = threading.Thread(target=self._sync_loop, daemon=True,
-                                        name=f"follower-sync-{name or room}")
+        self._syncer = threading.Thread(
+            target=self._sync_loop, daemon=True, name=f"follower-sync-{name or room}"
+        )
         self._syncer.start()
-        self.sio.connect(base_url, auth={"token": token}, transports=transports or ["websocket"],
-                         wait_timeout=10)
+        self.sio.connect(
+            base_url, auth={"token": token}, transports=transports or ["websocket"], wait_timeout=10
+        )
         self.wait_synced(timeout=15)
 
     # -- events (python-socketio's thread: never block here) --
@@ -183,7 +196,8 @@ class RoomFollower:
                 self.contiguous += 1
             self._lock.notify_all()
             return any(m["seq"] > self.contiguous + 1 for m in messages) or (
-                len(self.log) > self.contiguous)
+                len(self.log) > self.contiguous
+            )
 
     # -- catch-up, on its own thread --
 
@@ -209,8 +223,7 @@ class RoomFollower:
                 return  # gone again: the next connect asks for another catch-up
             time.sleep(0.01)
         while True:
-            ack = self.sio.call("join", {"room": self.room, "since": self.contiguous},
-                                timeout=10)
+            ack = self.sio.call("join", {"room": self.room, "since": self.contiguous}, timeout=10)
             if not ack.get("ok"):
                 raise RuntimeError(f"join refused: {ack}")
             self._store(ack["messages"])
@@ -227,8 +240,9 @@ class RoomFollower:
             while not self.connected_at or self._synced_connects < len(self.connected_at):
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"{self.name}: not joined after {timeout} s; "
-                                       f"errors: {self.errors[-3:]}")
+                    raise TimeoutError(
+                        f"{self.name}: not joined after {timeout} s; errors: {self.errors[-3:]}"
+                    )
                 self._lock.wait(left)
 
     def wait_reconnected(self, after: float, timeout: float = 20) -> float:
@@ -241,14 +255,20 @@ class RoomFollower:
                     return later[0]
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"{self.name}: not back within {timeout} s; "
-                                       f"errors: {self.errors[-3:]}")
+                    raise TimeoutError(
+                        f"{self.name}: not back within {timeout} s; errors: {self.errors[-3:]}"
+                    )
                 self._lock.wait(left)
 
     # -- what a test does --
 
-    def send(self, text: str, *, deadline_seconds: float = 30,
-             retry_codes: tuple[str, ...] = ("unavailable",)) -> dict:
+    def send(
+        self,
+        text: str,
+        *,
+        deadline_seconds: float = 30,
+        retry_codes: tuple[str, ...] = ("unavailable",),
+    ) -> dict:
         """Send until acknowledged, retrying with the same client_id; the stored message."""
         client_id = uuid.uuid4().hex
         deadline = time.monotonic() + deadline_seconds
@@ -258,8 +278,9 @@ class RoomFollower:
                 time.sleep(0.05)
                 continue
             try:
-                ack = self.sio.call("message", {"room": self.room, "text": text,
-                                                "client_id": client_id}, timeout=5)
+                ack = self.sio.call(
+                    "message", {"room": self.room, "text": text, "client_id": client_id}, timeout=5
+                )
             except Exception as exc:  # disconnected or no ack in time: retry, same client_id
                 last = exc
                 continue
@@ -281,8 +302,10 @@ class RoomFollower:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     missing = [s for s in range(1, seq + 1) if s not in self.log]
-                    raise TimeoutError(f"{self.name}: missing seqs {missing[:20]} after "
-                                       f"{timeout} s (errors: {self.errors[-3:]})")
+                    raise TimeoutError(
+                        f"{self.name}: missing seqs {missing[:20]} after "
+                        f"{timeout} s (errors: {self.errors[-3:]})"
+                    )
                 self._lock.wait(left)
 
     def seqs(self) -> list[int]:
@@ -307,7 +330,8 @@ def assert_room_logs_complete(followers: list[RoomFollower]) -> int:
     for f in followers:
         seqs = sorted(f.log)
         assert seqs == list(range(1, last + 1)), (
-            f"{f.name}: gaps {sorted(set(range(1, last + 1)) - set(seqs))[:20]}")
+            f"{f.name}: gaps {sorted(set(range(1, last + 1)) - set(seqs))[:20]}"
+        )
         assert f.conflicts == [], f"{f.name}: two messages under one seq: {f.conflicts[:3]}"
         for seq, m in acked.items():
             assert f.log[seq]["id"] == m["id"], f"{f.name}: seq {seq} is not the acked message"
@@ -323,14 +347,16 @@ class SteadyChat:
     recorded in `failures`, never silently dropped.
     """
 
-    def __init__(self, senders: list[RoomFollower], per_second: float,
-                 max_messages: int = 10_000) -> None:
+    def __init__(
+        self, senders: list[RoomFollower], per_second: float, max_messages: int = 10_000
+    ) -> None:
         self.senders, self.interval, self.max_messages = senders, 1.0 / per_second, max_messages
         self.failures: list[str] = []
         self.ack_seconds: list[float] = []
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(s,), daemon=True)
-                         for s in senders]
+        self._threads = [
+            threading.Thread(target=self._run, args=(s,), daemon=True) for s in senders
+        ]
 
     def start(self) -> SteadyChat:
         for t in self._threads:
@@ -359,8 +385,9 @@ class SteadyChat:
         return sum(len(s.acked) for s in self.senders)
 
 
-def assert_still_serving(base_url: str, token: str | None = None, room: str = "general",
-                         bound_seconds: float = 5.0) -> float:
+def assert_still_serving(
+    base_url: str, token: str | None = None, room: str = "general", bound_seconds: float = 5.0
+) -> float:
     """A normal client connects, joins, sends and gets its own message back, within the bound.
 
     Returns the send-to-receive time in seconds. Abuse tests call it after (or during) the
@@ -375,8 +402,7 @@ def assert_still_serving(base_url: str, token: str | None = None, room: str = "g
         started = time.monotonic()
         ack = client.send(room, "still here", client_id=client_id)
         assert ack["ok"], ack
-        client.wait_for("message", lambda m: m.get("client_id") == client_id,
-                        timeout=bound_seconds)
+        client.wait_for("message", lambda m: m.get("client_id") == client_id, timeout=bound_seconds)
         elapsed = time.monotonic() - started
         assert elapsed < bound_seconds
         return elapsed

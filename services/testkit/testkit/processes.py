@@ -276,15 +276,30 @@ class PostgresServer:
         self.log_path = self.root / "postgres.log"
         self._as_user: list[str] = []
         if os.geteuid() == 0:
-            self._as_user = [shutil.which("setpriv") or "setpriv", "--reuid=postgres",
-                             "--regid=postgres", "--init-groups"]
+            self._as_user = [
+                shutil.which("setpriv") or "setpriv",
+                "--reuid=postgres",
+                "--regid=postgres",
+                "--init-groups",
+            ]
         self.datadir.mkdir()
         self.log_path.touch()
         if self._as_user:
             for path in (self.root, self.datadir, self.log_path):
                 shutil.chown(path, "postgres", "postgres")
-        self._run([_postgres_program("initdb"), "-D", str(self.datadir), "-U", "postgres",
-                   "--auth=trust", "-E", "UTF8", "--no-instructions"])
+        self._run(
+            [
+                _postgres_program("initdb"),
+                "-D",
+                str(self.datadir),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-instructions",
+            ]
+        )
         self.start()
         import sqlalchemy as sa
 
@@ -294,8 +309,14 @@ class PostgresServer:
         admin.dispose()
 
     def _run(self, argv: list[str]) -> None:
-        subprocess.run(self._as_user + argv, check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE, cwd="/tmp", timeout=120)
+        subprocess.run(
+            self._as_user + argv,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            cwd="/tmp",
+            timeout=120,
+        )
 
     @property
     def admin_url(self) -> str:
@@ -307,16 +328,42 @@ class PostgresServer:
 
     def start(self) -> None:
         # fsync off: this server holds throw-away test data, and the tests stop it on purpose.
-        options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.datadir} "
-                   "-c fsync=off -c full_page_writes=off")
-        self._run([_postgres_program("pg_ctl"), "-D", str(self.datadir), "-l",
-                   str(self.log_path), "-o", options, "-w", "-t", "60", "start"])
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.datadir} "
+            "-c fsync=off -c full_page_writes=off"
+        )
+        self._run(
+            [
+                _postgres_program("pg_ctl"),
+                "-D",
+                str(self.datadir),
+                "-l",
+                str(self.log_path),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ]
+        )
 
     def stop(self, mode: str = "fast") -> None:
         """Stop the server (pg_ctl signals our own postmaster, by the PID in its data dir)."""
         if (self.datadir / "postmaster.pid").exists():
-            self._run([_postgres_program("pg_ctl"), "-D", str(self.datadir), "-m", mode,
-                       "-w", "-t", "60", "stop"])
+            self._run(
+                [
+                    _postgres_program("pg_ctl"),
+                    "-D",
+                    str(self.datadir),
+                    "-m",
+                    mode,
+                    "-w",
+                    "-t",
+                    "60",
+                    "stop",
+                ]
+            )
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")

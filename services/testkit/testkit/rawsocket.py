@@ -77,7 +77,7 @@ class RawWebSocket:
         while True:
             packet = self.recv(max(0.01, deadline - time.monotonic()))
             if isinstance(packet, str) and packet.startswith(prefix):
-                return json.loads(packet[len(prefix):])[0]
+                return json.loads(packet[len(prefix) :])[0]
 
     def connected(self) -> bool:
         return self.ws.connected
@@ -124,10 +124,13 @@ class SlowConsumer:
         self.sock.connect((host, int(port)))
         self.local_port = self.sock.getsockname()[1]
         key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall((f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
-                           f"Host: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                           f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
-                          .encode())
+        self.sock.sendall(
+            (
+                f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
+                f"Host: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
         self._buffer = b""
         while b"\r\n\r\n" not in self._buffer:
             self._buffer += self.sock.recv(4096)

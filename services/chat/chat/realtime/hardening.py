@@ -104,8 +104,12 @@ def protocol_problem(server, data: Any) -> tuple[str, str] | None:
         return "binary", "binary packet"
     if kind == packet.EVENT:
         args = pkt.data
-        if not (isinstance(args, list) and args and isinstance(args[0], str)
-                and args[0] not in RESERVED_EVENTS):
+        if not (
+            isinstance(args, list)
+            and args
+            and isinstance(args[0], str)
+            and args[0] not in RESERVED_EVENTS
+        ):
             return "malformed_event", "event without a name, or with a reserved one"
     elif kind not in (packet.CONNECT, packet.DISCONNECT, packet.ACK):
         return "unexpected_type", f"unexpected packet type {kind}"
@@ -151,15 +155,17 @@ def guard_engineio_http(wsgi_app, max_body_bytes: int):
         return [body]
 
     def app(environ: dict, start_response):
-        if environ.get("REQUEST_METHOD") == "POST" and \
-                environ.get("PATH_INFO", "").startswith("/socket.io"):
+        if environ.get("REQUEST_METHOD") == "POST" and environ.get("PATH_INFO", "").startswith(
+            "/socket.io"
+        ):
             try:
                 length = int(environ.get("CONTENT_LENGTH") or 0)
             except ValueError:
                 return bad(start_response, "400 BAD REQUEST", b'"Bad request"')
             if length > max_body_bytes:
-                refused("too_large", f"polling body of {length} bytes",
-                        environ.get("REMOTE_ADDR", "?"))
+                refused(
+                    "too_large", f"polling body of {length} bytes", environ.get("REMOTE_ADDR", "?")
+                )
                 return bad(start_response, "413 PAYLOAD TOO LARGE", b'"Payload too large"')
             body = environ["wsgi.input"].read(length)
             problem = _polling_payload_problem(body)
@@ -170,8 +176,9 @@ def guard_engineio_http(wsgi_app, max_body_bytes: int):
         try:
             return wsgi_app(environ, start_response)
         except KeyError as exc:
-            if not environ.get("PATH_INFO", "").startswith("/socket.io") or \
-                    "Session" not in str(exc):
+            if not environ.get("PATH_INFO", "").startswith("/socket.io") or "Session" not in str(
+                exc
+            ):
                 raise
             start_response("400 BAD REQUEST", [("Content-Type", "application/json")])
             return [b'"Invalid session"']

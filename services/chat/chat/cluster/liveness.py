@@ -6,9 +6,13 @@ clients. Each worker therefore publishes a heartbeat through the message queue a
 that its own listener hears it; /healthz fails when it has not for DEAF_AFTER_SECONDS.
 
 The same heartbeat tells a worker when it may have missed emits (a Redis restart, a dropped
-subscription): the first beat heard after a silence. It then re-sends each of its rooms'
-newest message to its own sockets, so every client sees the seq it missed and catches up
-with `join {since}` (docs/RELIABILITY.md).
+subscription): beats are numbered, and a beat heard after a gap in the numbers (a beat that
+was never heard, or never published) or after the listener reconnected means emits may have
+been lost too. The worker then re-sends each of its rooms' newest message to its own
+sockets, so every client sees the seq it missed and catches up with `join {since}`
+(docs/RELIABILITY.md). A beat that is merely late (a hub busy with fan-out publishes it late,
+or a listener working through a backlog hears it late) is no sign of loss: Redis delivers a
+subscriber's messages in order and drops none without dropping the connection.
 """
 
 from __future__ import annotations
@@ -33,8 +37,6 @@ HEARTBEAT_INTERVAL_SECONDS = 2.0
 DEAF_AFTER_SECONDS = 3 * HEARTBEAT_INTERVAL_SECONDS
 # Presence announcements are coalesced: a room of 2,000 joining at once sends ~1 list/s, not 2,000.
 PRESENCE_FLUSH_SECONDS = 1.0
-# Two beats unheard: some beat, and so perhaps some emit, did not reach this worker.
-RESUMED_AFTER_SILENCE_SECONDS = 2 * HEARTBEAT_INTERVAL_SECONDS
 # A listener read that waits longer than this is on a dead connection: the worker's own beat
 # arrives every HEARTBEAT_INTERVAL_SECONDS, so the listener reconnects instead of staying deaf.
 LISTEN_TIMEOUT_SECONDS = DEAF_AFTER_SECONDS
@@ -57,22 +59,36 @@ class HeartbeatRedisManager(pysocketio.RedisManager):
         super().__init__(url, **kwargs)
         self.last_heard: float | None = None
         self.started = time.time()
-        # Called (on the listener's thread) with the length of a silence that just ended.
+        self.beats_sent = 0  # numbered per attempt, so a beat that failed to publish is a gap
+        self.last_beat_heard = 0
+        self.listener_reconnected = False
+        # Called (on the listener's thread) with the seconds since the last beat heard, when
+        # emits may have been missed.
         self.on_resumed: Callable[[float], None] | None = None
 
     def beat(self) -> None:
-        self._publish({"method": "callback", "host_id": self.host_id, "heartbeat": time.time()})
+        self.beats_sent += 1
+        self._publish({"method": "callback", "host_id": self.host_id, "heartbeat": time.time(),
+                       "n": self.beats_sent})
 
     def _handle_callback(self, message: dict) -> None:
         if "heartbeat" in message:
             if message.get("host_id") == self.host_id:
-                now = time.time()
-                silence = now - (self.last_heard or self.started)
-                self.last_heard = now
-                if silence > RESUMED_AFTER_SILENCE_SECONDS and self.on_resumed is not None:
-                    self.on_resumed(silence)
+                self._heard_own_beat(message.get("n"))
             return
         super()._handle_callback(message)
+
+    def _heard_own_beat(self, number: int | None) -> None:
+        now = time.time()
+        silence = now - (self.last_heard or self.started)
+        self.last_heard = now
+        # Beats published before the listener first subscribed are no loss: nobody was here.
+        missed = isinstance(number, int) and 0 < self.last_beat_heard < number - 1
+        if isinstance(number, int):
+            self.last_beat_heard = number
+        reconnected, self.listener_reconnected = self.listener_reconnected, False
+        if (missed or reconnected) and self.on_resumed is not None:
+            self.on_resumed(silence)
 
     def _redis_connect(self) -> None:
         """Two clients: the publisher with a short timeout, the listener with a longer one."""
@@ -100,6 +116,7 @@ class HeartbeatRedisManager(pysocketio.RedisManager):
                 retry_sleep = 1.0
                 yield from self.pubsub.listen()
             except Exception as exc:
+                self.listener_reconnected = True
                 log.warning("message queue listener lost Redis (%s: %s); retrying in %.0f s",
                             type(exc).__name__, exc, retry_sleep)
                 time.sleep(retry_sleep)
@@ -159,8 +176,9 @@ class Liveness:
             self.socketio.sleep(PRESENCE_FLUSH_SECONDS)
 
     def _on_resumed(self, silence: float) -> None:
-        log.warning("message queue heard again after %.1f s of silence; "
-                    "re-sending each room's newest message to this worker's sockets", silence)
+        log.warning("message queue: own heartbeat missed or listener reconnected (%.1f s "
+                    "since the last one heard); re-sending each room's newest message to this "
+                    "worker's sockets", silence)
         self.socketio.start_background_task(self.resend_newest)
 
     def resend_newest(self) -> None:

@@ -211,12 +211,14 @@ def _plain_http_for_foreign_origin(socketio) -> Callable[[Any], bool]:
 def _websocket_handler_class():
     from geventwebsocket.exceptions import ProtocolError, WebSocketError
     from geventwebsocket.handler import WebSocketHandler
-    from geventwebsocket.websocket import Header, WebSocket
+    from geventwebsocket.websocket import MSG_ALREADY_CLOSED, MSG_SOCKET_DEAD, Header, WebSocket
 
     from .realtime.hardening import engineio_problem, refused
 
     class MessageTooBig(WebSocketError):
         pass
+
+    frames = FrameCache()
 
     class BoundedWebSocket(WebSocket):
         """gevent-websocket's WebSocket, refusing frames and messages above a size."""
@@ -246,6 +248,31 @@ def _websocket_handler_class():
                 payload = _unmask(payload, header.mask)
             return header, payload
 
+        def send_frame(self, message, opcode):
+            """gevent-websocket's send_frame, with a broadcast's frame built once, not per socket.
+
+            Engine.IO hands every recipient of an emit the same str object (the packet is
+            encoded once per emit); gevent-websocket would encode it to UTF-8, build a header
+            and concatenate the two again for each of them. Other frames (binary, close, ping)
+            take gevent-websocket's own path.
+            """
+            if opcode != self.OPCODE_TEXT or not isinstance(message, str):
+                return super().send_frame(message, opcode)
+            if self.closed:
+                self.current_app.on_close(MSG_ALREADY_CLOSED)
+                raise WebSocketError(MSG_ALREADY_CLOSED)
+            frame = frames.text_frame(message)
+            sock = self.handler.socket
+            try:
+                # One send() almost always takes a whole chat frame; gevent's sendall() would
+                # first ask the kernel for SO_SNDBUF (a getsockopt syscall per recipient,
+                # ~7 % of a worker's CPU under fan-out load, py-spy) and arm a deadline.
+                sent = sock.send(frame)
+                if sent < len(frame):
+                    sock.sendall(memoryview(frame)[sent:])
+            except OSError:
+                raise WebSocketError(MSG_SOCKET_DEAD) from None
+
         def receive(self):
             try:
                 message = super().receive()
@@ -274,6 +301,37 @@ def _websocket_handler_class():
             return result
 
     return ChatWebSocketHandler
+
+
+class FrameCache:
+    """Server-to-client WebSocket text frames of the last few str messages, by identity.
+
+    Keyed by the message object itself (held, so its id cannot be reused): the same str
+    sent to 1,000 sockets is one entry; a str equal but not identical is encoded again,
+    which is only a missed saving. Bounded: entries leave in insertion order.
+    """
+
+    # Each socket's writer sends a broadcast shortly after the emit, but under load it may
+    # lag by seconds while one-off frames (acks, pings) pass through too: 256 entries (a few
+    # hundred KB) cover seconds of a busy worker's traffic. A miss only costs the encoding.
+    SIZE = 256
+
+    def __init__(self) -> None:
+        self._frames: dict[int, tuple[str, bytes]] = {}
+
+    def text_frame(self, message: str) -> bytes:
+        entry = self._frames.get(id(message))
+        if entry is not None and entry[0] is message:
+            return entry[1]
+        from geventwebsocket.websocket import Header, WebSocket
+
+        payload = message.encode("utf-8")
+        header = Header.encode_header(True, WebSocket.OPCODE_TEXT, b"", len(payload), 0)
+        frame = bytes(header) + payload
+        if len(self._frames) >= self.SIZE:
+            del self._frames[next(iter(self._frames))]
+        self._frames[id(message)] = (message, frame)
+        return frame
 
 
 def _unmask(payload: bytes, mask: bytes) -> bytes:

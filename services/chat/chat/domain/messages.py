@@ -52,6 +52,10 @@ def post_message(principal: Principal, room_name: str, text: str, client_id: str
             client_id=client_id,
         )
         db.session.add(message)
+        db.session.flush()  # assigns the id (INSERT ... RETURNING): the payload is complete
+        # Read before the commit, which expires every attribute: after it, to_dict would
+        # reload the row with one more round trip, on the path to the broadcast.
+        payload = message.to_dict(room.name)
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
@@ -61,7 +65,6 @@ def post_message(principal: Principal, room_name: str, text: str, client_id: str
     except OperationalError:
         db.session.rollback()
         raise Unavailable("the message store is unavailable; the message was not sent") from None
-    payload = message.to_dict(room.name)
     publish.message(room.name, payload)
     return Posted(payload, created=True)
 

@@ -33,6 +33,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import requests
+
 LOADTEST_DIR = Path(__file__).resolve().parent
 REPO_ROOT = LOADTEST_DIR.parent
 for extra in (LOADTEST_DIR, REPO_ROOT / "deploy", REPO_ROOT / "services" / "testkit"):
@@ -209,6 +211,22 @@ class Setup:
             out["redis"] = cpu_seconds(self.redis.pid)
         return out
 
+    def handler_histogram(self) -> dict[str, float]:
+        """The workers' `message` handler histogram (cumulative), summed: bucket -> count."""
+        total: dict[str, float] = {}
+        for w in self.cluster.workers if self.cluster else []:
+            try:
+                text = requests.get(w.url + "/metrics", timeout=5).text
+            except requests.RequestException:
+                continue
+            for line in text.splitlines():
+                if line.startswith("chat_handler_seconds") and 'handler="message"' in line:
+                    name, value = line.rsplit(" ", 1)
+                    key = name.split("le=")[1].split('"')[1] if "le=" in name else name.split(
+                        "{")[0].rsplit("_", 1)[1]
+                    total[key] = total.get(key, 0.0) + float(value)
+        return total
+
     def stop(self) -> None:
         if self.cluster:
             self.cluster.stop()
@@ -249,21 +267,26 @@ def run_one(sc: Scenario, setup: Setup, out: Path, tokens: Path | None,
     ramp = sc.users / sc.spawn_rate
     limit = ramp + sc.duration + sc.grace + 90
     cpu_before, gen_before = setup.cpu(), children_cpu_seconds()
+    handler_before = setup.handler_histogram()
     profiler = None
     if sc.profile:
         profiler = _start_profiler(setup.server_pids()[0], out, delay=ramp + 5,
                                    seconds=sc.duration - 5)
     started = time.time()
+    generator_tree = 0.0  # locust's own process tree, sampled while it runs
     with open(out / "locust.log", "w") as log:
-        try:
-            code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
-                                  timeout=limit).returncode
-        except subprocess.TimeoutExpired:
-            code = -1
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+        while proc.poll() is None and time.time() - started < limit:
+            generator_tree = max(generator_tree, cpu_seconds(proc.pid, tree=True))
+            time.sleep(1)
+        if proc.poll() is None:
+            proc.kill()
+        code = proc.wait()
     elapsed = time.time() - started
     if profiler is not None:
         profiler.wait(timeout=60)
     cpu_after, gen_after = setup.cpu(), children_cpu_seconds()
+    handler = handler_summary(handler_before, setup.handler_histogram())
     summary_path = out / "locust_chat_summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     row = {
@@ -275,12 +298,35 @@ def run_one(sc: Scenario, setup: Setup, out: Path, tokens: Path | None,
         "waited_for_quiet_s": round(waited),
         "pytest_processes": pytests,
         "cpu_s": {k: round(cpu_after[k] - cpu_before[k], 2) for k in cpu_after},
-        "load_generator_cpu_s": round(gen_after - gen_before, 2),
+        # Forked locust workers are not always reaped before the master exits: the larger of
+        # the sampled tree and the reaped children's rusage.
+        "load_generator_cpu_s": round(max(gen_after - gen_before, generator_tree), 2),
         "summary": summary,
+        "message_handler": handler,
         "dir": str(out),
     }
     (out / "row.json").write_text(json.dumps(row, indent=2) + "\n")
     return row
+
+
+def handler_summary(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
+    """The `message` handler's time in this run (store + publish, ack not included): mean, and
+    p50/p99 as the upper bound of the histogram bucket they fall in."""
+    delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+    count = delta.get("count", 0.0)
+    if not count:
+        return {}
+    bounds = sorted((float(k), v) for k, v in delta.items() if k not in ("count", "sum", "created")
+                    and k != "+Inf")
+
+    def quantile(q: float) -> float | None:
+        for bound, cumulative in bounds:
+            if cumulative >= q * count:
+                return bound * 1000
+        return None
+
+    return {"count": int(count), "mean_ms": round(delta["sum"] / count * 1000, 2),
+            "p50_le_ms": quantile(0.5), "p99_le_ms": quantile(0.99)}
 
 
 def _start_profiler(pid: int, out: Path, delay: float, seconds: float) -> subprocess.Popen:

@@ -44,7 +44,7 @@ from cluster import Cluster  # noqa: E402
 
 from chatload.accounts import DEFAULT_PASSWORD, register  # noqa: E402
 from chatload.stack import DEFAULT_POSTGRES, LOAD_RATE_LIMIT, NodePeer  # noqa: E402
-from testkit.processes import PostgresDatabase, RedisServer  # noqa: E402
+from testkit.processes import PostgresDatabase, RedisServer, free_port  # noqa: E402
 
 USER_PREFIX = "bench"
 # A run is saturated when p99 fan-out passes this, or anything is lost (issue 5).
@@ -88,7 +88,7 @@ def _scenarios() -> list[Scenario]:
         out.append(Scenario(f"size-{members}", users=members))
         out.append(Scenario(f"peer-size-{members}", servers="node", users=members))
     # 1b. Saturation: raise the rate at 1,000 members (per-sender rates; 5 senders).
-    for rate in (2, 6, 8, 10, 15, 20):
+    for rate in (1, 2, 6, 8, 10, 15, 20):
         out.append(Scenario(f"rate-1000-{rate * 5}", users=1000, rate=rate, duration=20))
         out.append(
             Scenario(f"peer-rate-1000-{rate * 5}", servers="node", users=1000, rate=rate,
@@ -96,16 +96,26 @@ def _scenarios() -> list[Scenario]:
         )
     for members in (100, 500, 2000):
         for rate in (1, 2, 6, 8, 10, 15, 20):
+            out.append(
+                Scenario(f"peer-rate-{members}-{rate * 5}", servers="node", users=members,
+                         rate=rate, duration=20)
+            )
             out.append(Scenario(f"rate-{members}-{rate * 5}", users=members, rate=rate,
                                 duration=20))
-    # 2. The 1,000-member room on 1, 2, 3 workers.
-    for workers in (1, 2):
+    # 2. The 1,000-member room on 1, 2, 3 workers, at 20 msg/s and below saturation (10).
+    for workers in (1, 2, 3):
         out.append(Scenario(f"workers-{workers}", workers=workers))
         out.append(Scenario(f"peer-workers-{workers}", servers="node", workers=workers))
+        for rate in (1, 2):
+            out.append(Scenario(f"workers-{workers}-r{rate * 5}", workers=workers, rate=rate,
+                                duration=20))
+            out.append(Scenario(f"peer-workers-{workers}-r{rate * 5}", servers="node",
+                                workers=workers, rate=rate, duration=20))
     # 3. Profile of one worker under load.
     out.append(Scenario("profile-1000", profile=True, duration=30))
     # 4. eventlet.
     out.append(Scenario("eventlet-1000", async_mode="eventlet"))
+    out.append(Scenario("eventlet-1000-r10", async_mode="eventlet", rate=2, duration=20))
     out.append(Scenario("eventlet-100", async_mode="eventlet", users=100))
     return out
 
@@ -251,7 +261,11 @@ def locust_command(sc: Scenario, setup: Setup, out: Path, tokens: Path | None) -
     if setup.targets:
         cmd += ["--chat-targets", setup.targets]
     if sc.locust_processes > 1:
-        cmd += ["--processes", str(sc.locust_processes)]
+        # A port of its own: locust's default 5557 may still be held by the previous run's
+        # master (or by somebody else's locust on this machine).
+        port = str(free_port())
+        cmd += ["--processes", str(sc.locust_processes), "--master-bind-port", port,
+                "--master-port", port]
     if tokens is not None:
         cmd += ["--chat-user-prefix", USER_PREFIX, "--chat-tokens", str(tokens)]
     return cmd

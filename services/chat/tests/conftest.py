@@ -6,7 +6,7 @@ a queue, and unit tests need no green threads. End-to-end tests start real proce
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from flask import Flask
@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 from chat import create_app
 from chat.extensions import db, socketio
 from testkit.clients import DEFAULT_PASSWORD
+from testkit.processes import ChatWorker
 
 
 @pytest.fixture
@@ -77,3 +78,11 @@ def sio_client(app: Flask, client: FlaskClient, accounts: Accounts) -> Callable:
         return sio
 
     return connect
+
+
+@pytest.fixture(scope="module")
+def worker(request, tmp_path_factory) -> Iterator[ChatWorker]:
+    """One real worker process (gevent, SQLite, no Redis) shared by a module's tests."""
+    started = ChatWorker(tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1]))
+    yield started
+    started.stop()

@@ -18,7 +18,6 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from chat.domain import accounts
 from testkit.clients import ChatClient, assert_still_serving, register
-from testkit.processes import ChatWorker
 from testkit.rawsocket import RawWebSocket
 
 pytestmark = pytest.mark.e2e
@@ -26,13 +25,6 @@ pytestmark = pytest.mark.e2e
 # ChatWorker's SECRET_KEY: tokens a test signs with it are as good as the worker's own.
 WORKER_SECRET = "test-secret-key-shared-by-all-workers"
 DAY = 86_400
-
-
-@pytest.fixture(scope="module")
-def worker(tmp_path_factory):
-    w = ChatWorker(tmp_path_factory.mktemp("abuse-auth"))
-    yield w
-    w.stop()
 
 
 @pytest.fixture(scope="module")

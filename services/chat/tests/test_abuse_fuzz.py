@@ -25,7 +25,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from testkit.clients import ChatClient, assert_still_serving, register
-from testkit.processes import ChatWorker
 from testkit.rawsocket import RECORD_SEPARATOR, RawPolling, RawWebSocket
 
 pytestmark = pytest.mark.e2e
@@ -142,13 +141,6 @@ engineio_packets = st.one_of(
 )
 
 # --- the target ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def worker(tmp_path_factory):
-    w = ChatWorker(tmp_path_factory.mktemp("abuse-fuzz"))
-    yield w
-    w.stop()
 
 
 @pytest.fixture(scope="module")

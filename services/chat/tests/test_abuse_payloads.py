@@ -29,13 +29,6 @@ LIMIT = 64 * 1024  # MAX_HTTP_BUFFER_SIZE, Engine.IO's max_http_buffer_size
 
 
 @pytest.fixture(scope="module")
-def worker(tmp_path_factory):
-    w = ChatWorker(tmp_path_factory.mktemp("abuse-payloads"))
-    yield w
-    w.stop()
-
-
-@pytest.fixture(scope="module")
 def token(worker) -> str:
     return register(worker.url)[1]
 

@@ -62,6 +62,29 @@ def chat_while(alice: RoomFollower, bob: RoomFollower, count: int, tag: str) -> 
     return latencies
 
 
+def recover(a, b, alice, bob, *, caught_up_seq: int, since: float) -> tuple[float, float]:
+    """After Redis is back: both workers healthy, both members caught up, live chat again.
+
+    Returns (seconds until healthy, seconds until every member had every message) from
+    `since`. Nobody reconnects or sends to catch up: the workers' re-send of each room's
+    newest message shows the clients the seq they missed, and they catch up by themselves.
+    """
+    wait_for(
+        lambda: healthz(a)[0] == 200 and healthz(b)[0] == 200,
+        RECOVERY_BOUND_SECONDS,
+        "both workers healthy again",
+    )
+    healthy_after = time.monotonic() - since
+    for f in (alice, bob):
+        f.wait_for_seq(caught_up_seq, timeout=RECOVERY_BOUND_SECONDS)
+    complete_after = time.monotonic() - since
+    chat_while(alice, bob, 1, "after")  # live fan-out across workers works again
+    for f in (alice, bob):
+        f.wait_for_seq(caught_up_seq + 2)
+    assert assert_room_logs_complete([alice, bob]) == caught_up_seq + 2
+    return healthy_after, complete_after
+
+
 def test_redis_restart_loses_no_acknowledged_message(redis_server, two_workers):
     a, b = two_workers
     alice, bob = follow_room(a, b)
@@ -88,22 +111,7 @@ def test_redis_restart_loses_no_acknowledged_message(redis_server, two_workers):
 
     redis_server.start_again()
     up_at = time.monotonic()
-    wait_for(
-        lambda: healthz(a)[0] == 200 and healthz(b)[0] == 200,
-        RECOVERY_BOUND_SECONDS,
-        "both workers healthy again",
-    )
-    healthy_after = time.monotonic() - up_at
-    # Nobody reconnects or sends: the workers' re-send of each room's newest message shows
-    # the clients the seq they missed, and they catch up by themselves.
-    for f in (alice, bob):
-        f.wait_for_seq(16, timeout=RECOVERY_BOUND_SECONDS)
-    complete_after = time.monotonic() - up_at
-
-    chat_while(alice, bob, 1, "after")  # live fan-out across workers works again
-    for f in (alice, bob):
-        f.wait_for_seq(18)
-    assert assert_room_logs_complete([alice, bob]) == 18
+    healthy_after, complete_after = recover(a, b, alice, bob, caught_up_seq=16, since=up_at)
     assert a.alive() and b.alive()
     tracebacks = a.tracebacks() + b.tracebacks()
     print(
@@ -134,19 +142,7 @@ def test_hung_redis_never_hangs_a_handler(redis_server, two_workers):
     finally:
         redis_server.resume()
     resumed_at = time.monotonic()
-    wait_for(
-        lambda: healthz(a)[0] == 200 and healthz(b)[0] == 200,
-        RECOVERY_BOUND_SECONDS,
-        "both workers healthy again",
-    )
-    healthy_after = time.monotonic() - resumed_at
-    for f in (alice, bob):
-        f.wait_for_seq(8, timeout=RECOVERY_BOUND_SECONDS)
-    complete_after = time.monotonic() - resumed_at
-    chat_while(alice, bob, 1, "after")
-    for f in (alice, bob):
-        f.wait_for_seq(10)
-    assert assert_room_logs_complete([alice, bob]) == 10
+    healthy_after, complete_after = recover(a, b, alice, bob, caught_up_seq=8, since=resumed_at)
     print(
         f"\nredis frozen {resumed_at - frozen_at:.1f} s: sends acked in max "
         f"{max(during) * 1000:.0f} ms; /healthz 503 after {reported_after:.2f} s; healthy "

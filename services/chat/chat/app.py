@@ -11,7 +11,7 @@ from typing import Any
 from flask import Flask, jsonify, send_from_directory
 from werkzeug.exceptions import HTTPException
 
-from .config import Config
+from .config import Config, database_binds
 from .errors import ChatError, from_unexpected
 from .extensions import db, migrate, socketio
 
@@ -30,6 +30,12 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_HTTP_BUFFER_SIZE"]
     _configure_logging(app)
 
+    app.config.setdefault(
+        "SQLALCHEMY_BINDS",
+        database_binds(
+            app.config["SQLALCHEMY_DATABASE_URI"], app.config["SQLALCHEMY_ENGINE_OPTIONS"]
+        ),
+    )
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS_DIR)
     _init_realtime(app)

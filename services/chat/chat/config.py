@@ -95,8 +95,25 @@ class Config:
         self.SQLALCHEMY_ENGINE_OPTIONS = _engine_options(self.SQLALCHEMY_DATABASE_URI)
 
 
+# The bind of the message hot path: one autocommitted statement stores a message (see
+# domain.messages). A pool of its own, because switching a pooled connection in and out of
+# autocommit costs a `SET default_transaction_isolation` round trip on its return.
+AUTOCOMMIT_BIND = "autocommit"
+
+
+def database_binds(url: str, engine_options: dict) -> dict:
+    """SQLALCHEMY_BINDS for a database URL: the autocommit bind on PostgreSQL, none elsewhere."""
+    if not url.startswith("postgresql"):
+        return {}
+    return {AUTOCOMMIT_BIND: {**engine_options, "url": url, "isolation_level": "AUTOCOMMIT"}}
+
+
 def _engine_options(url: str) -> dict:
     if url.startswith("sqlite"):
         # Several workers may share one SQLite file: wait for the write lock instead of failing.
         return {"connect_args": {"timeout": 15, "check_same_thread": False}}
-    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+    # No pool_pre_ping: it costs every request one more round trip (SELECT 1) to guard against
+    # a connection the server dropped. Without it the first request on such a connection fails
+    # as `unavailable` (a retry succeeds), and SQLAlchemy, seeing a disconnect, discards every
+    # connection pooled before it, so a database restart costs each worker about one request.
+    return {"pool_size": 10, "max_overflow": 20}

@@ -36,7 +36,8 @@ def app(database_url: str, tmp_path) -> Flask:
     yield app
     with app.app_context():
         db.session.remove()
-        db.engine.dispose()
+        for engine in db.engines.values():
+            engine.dispose()
 
 
 @pytest.fixture

@@ -1,6 +1,9 @@
 """Posting and reading messages over REST; seq is per room, gapless, in commit order."""
 
 import pytest
+from sqlalchemy import event
+
+from chat.extensions import db
 
 
 def post(client, headers, text, room="general", **extra):
@@ -34,6 +37,42 @@ def test_a_retry_with_the_same_client_id_returns_the_stored_message(client, acco
     assert again == first
     history = client.get("/api/rooms/general/messages", headers=headers).get_json()["messages"]
     assert [m["text"] for m in history] == ["once"]
+
+
+def test_a_retry_leaves_no_gap_in_seq(client, accounts):
+    headers = accounts.headers("alice")
+    post(client, headers, "once", client_id="retry-gap")
+    post(client, headers, "once", client_id="retry-gap")
+    assert post(client, headers, "next").get_json()["seq"] == 2
+
+
+def test_the_acknowledged_message_is_the_stored_one(client, accounts):
+    # The payload pushed to the room is built before anything reads the row back.
+    headers = accounts.headers("alice")
+    acked = [post(client, headers, f"m{i}", client_id=f"c{i}").get_json() for i in range(3)]
+    history = client.get("/api/rooms/general/messages", headers=headers).get_json()["messages"]
+    assert history == acked
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_on_postgresql_a_message_costs_one_statement(app, client, accounts):
+    headers = accounts.headers("alice")
+    post(client, headers, "warms the room cache")
+    statements = []
+
+    def record(conn, cursor, statement, *args):
+        statements.append(statement.split(None, 1)[0])
+
+    with app.app_context():
+        engines = list(db.engines.values())
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert post(client, headers, "one round trip").status_code == 201
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)
+    assert statements == ["WITH"]
 
 
 def test_the_same_client_id_from_another_user_is_a_different_message(client, accounts):

@@ -68,8 +68,14 @@ class HeartbeatRedisManager(pysocketio.RedisManager):
 
     def beat(self) -> None:
         self.beats_sent += 1
-        self._publish({"method": "callback", "host_id": self.host_id, "heartbeat": time.time(),
-                       "n": self.beats_sent})
+        self._publish(
+            {
+                "method": "callback",
+                "host_id": self.host_id,
+                "heartbeat": time.time(),
+                "n": self.beats_sent,
+            }
+        )
 
     def _handle_callback(self, message: dict) -> None:
         if "heartbeat" in message:
@@ -99,8 +105,11 @@ class HeartbeatRedisManager(pysocketio.RedisManager):
             listener = self.pubsub
             # No retries inside redis-py (its default: 10, with backoff): python-socketio
             # already tries twice, reconnecting in between.
-            self.redis_options = {**options, "socket_timeout": PUBLISH_TIMEOUT_SECONDS,
-                                  "retry": Retry(NoBackoff(), 0)}
+            self.redis_options = {
+                **options,
+                "socket_timeout": PUBLISH_TIMEOUT_SECONDS,
+                "retry": Retry(NoBackoff(), 0),
+            }
             super()._redis_connect()
             self.pubsub = listener
         finally:
@@ -117,8 +126,12 @@ class HeartbeatRedisManager(pysocketio.RedisManager):
                 yield from self.pubsub.listen()
             except Exception as exc:
                 self.listener_reconnected = True
-                log.warning("message queue listener lost Redis (%s: %s); retrying in %.0f s",
-                            type(exc).__name__, exc, retry_sleep)
+                log.warning(
+                    "message queue listener lost Redis (%s: %s); retrying in %.0f s",
+                    type(exc).__name__,
+                    exc,
+                    retry_sleep,
+                )
                 time.sleep(retry_sleep)
                 retry_sleep = min(retry_sleep * 2, LISTEN_RETRY_CAP_SECONDS)
 
@@ -176,9 +189,12 @@ class Liveness:
             self.socketio.sleep(PRESENCE_FLUSH_SECONDS)
 
     def _on_resumed(self, silence: float) -> None:
-        log.warning("message queue: own heartbeat missed or listener reconnected (%.1f s "
-                    "since the last one heard); re-sending each room's newest message to this "
-                    "worker's sockets", silence)
+        log.warning(
+            "message queue: own heartbeat missed or listener reconnected (%.1f s "
+            "since the last one heard); re-sending each room's newest message to this "
+            "worker's sockets",
+            silence,
+        )
         self.socketio.start_background_task(self.resend_newest)
 
     def resend_newest(self) -> None:

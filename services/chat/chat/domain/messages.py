@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import DateTime, Integer, String, Text, insert, literal, select, update
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from ..errors import Conflict, Unavailable
+from ..config import AUTOCOMMIT_BIND
+from ..errors import Conflict, NotFound, Unavailable
 from ..extensions import db
-from ..models import Message, Room
+from ..models import Message, Room, utcnow
 from ..realtime import publish
 from .accounts import Principal
 from .rooms import RoomRef, room_for
@@ -37,26 +39,11 @@ def post_message(principal: Principal, room_name: str, text: str, client_id: str
     """
     room = room_for(principal, room_name)
     try:
-        seq = db.session.execute(
-            update(Room)
-            .where(Room.id == room.id)
-            .values(last_seq=Room.last_seq + 1)
-            .returning(Room.last_seq)
-        ).scalar_one()
-        message = Message(
-            room_id=room.id,
-            seq=seq,
-            user_id=principal.id,
-            username=principal.username,
-            text=text,
-            client_id=client_id,
-        )
-        db.session.add(message)
-        db.session.flush()  # assigns the id (INSERT ... RETURNING): the payload is complete
-        # Read before the commit, which expires every attribute: after it, to_dict would
-        # reload the row with one more round trip, on the path to the broadcast.
-        payload = message.to_dict(room.name)
-        db.session.commit()
+        autocommit = db.engines.get(AUTOCOMMIT_BIND)  # configured for PostgreSQL only
+        if autocommit is not None:
+            payload = _store_in_one_statement(autocommit, principal, room, text, client_id)
+        else:
+            payload = _store_in_transaction(principal, room, text, client_id)
     except IntegrityError:
         db.session.rollback()
         if client_id is None:
@@ -67,6 +54,82 @@ def post_message(principal: Principal, room_name: str, text: str, client_id: str
         raise Unavailable("the message store is unavailable; the message was not sent") from None
     publish.message(room.name, payload)
     return Posted(payload, created=True)
+
+
+def _store_in_one_statement(
+    engine: Engine, principal: Principal, room: RoomRef, text: str, client_id: str | None
+) -> dict:
+    """PostgreSQL: seq and row in one autocommitted statement, one round trip.
+
+    The message handler's time before the broadcast is round trips, each of which also waits
+    for the busy hub to come back to it; BEGIN, UPDATE, INSERT and COMMIT were four of them.
+    One statement is still one transaction: the UPDATE's row lock orders writers until it
+    commits, and a unique violation undoes the seq increment with the insert.
+    """
+    created_at = utcnow()
+    next_seq = (
+        update(Room)
+        .where(Room.id == room.id)
+        .values(last_seq=Room.last_seq + 1)
+        .returning(Room.last_seq)
+        .cte("next_seq")
+    )
+    columns = {
+        "room_id": literal(room.id, Integer),
+        "seq": next_seq.c.last_seq,
+        "user_id": literal(principal.id, Integer),
+        "username": literal(principal.username, String),
+        "text": literal(text, Text),
+        "client_id": literal(client_id, String),
+        "created_at": literal(created_at, DateTime(timezone=True)),
+    }
+    statement = (
+        insert(Message)
+        .from_select(list(columns), select(*columns.values()))
+        .returning(Message.id, Message.seq)
+    )
+    with engine.connect() as connection:
+        row = connection.execute(statement).one_or_none()
+    if row is None:  # no such room row: the cached RoomRef outlived it
+        raise NotFound(f"room {room.name!r} does not exist")
+    message = Message(
+        id=row.id,
+        room_id=room.id,
+        seq=row.seq,
+        user_id=principal.id,
+        username=principal.username,
+        text=text,
+        client_id=client_id,
+        created_at=created_at,
+    )
+    return message.to_dict(room.name)
+
+
+def _store_in_transaction(
+    principal: Principal, room: RoomRef, text: str, client_id: str | None
+) -> dict:
+    """SQLite (the embedded default): UPDATE ... RETURNING, then INSERT, in one transaction."""
+    seq = db.session.execute(
+        update(Room)
+        .where(Room.id == room.id)
+        .values(last_seq=Room.last_seq + 1)
+        .returning(Room.last_seq)
+    ).scalar_one()
+    message = Message(
+        room_id=room.id,
+        seq=seq,
+        user_id=principal.id,
+        username=principal.username,
+        text=text,
+        client_id=client_id,
+    )
+    db.session.add(message)
+    db.session.flush()  # assigns the id (INSERT ... RETURNING): the payload is complete
+    # Read before the commit, which expires every attribute: after it, to_dict would
+    # reload the row with one more round trip.
+    payload = message.to_dict(room.name)
+    db.session.commit()
+    return payload
 
 
 def _stored_retry(principal: Principal, room: RoomRef, client_id: str) -> dict:

@@ -80,8 +80,15 @@ def _scenarios() -> list[Scenario]:
     out: list[Scenario] = [
         # A few seconds, to check the campaign itself.
         Scenario("smoke", users=20, duration=5, grace=2, locust_processes=1, spawn_rate=20),
-        Scenario("peer-smoke", servers="node", users=20, duration=5, grace=2,
-                 locust_processes=1, spawn_rate=20),
+        Scenario(
+            "peer-smoke",
+            servers="node",
+            users=20,
+            duration=5,
+            grace=2,
+            locust_processes=1,
+            spawn_rate=20,
+        ),
     ]
     # 1. Room size at a fixed rate (5 senders x 4 msg/s), 3 workers.
     for members in (100, 500, 1000, 2000):
@@ -91,26 +98,41 @@ def _scenarios() -> list[Scenario]:
     for rate in (1, 2, 6, 8, 10, 15, 20):
         out.append(Scenario(f"rate-1000-{rate * 5}", users=1000, rate=rate, duration=20))
         out.append(
-            Scenario(f"peer-rate-1000-{rate * 5}", servers="node", users=1000, rate=rate,
-                     duration=20)
+            Scenario(
+                f"peer-rate-1000-{rate * 5}", servers="node", users=1000, rate=rate, duration=20
+            )
         )
     for members in (100, 500, 2000):
         for rate in (1, 2, 6, 8, 10, 15, 20):
             out.append(
-                Scenario(f"peer-rate-{members}-{rate * 5}", servers="node", users=members,
-                         rate=rate, duration=20)
+                Scenario(
+                    f"peer-rate-{members}-{rate * 5}",
+                    servers="node",
+                    users=members,
+                    rate=rate,
+                    duration=20,
+                )
             )
-            out.append(Scenario(f"rate-{members}-{rate * 5}", users=members, rate=rate,
-                                duration=20))
+            out.append(
+                Scenario(f"rate-{members}-{rate * 5}", users=members, rate=rate, duration=20)
+            )
     # 2. The 1,000-member room on 1, 2, 3 workers, at 20 msg/s and below saturation (10).
     for workers in (1, 2, 3):
         out.append(Scenario(f"workers-{workers}", workers=workers))
         out.append(Scenario(f"peer-workers-{workers}", servers="node", workers=workers))
         for rate in (1, 2):
-            out.append(Scenario(f"workers-{workers}-r{rate * 5}", workers=workers, rate=rate,
-                                duration=20))
-            out.append(Scenario(f"peer-workers-{workers}-r{rate * 5}", servers="node",
-                                workers=workers, rate=rate, duration=20))
+            out.append(
+                Scenario(f"workers-{workers}-r{rate * 5}", workers=workers, rate=rate, duration=20)
+            )
+            out.append(
+                Scenario(
+                    f"peer-workers-{workers}-r{rate * 5}",
+                    servers="node",
+                    workers=workers,
+                    rate=rate,
+                    duration=20,
+                )
+            )
     # 3. Profile of one worker under load.
     out.append(Scenario("profile-1000", profile=True, duration=30))
     # 4. eventlet.
@@ -124,6 +146,7 @@ SCENARIOS = {s.name: s for s in _scenarios()}
 
 
 # -- measuring ----------------------------------------------------------------------------
+
 
 def load_average() -> float:
     return os.getloadavg()[0]
@@ -173,6 +196,7 @@ def children_cpu_seconds() -> float:
 
 # -- server set-ups -----------------------------------------------------------------------
 
+
 class Setup:
     """Servers for a group of scenarios: `targets`, `host`, and CPU counters by role."""
 
@@ -184,7 +208,10 @@ class Setup:
         workdir.mkdir(parents=True, exist_ok=True)
         if sc.servers == "chat":
             self.cluster = Cluster(
-                workdir, workers=sc.workers, http_port=None, database_url=database_url,
+                workdir,
+                workers=sc.workers,
+                http_port=None,
+                database_url=database_url,
                 async_mode=sc.async_mode,
                 env={"SECRET_KEY": secret, "RATE_LIMIT_MESSAGES": LOAD_RATE_LIMIT, **sc.env},
             ).start()
@@ -232,8 +259,11 @@ class Setup:
             for line in text.splitlines():
                 if line.startswith("chat_handler_seconds") and 'handler="message"' in line:
                     name, value = line.rsplit(" ", 1)
-                    key = name.split("le=")[1].split('"')[1] if "le=" in name else name.split(
-                        "{")[0].rsplit("_", 1)[1]
+                    key = (
+                        name.split("le=")[1].split('"')[1]
+                        if "le=" in name
+                        else name.split("{")[0].rsplit("_", 1)[1]
+                    )
                     total[key] = total.get(key, 0.0) + float(value)
         return total
 
@@ -248,15 +278,37 @@ class Setup:
 
 # -- one run ------------------------------------------------------------------------------
 
+
 def locust_command(sc: Scenario, setup: Setup, out: Path, tokens: Path | None) -> list[str]:
     cmd = [
-        sys.executable, "-m", "locust", "-f", str(LOADTEST_DIR / "locustfile.py"),
-        "--headless", "--only-summary", "--host", setup.host,
-        "-u", str(sc.users), "-r", str(sc.spawn_rate),
-        "--chat-duration", str(sc.duration), "--chat-grace", str(sc.grace),
-        "--chat-senders", str(sc.senders), "--chat-rate", str(sc.rate),
-        "--chat-message-size", str(sc.message_size),
-        "--csv", str(out / "locust"), "--csv-full-history", "--html", str(out / "report.html"),
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOADTEST_DIR / "locustfile.py"),
+        "--headless",
+        "--only-summary",
+        "--host",
+        setup.host,
+        "-u",
+        str(sc.users),
+        "-r",
+        str(sc.spawn_rate),
+        "--chat-duration",
+        str(sc.duration),
+        "--chat-grace",
+        str(sc.grace),
+        "--chat-senders",
+        str(sc.senders),
+        "--chat-rate",
+        str(sc.rate),
+        "--chat-message-size",
+        str(sc.message_size),
+        "--csv",
+        str(out / "locust"),
+        "--csv-full-history",
+        "--html",
+        str(out / "report.html"),
     ]
     if setup.targets:
         cmd += ["--chat-targets", setup.targets]
@@ -264,15 +316,22 @@ def locust_command(sc: Scenario, setup: Setup, out: Path, tokens: Path | None) -
         # A port of its own: locust's default 5557 may still be held by the previous run's
         # master (or by somebody else's locust on this machine).
         port = str(free_port())
-        cmd += ["--processes", str(sc.locust_processes), "--master-bind-port", port,
-                "--master-port", port]
+        cmd += [
+            "--processes",
+            str(sc.locust_processes),
+            "--master-bind-port",
+            port,
+            "--master-port",
+            port,
+        ]
     if tokens is not None:
         cmd += ["--chat-user-prefix", USER_PREFIX, "--chat-tokens", str(tokens)]
     return cmd
 
 
-def run_one(sc: Scenario, setup: Setup, out: Path, tokens: Path | None,
-            quiet_load: float, quiet_wait: float) -> dict[str, Any]:
+def run_one(
+    sc: Scenario, setup: Setup, out: Path, tokens: Path | None, quiet_load: float, quiet_wait: float
+) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     load_before, waited = wait_until_quiet(quiet_load, quiet_wait)
     pytests = pytest_processes()
@@ -284,8 +343,9 @@ def run_one(sc: Scenario, setup: Setup, out: Path, tokens: Path | None,
     handler_before = setup.handler_histogram()
     profiler = None
     if sc.profile:
-        profiler = _start_profiler(setup.server_pids()[0], out, delay=ramp + 5,
-                                   seconds=sc.duration - 5)
+        profiler = _start_profiler(
+            setup.server_pids()[0], out, delay=ramp + 5, seconds=sc.duration - 5
+        )
     started = time.time()
     generator_tree = 0.0  # locust's own process tree, sampled while it runs
     with open(out / "locust.log", "w") as log:
@@ -330,8 +390,11 @@ def handler_summary(before: dict[str, float], after: dict[str, float]) -> dict[s
     count = delta.get("count", 0.0)
     if not count:
         return {}
-    bounds = sorted((float(k), v) for k, v in delta.items() if k not in ("count", "sum", "created")
-                    and k != "+Inf")
+    bounds = sorted(
+        (float(k), v)
+        for k, v in delta.items()
+        if k not in ("count", "sum", "created") and k != "+Inf"
+    )
 
     def quantile(q: float) -> float | None:
         for bound, cumulative in bounds:
@@ -339,8 +402,12 @@ def handler_summary(before: dict[str, float], after: dict[str, float]) -> dict[s
                 return bound * 1000
         return None
 
-    return {"count": int(count), "mean_ms": round(delta["sum"] / count * 1000, 2),
-            "p50_le_ms": quantile(0.5), "p99_le_ms": quantile(0.99)}
+    return {
+        "count": int(count),
+        "mean_ms": round(delta["sum"] / count * 1000, 2),
+        "p50_le_ms": quantile(0.5),
+        "p99_le_ms": quantile(0.99),
+    }
 
 
 def _start_profiler(pid: int, out: Path, delay: float, seconds: float) -> subprocess.Popen:
@@ -372,8 +439,9 @@ def table_row(row: dict[str, Any]) -> str:
     delivered = s.get("delivered") or f["all"]["count"]
     cpu = row["cpu_s"]["servers"]
     per = f"{cpu / delivered * 1e6:.0f}" if delivered else "-"
-    servers = (f"{sc['servers']} x{sc['workers']}"
-               + (f" {sc['async_mode']}" if sc["servers"] == "chat" else ""))
+    servers = f"{sc['servers']} x{sc['workers']}" + (
+        f" {sc['async_mode']}" if sc["servers"] == "chat" else ""
+    )
     ack = s.get("ack_ms") or {}
     return (
         f"| {sc['name']} | {servers} | {sc['users']} | {s['messages_per_s']} "
@@ -392,20 +460,39 @@ def saturated(row: dict[str, Any]) -> bool:
 
 # -- main ---------------------------------------------------------------------------------
 
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", default="", help="comma-separated scenario names, in this order")
     p.add_argument("--list", action="store_true", help="print the scenarios and exit")
-    p.add_argument("--out", type=Path,
-                   default=LOADTEST_DIR / "results" / f"campaign-{time.strftime('%Y%m%d-%H%M%S')}")
-    p.add_argument("--quiet-load", type=float, default=1.5,
-                   help="wait for the 1-minute load average to fall below this before a run")
-    p.add_argument("--quiet-wait", type=float, default=120,
-                   help="seconds to wait for that at most (then run anyway, and say so)")
-    p.add_argument("--stop-when-saturated", action="store_true",
-                   help="stop a list after its first saturated run (a rate ladder)")
-    p.add_argument("--locust-processes", type=int, default=0,
-                   help="override every scenario's locust process count")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=LOADTEST_DIR / "results" / f"campaign-{time.strftime('%Y%m%d-%H%M%S')}",
+    )
+    p.add_argument(
+        "--quiet-load",
+        type=float,
+        default=1.5,
+        help="wait for the 1-minute load average to fall below this before a run",
+    )
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=120,
+        help="seconds to wait for that at most (then run anyway, and say so)",
+    )
+    p.add_argument(
+        "--stop-when-saturated",
+        action="store_true",
+        help="stop a list after its first saturated run (a rate ladder)",
+    )
+    p.add_argument(
+        "--locust-processes",
+        type=int,
+        default=0,
+        help="override every scenario's locust process count",
+    )
     p.add_argument("--duration", type=float, default=0, help="override every scenario's duration")
     p.add_argument("--postgres", default=os.environ.get("POSTGRES_URL", DEFAULT_POSTGRES))
     args = p.parse_args(argv)
@@ -440,24 +527,31 @@ def main(argv: list[str] | None = None) -> int:
                 if setup is not None:
                     setup.stop()
                 setup = None
-                setup = Setup(sc, out / f"setup-{i:02d}-{sc.servers}-{sc.workers}",
-                              database.url, secret)
+                setup = Setup(
+                    sc, out / f"setup-{i:02d}-{sc.servers}-{sc.workers}", database.url, secret
+                )
                 setup_key = sc.setup
-                print(f"set-up: {sc.servers} x{sc.workers} "
-                      f"{sc.async_mode if sc.servers == 'chat' else ''} at {setup.host}",
-                      flush=True)
+                print(
+                    f"set-up: {sc.servers} x{sc.workers} "
+                    f"{sc.async_mode if sc.servers == 'chat' else ''} at {setup.host}",
+                    flush=True,
+                )
             use_tokens = None
             if sc.servers == "chat":
                 if len(tokens) < sc.users:
                     started = time.monotonic()
                     register(setup.host, USER_PREFIX, sc.users, tokens, DEFAULT_PASSWORD)
                     tokens_path.write_text(json.dumps(tokens))
-                    print(f"  registered users up to {sc.users} in "
-                          f"{time.monotonic() - started:.0f} s", flush=True)
+                    print(
+                        f"  registered users up to {sc.users} in "
+                        f"{time.monotonic() - started:.0f} s",
+                        flush=True,
+                    )
                 use_tokens = tokens_path
             print(f"run {sc.name}: load {load_average():.2f}", flush=True)
-            row = run_one(sc, setup, out / f"{i:02d}-{sc.name}", use_tokens,
-                          args.quiet_load, args.quiet_wait)
+            row = run_one(
+                sc, setup, out / f"{i:02d}-{sc.name}", use_tokens, args.quiet_load, args.quiet_wait
+            )
             with open(out / "results.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")
             line = table_row(row)

@@ -30,7 +30,11 @@ DEFAULT_CONCURRENCY = 8
 
 
 def register(
-    target: str, prefix: str, users: int, tokens: dict[str, str], password: str,
+    target: str,
+    prefix: str,
+    users: int,
+    tokens: dict[str, str],
+    password: str,
     concurrency: int = DEFAULT_CONCURRENCY,
 ) -> dict[str, str]:
     """Tokens of users 0..users-1 named with `prefix`, registering those not in `tokens`."""
@@ -64,12 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     tokens = json.loads(args.out.read_text()) if args.out.exists() else {}
     started = time.monotonic()
     before = len(tokens)
-    register(args.target.rstrip("/"), args.prefix, args.users, tokens, args.password,
-             args.concurrency)
+    register(
+        args.target.rstrip("/"), args.prefix, args.users, tokens, args.password, args.concurrency
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(tokens))
-    print(f"{len(tokens) - before} user(s) registered in {time.monotonic() - started:.1f} s; "
-          f"{len(tokens)} token(s) in {args.out}")
+    print(
+        f"{len(tokens) - before} user(s) registered in {time.monotonic() - started:.1f} s; "
+        f"{len(tokens)} token(s) in {args.out}"
+    )
     return 0
 
 

@@ -88,6 +88,10 @@ class Config:
         # long to finish. Storing a message takes milliseconds; 10 s is far inside the 30 s a
         # process manager usually waits before SIGKILL.
         self.DRAIN_SECONDS = _env_int("DRAIN_SECONDS", 10)
+        # gevent: a message frame is written in the emitting greenlet when the socket's writer
+        # is idle and the kernel takes it, skipping Engine.IO's per-socket queue (serving.py,
+        # direct_write.py). Off: every frame goes through the queue and writer, as in Engine.IO.
+        self.DIRECT_WEBSOCKET_WRITES = _env_bool("DIRECT_WEBSOCKET_WRITES", True)
         self.WEB_ROOT = os.environ.get("WEB_ROOT") or str(
             Path(__file__).resolve().parents[2] / "web"
         )

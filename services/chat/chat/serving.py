@@ -17,6 +17,9 @@ the server here instead of calling `socketio.run`, for three reasons:
   is served as plain HTTP instead, where Engine.IO answers 400 "Not an accepted origin."
   (eventlet's server upgrades inside the application, after Engine.IO's check.)
 - A drain on SIGTERM (see Drain).
+- Direct writes under gevent (DIRECT_WEBSOCKET_WRITES, direct_write.py): a message frame is
+  written by the emitting greenlet when the socket's writer is idle, without Engine.IO's
+  queue hop; `BoundedWebSocket.send_nowait` is that write, never waiting for the kernel.
 """
 
 from __future__ import annotations
@@ -153,6 +156,11 @@ def serve(app: Flask, socketio, mode: str, drain: Drain, access_log: bool) -> No
     cfg = app.config
     host, port = cfg["HOST"], cfg["PORT"]
     if mode == "gevent":
+        if cfg["DIRECT_WEBSOCKET_WRITES"]:
+            from . import direct_write
+
+            direct_write.install()
+            log.info("direct WebSocket writes: on (DIRECT_WEBSOCKET_WRITES)")
         server = _gevent_server(app, socketio, host, port, cfg["MAX_HTTP_BUFFER_SIZE"], access_log)
         drain.close_listener = server.close
         server.serve_forever()
@@ -209,10 +217,12 @@ def _plain_http_for_foreign_origin(socketio) -> Callable[[Any], bool]:
 
 
 def _websocket_handler_class():
+    from gevent.socket import socket as GeventSocket
     from geventwebsocket.exceptions import ProtocolError, WebSocketError
     from geventwebsocket.handler import WebSocketHandler
     from geventwebsocket.websocket import MSG_ALREADY_CLOSED, MSG_SOCKET_DEAD, Header, WebSocket
 
+    from .direct_write import FrameBytes
     from .realtime.hardening import engineio_problem, refused
 
     class MessageTooBig(WebSocketError):
@@ -253,15 +263,28 @@ def _websocket_handler_class():
 
             Engine.IO hands every recipient of an emit the same str object (the packet is
             encoded once per emit); gevent-websocket would encode it to UTF-8, build a header
-            and concatenate the two again for each of them. Other frames (binary, close, ping)
+            and concatenate the two again for each of them. FrameBytes (the rest of a frame
+            direct_write began) are written as they are. Other frames (binary, close, ping)
             take gevent-websocket's own path.
             """
-            if opcode != self.OPCODE_TEXT or not isinstance(message, str):
-                return super().send_frame(message, opcode)
+            # While a frame is being written (this greenlet may wait for the kernel midway),
+            # send_nowait from another greenlet must not put bytes in the middle of it.
+            handler = self.handler
+            handler.websocket_writing = True
+            try:
+                if type(message) is FrameBytes:
+                    self._write(message)
+                elif opcode != self.OPCODE_TEXT or not isinstance(message, str):
+                    super().send_frame(message, opcode)
+                else:
+                    self._write(frames.text_frame(message))
+            finally:
+                handler.websocket_writing = False
+
+        def _write(self, frame: bytes) -> None:
             if self.closed:
                 self.current_app.on_close(MSG_ALREADY_CLOSED)
                 raise WebSocketError(MSG_ALREADY_CLOSED)
-            frame = frames.text_frame(message)
             sock = self.handler.socket
             try:
                 # One send() almost always takes a whole chat frame; gevent's sendall() would
@@ -272,6 +295,29 @@ def _websocket_handler_class():
                     sock.sendall(memoryview(frame)[sent:])
             except OSError:
                 raise WebSocketError(MSG_SOCKET_DEAD) from None
+
+        def send_nowait(self, message: str) -> bytes | None:
+            """Write a text frame now if the kernel takes it, never waiting (direct_write).
+
+            Returns the bytes the kernel did not take (b"" when it took all), or None when
+            nothing was written: the WebSocket is closed, another greenlet is midway through
+            a frame, the send buffer is full, or the send failed (the caller queues the
+            message, so the writer meets the same error and ends the connection as before).
+            """
+            handler = self.handler
+            if self.closed or handler.websocket_writing:
+                return None
+            sock = handler.socket
+            if type(sock) is not GeventSocket:  # e.g. TLS: its bytes are not ours to write
+                return None
+            frame = frames.text_frame(message)
+            try:
+                # gevent's own socket.send would wait for the socket to become writable; its
+                # OS socket is non-blocking, so this call returns at once.
+                sent = sock._sock.send(frame)
+            except OSError:  # BlockingIOError included
+                return None
+            return frame[sent:]
 
         def receive(self):
             try:
@@ -292,6 +338,7 @@ def _websocket_handler_class():
 
     class ChatWebSocketHandler(WebSocketHandler):
         websocket_message_bytes = 0
+        websocket_writing = False
 
         def upgrade_connection(self):
             result = super().upgrade_connection()

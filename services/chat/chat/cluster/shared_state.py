@@ -24,6 +24,11 @@ REDIS_CALL_TIMEOUT_SECONDS = 1.0
 # After a failed call, calls fail at once for this long instead of each waiting out the
 # timeout; the liveness loop's next beat (every 2 s) probes again.
 REDIS_RETRY_AFTER_SECONDS = 1.0
+# Connections one worker may hold to Redis for shared state. When all are busy (a thousand
+# clients disconnecting at once) a caller waits for one, up to the call timeout: redis-py's
+# own pool (100 since redis-py 8) raises at once instead, which read as "Redis unreachable"
+# and made presence and rate limits fail open for a second under a disconnect storm.
+REDIS_POOL_SIZE = 50
 
 
 class StateUnavailable(Exception):
@@ -198,8 +203,15 @@ def redis_client(url: str, **options) -> redis.Redis:
         sentinels, service, connection = parse_redis_sentinel_url(url)
         # The connection options apply to the master's connections; "socketio" is the
         # RedisManager's default channel, which it also takes as the default service name.
-        return Sentinel(sentinels, **options, **connection).master_for(service or "socketio")
-    return redis.Redis.from_url(url, **options)
+        # redis-py has no blocking Sentinel pool: a ceiling far above what one worker's
+        # greenlets can hold at once stands in for the wait.
+        return Sentinel(sentinels, **options, **connection).master_for(
+            service or "socketio", max_connections=REDIS_POOL_SIZE * 20
+        )
+    if "socket_timeout" in options:
+        options.setdefault("timeout", options["socket_timeout"])  # the wait for a free connection
+    pool = redis.BlockingConnectionPool.from_url(url, max_connections=REDIS_POOL_SIZE, **options)
+    return redis.Redis(connection_pool=pool)
 
 
 def make_state(redis_url: str | None) -> SharedState:

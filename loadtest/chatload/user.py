@@ -11,7 +11,7 @@ Everything it measures goes through locust's request event:
 
 The python-socketio client runs its read and write loops in threads; locust has monkey-patched
 threading, so they are greenlets of this process's gevent hub (LoadClient: handlers run inline
-in the read loop, see InlineDispatchEngineIOClient).
+in the read loop, see chatload.client).
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ import time
 import uuid
 from typing import Any
 
-import engineio
 import socketio
 from locust import HttpUser, constant_throughput, task
 
+from .client import LoadClient
 from .coordinator import Coordinator
 from .scenario import DEFAULT_TARGET
 
@@ -43,37 +43,6 @@ class NoAck(Exception):
 
 class DuplicateDelivery(Exception):
     """The same (room, seq) reached the same member twice."""
-
-
-class InlineDispatchEngineIOClient(engineio.Client):
-    """Runs each received packet's handler in the read loop, as a browser's event loop does.
-
-    engineio.Client starts one thread (here: one greenlet) per received packet; at thousands
-    of deliveries per second that spawn was a fifth of the load generator's CPU (py-spy).
-    Our handlers never block, so running them inline loses nothing.
-    """
-
-    def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
-        if event == "message":
-            kwargs["run_async"] = False
-        return super()._trigger_event(event, *args, **kwargs)
-
-
-class LoadClient(socketio.Client):
-    """python-socketio's client, made cheap enough per delivery to measure a server with."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            reconnection=False,
-            logger=False,
-            engineio_logger=False,
-            # websocket-client checks every text frame's UTF-8 in pure Python (a quarter of
-            # the CPU per delivery); json.loads rejects a broken text anyway.
-            websocket_extra_options={"skip_utf8_validation": True},
-        )
-
-    def _engineio_client_class(self) -> type[engineio.Client]:
-        return InlineDispatchEngineIOClient
 
 
 class ChatUser(HttpUser):

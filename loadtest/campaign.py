@@ -42,6 +42,7 @@ for extra in (LOADTEST_DIR, REPO_ROOT / "deploy", REPO_ROOT / "services" / "test
 
 from cluster import Cluster  # noqa: E402
 
+from chatload import sendwindow  # noqa: E402
 from chatload.accounts import DEFAULT_PASSWORD, register  # noqa: E402
 from chatload.stack import DEFAULT_POSTGRES, LOAD_RATE_LIMIT, NodePeer  # noqa: E402
 from testkit.processes import PostgresDatabase, RedisServer, free_port  # noqa: E402
@@ -50,6 +51,9 @@ USER_PREFIX = "bench"
 # A run is saturated when p99 fan-out passes this, or anything is lost (issue 5).
 SATURATION_P99_MS = 100
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Server CPU is sampled this often while locust runs, for the send window's CPU (a tick is
+# 10 ms, so a finer interval would only add noise).
+SAMPLE_INTERVAL_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -238,8 +242,11 @@ class Setup:
             return [w.pid for w in self.cluster.workers]
         return [p.pid for p in self.peers]
 
+    def server_cpu(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.server_pids())
+
     def cpu(self) -> dict[str, float]:
-        out = {"servers": sum(cpu_seconds(pid) for pid in self.server_pids())}
+        out = {"servers": self.server_cpu()}
         if self.cluster:
             out["nginx"] = cpu_seconds(self.cluster.nginx.pid, tree=True)
             out["redis"] = cpu_seconds(self.cluster.redis.pid)
@@ -348,14 +355,20 @@ def run_one(
         )
     started = time.time()
     generator_tree = 0.0  # locust's own process tree, sampled while it runs
+    server_samples: list[sendwindow.Sample] = [(started, setup.server_cpu())]
+    generator_samples: list[sendwindow.Sample] = []
     with open(out / "locust.log", "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
         while proc.poll() is None and time.time() - started < limit:
-            generator_tree = max(generator_tree, cpu_seconds(proc.pid, tree=True))
-            time.sleep(1)
+            now, tree = time.time(), cpu_seconds(proc.pid, tree=True)
+            generator_tree = max(generator_tree, tree)
+            generator_samples.append((now, tree))
+            server_samples.append((now, setup.server_cpu()))
+            time.sleep(SAMPLE_INTERVAL_S)
         if proc.poll() is None:
             proc.kill()
         code = proc.wait()
+    server_samples.append((time.time(), setup.server_cpu()))
     elapsed = time.time() - started
     if profiler is not None:
         profiler.wait(timeout=60)
@@ -376,6 +389,11 @@ def run_one(
         # the sampled tree and the reaped children's rusage.
         "load_generator_cpu_s": round(max(gen_after - gen_before, generator_tree), 2),
         "summary": summary,
+        # Servers' CPU from the senders' start to their stop (or the last delivery, if
+        # later) over the deliveries: the marginal cost, without per-connection costs.
+        "send_window": sendwindow.marginal(server_samples, summary),
+        # The same for the load generator (locust's process tree): what a delivery costs it.
+        "send_window_load_generator": sendwindow.marginal(generator_samples, summary),
         "message_handler": handler,
         "dir": str(out),
     }
@@ -426,8 +444,8 @@ def _start_profiler(pid: int, out: Path, delay: float, seconds: float) -> subpro
 HEADER = (
     "| scenario | servers | members | msg/s sent | deliveries/s | p50 | p95 | p99 | max "
     "| same p50 | cross p50 | ack p99 | lost | dup | join fail | server CPU s | "
-    "µs CPU/delivery | load gen CPU s | load before→after |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "µs CPU/delivery | µs CPU/delivery (send window) | load gen CPU s | load before→after |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -443,12 +461,14 @@ def table_row(row: dict[str, Any]) -> str:
         f" {sc['async_mode']}" if sc["servers"] == "chat" else ""
     )
     ack = s.get("ack_ms") or {}
+    marginal = row.get("send_window") or {}
     return (
         f"| {sc['name']} | {servers} | {sc['users']} | {s['messages_per_s']} "
         f"| {s['deliveries_per_s']:,.0f} | {f['all']['p50']} | {f['all']['p95']} "
         f"| {f['all']['p99']} | {f['all']['max']:,.0f} | {f['same-node']['p50']} "
         f"| {f['cross-node']['p50']} | {ack.get('p99', '-')} | {s['lost']} | {s['duplicated']} "
-        f"| {s.get('join_failures', 0)} | {cpu:.1f} | {per} | {row['load_generator_cpu_s']:.1f} "
+        f"| {s.get('join_failures', 0)} | {cpu:.1f} | {per} "
+        f"| {marginal.get('us_cpu_per_delivery', '-')} | {row['load_generator_cpu_s']:.1f} "
         f"| {row['load_before']}→{row['load_after']} |"
     )
 

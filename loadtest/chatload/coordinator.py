@@ -83,6 +83,7 @@ class Coordinator:
         self.started = False
         self.finished = False
         self.go_time: float | None = None
+        self.stop_time: float | None = None
 
     # -- every process ------------------------------------------------------------------
 
@@ -195,6 +196,8 @@ class Coordinator:
             return
         self.finished = True
         runner, grace = self.env.runner, self.scenario.grace
+        if self.go_time is not None:
+            self.stop_time = time.time()
         runner.send_message("chat_quiesce")
         if self.go_time is not None:
             log.info("senders stopped; waiting %g s before counting deliveries", grace)
@@ -219,7 +222,7 @@ class Coordinator:
         if isinstance(runner, MasterRunner):
             # Let every worker send one more stats report that covers the grace period.
             gevent.sleep(WORKER_REPORT_INTERVAL + 1)
-        report.finish(self.env, counts, self.go_time)
+        report.finish(self.env, counts, self.go_time, self.stop_time)
 
 
 def install(environment: Environment) -> Coordinator:

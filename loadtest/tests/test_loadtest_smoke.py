@@ -79,6 +79,10 @@ def assert_every_member_got_every_message(summary: dict, members_per_room: int) 
     assert fanout["all"]["count"] == summary["delivered"]
     assert fanout["same-node"]["count"] > 0 and fanout["cross-node"]["count"] > 0
     assert summary["connect_failures"] == 0 and summary["ack_failures"] == 0
+    # The send window the campaign divides server CPU by: senders started, then stopped, and
+    # the last delivery came after the start.
+    assert summary["sending_started_at"] < summary["sending_stopped_at"]
+    assert summary["last_delivery_at"] > summary["sending_started_at"]
 
 
 def test_one_locust_process_one_room_of_everybody(two_workers, tmp_path):

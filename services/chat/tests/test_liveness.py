@@ -7,7 +7,9 @@ on the same channel hands what it hears to the manager, as its listener thread d
 from __future__ import annotations
 
 import json
+import logging
 import time
+from types import SimpleNamespace
 
 import pytest
 import redis
@@ -99,3 +101,44 @@ def test_beats_before_the_listener_first_subscribed_are_no_loss(manager, redis_s
     manager.beat()
     heard.deliver()
     assert (manager.last_beat_heard, heard.resumed) == (2, [])
+
+
+class LocalSockets:
+    """Stands in for this worker's own sockets: notes what the other workers had heard by then."""
+
+    def __init__(self, url: str, channel: str) -> None:
+        self.pubsub = redis.Redis.from_url(url).pubsub(ignore_subscribe_messages=True)
+        self.pubsub.subscribe(channel)
+        self.pubsub.get_message(timeout=2)
+        self.written: list[tuple[str, bool]] = []
+
+    def write(self, event: str) -> None:
+        # Waits: had the PUBLISH not been sent before this write, it could not arrive during
+        # it (the emitting thread is here), and the wait would end empty.
+        heard = self.pubsub.get_message(timeout=2)
+        self.written.append((event, heard is not None))
+
+
+def test_other_workers_hear_an_emit_before_its_own_sockets_are_written(
+    manager, redis_server, monkeypatch
+):
+    local = LocalSockets(redis_server.url, manager.channel)
+    # The local fan-out is python-socketio's Manager.emit; intercept it there.
+    monkeypatch.setattr(
+        "socketio.manager.Manager.emit", lambda self, event, *a, **k: local.write(event)
+    )
+    manager.server = SimpleNamespace(logger=logging.getLogger("test"))
+    manager.emit("message", {"text": "hi"}, room="room:general", namespace="/")
+    manager.emit("typing", {"user": "ann"}, room="room:general", namespace="/")
+    assert local.written == [("message", True), ("typing", True)]
+
+
+def test_with_redis_gone_an_emit_still_reaches_its_own_sockets(manager, redis_server, monkeypatch):
+    written: list[str] = []
+    monkeypatch.setattr(
+        "socketio.manager.Manager.emit", lambda self, event, *a, **k: written.append(event)
+    )
+    manager.server = SimpleNamespace(logger=logging.getLogger("test"))
+    redis_server.stop()
+    manager.emit("message", {"text": "hi"}, room="room:general", namespace="/")
+    assert written == ["message"]

@@ -65,6 +65,7 @@ class HeartbeatRedisManager(pysocketio.RedisManager):
         # Called (on the listener's thread) with the seconds since the last beat heard, when
         # emits may have been missed.
         self.on_resumed: Callable[[float], None] | None = None
+        self._held_local_emit: dict | None = None
 
     def beat(self) -> None:
         self.beats_sent += 1
@@ -76,6 +77,56 @@ class HeartbeatRedisManager(pysocketio.RedisManager):
                 "n": self.beats_sent,
             }
         )
+
+    # python-socketio's emit() writes to this worker's own sockets first and publishes after,
+    # so every other worker's members waited for this worker's whole fan-out (a third of a
+    # 1,000-member room) before their worker even heard of the message. Here the PUBLISH is
+    # sent first, the own sockets are written while Redis delivers it to the others, and only
+    # then is Redis's reply read: nobody waits for the other.
+
+    def _handle_emit(self, message: dict) -> None:
+        if message.get("host_id") == self.host_id:
+            # Only emit() hands this host its own emits (the listener skips them), and it
+            # calls _publish with the same message next, with no switch in between.
+            self._held_local_emit = message
+            return
+        super()._handle_emit(message)
+
+    def _publish(self, data: dict) -> Any:
+        held, self._held_local_emit = self._held_local_emit, None
+        if held is None or held is not data:
+            if held is not None:  # not expected; a local emit is never dropped
+                super()._handle_emit(held)
+            return super()._publish(data)
+        return self._publish_around_local_emit(data)
+
+    def _publish_around_local_emit(self, message: dict) -> None:
+        sent = False
+        connection = None
+        try:
+            if not self.connected:
+                self._redis_connect()
+            connection = self.redis.connection_pool.get_connection()
+            connection.send_command("PUBLISH", self.channel, self.json.dumps(message))
+            sent = True
+        except Exception:
+            if connection is not None:
+                connection.disconnect()
+        try:
+            super()._handle_emit(message)
+        finally:
+            if connection is not None:
+                if sent:
+                    try:
+                        connection.read_response()
+                    except Exception as exc:
+                        # Sent, so maybe delivered: not sent again (that could duplicate it).
+                        # If Redis lost it, the heartbeat's gap makes workers re-send.
+                        connection.disconnect()
+                        log.warning("message queue publish unconfirmed: %s", exc)
+                self.redis.connection_pool.release(connection)
+        if not sent:  # python-socketio's own path: reconnect, try again, log if it fails
+            super()._publish(message)
 
     def _handle_callback(self, message: dict) -> None:
         if "heartbeat" in message:

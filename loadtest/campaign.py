@@ -73,6 +73,9 @@ class Scenario:
     message_size: int = 128
     locust_processes: int = 2  # 1: one process; N > 1: --processes N
     profile: bool = False  # py-spy record of the first server process while senders send
+    # chat only: the users connect straight to the workers (round-robin), as the Node peer's
+    # users do, instead of through nginx; WebSocket-only users need no affinity.
+    direct: bool = False
     env: dict[str, str] = field(default_factory=dict)  # extra worker environment
 
     @property
@@ -137,6 +140,14 @@ def _scenarios() -> list[Scenario]:
                     duration=20,
                 )
             )
+    # 1c. The same without nginx on the chat's path, for a like-for-like saturation figure.
+    out.append(Scenario("direct-size-1000", users=1000, direct=True))
+    for rate in (10, 15):
+        out.append(
+            Scenario(
+                f"direct-rate-1000-{rate * 5}", users=1000, rate=rate, duration=20, direct=True
+            )
+        )
     # 3. Profile of one worker under load.
     out.append(Scenario("profile-1000", profile=True, duration=30))
     # 4. eventlet.
@@ -237,6 +248,11 @@ class Setup:
         """Comma-separated base URLs for --chat-targets: empty for the cluster (nginx only)."""
         return "" if self.cluster else ",".join(p.url for p in self.peers)
 
+    @property
+    def direct_targets(self) -> str:
+        """The chat workers' own base URLs, bypassing nginx."""
+        return ",".join(w.url for w in self.cluster.workers) if self.cluster else self.targets
+
     def server_pids(self) -> list[int]:
         if self.cluster:
             return [w.pid for w in self.cluster.workers]
@@ -317,8 +333,9 @@ def locust_command(sc: Scenario, setup: Setup, out: Path, tokens: Path | None) -
         "--html",
         str(out / "report.html"),
     ]
-    if setup.targets:
-        cmd += ["--chat-targets", setup.targets]
+    targets = setup.direct_targets if sc.direct else setup.targets
+    if targets:
+        cmd += ["--chat-targets", targets]
     if sc.locust_processes > 1:
         # A port of its own: locust's default 5557 may still be held by the previous run's
         # master (or by somebody else's locust on this machine).
@@ -460,6 +477,8 @@ def table_row(row: dict[str, Any]) -> str:
     servers = f"{sc['servers']} x{sc['workers']}" + (
         f" {sc['async_mode']}" if sc["servers"] == "chat" else ""
     )
+    if sc.get("direct"):
+        servers += " direct"
     ack = s.get("ack_ms") or {}
     marginal = row.get("send_window") or {}
     return (

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from types import SimpleNamespace
 
@@ -142,3 +143,34 @@ def test_with_redis_gone_an_emit_still_reaches_its_own_sockets(manager, redis_se
     redis_server.stop()
     manager.emit("message", {"text": "hi"}, room="room:general", namespace="/")
     assert written == ["message"]
+
+
+def test_a_burst_of_publishes_waits_for_connections_instead_of_dropping_emits(
+    manager, redis_server
+):
+    # More emits at once than the pool has connections: each waits its turn.
+    heard = redis.Redis.from_url(redis_server.url).pubsub(ignore_subscribe_messages=True)
+    heard.subscribe(manager.channel)
+    heard.get_message(timeout=2)
+    manager._redis_connect()
+    callers = 300
+    start = threading.Barrier(callers)
+    published: list[object] = []
+
+    def publish(i: int) -> None:
+        start.wait(timeout=30)
+        published.append(manager.redis.publish(manager.channel, json.dumps({"n": i})))
+
+    threads = [threading.Thread(target=publish, args=(i,)) for i in range(callers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert published == [1] * callers  # each reached the one subscriber
+    received = set()
+    deadline = time.monotonic() + 10
+    while len(received) < callers and time.monotonic() < deadline:
+        message = heard.get_message(timeout=0.5)
+        if message is not None:
+            received.add(json.loads(message["data"])["n"])
+    assert received == set(range(callers))

@@ -28,7 +28,7 @@ from redis.retry import Retry
 
 from .. import metrics
 from .presence import Presence
-from .shared_state import SharedState, StateUnavailable
+from .shared_state import SharedState, StateUnavailable, redis_client
 
 log = logging.getLogger(__name__)
 
@@ -154,15 +154,19 @@ class HeartbeatRedisManager(pysocketio.RedisManager):
             self.redis_options = {**options, "socket_timeout": LISTEN_TIMEOUT_SECONDS}
             super()._redis_connect()
             listener = self.pubsub
+            # The publisher gets shared_state's client: a pool that makes a burst of
+            # publishes wait for a free connection (up to the publish timeout) where
+            # redis-py's own pool raises past 100, and python-socketio would drop the emit.
             # No retries inside redis-py (its default: 10, with backoff): python-socketio
             # already tries twice, reconnecting in between.
-            self.redis_options = {
+            publisher_options = {
                 **options,
                 "socket_timeout": PUBLISH_TIMEOUT_SECONDS,
                 "retry": Retry(NoBackoff(), 0),
             }
-            super()._redis_connect()
+            self.redis = redis_client(self.redis_url, **publisher_options)
             self.pubsub = listener
+            self.connected = True
         finally:
             self.redis_options = options
 

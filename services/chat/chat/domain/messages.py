@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import DateTime, Integer, String, Text, insert, literal, select, update
+from sqlalchemy import DateTime, Integer, String, Text, bindparam, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -56,6 +56,34 @@ def post_message(principal: Principal, room_name: str, text: str, client_id: str
     return Posted(payload, created=True)
 
 
+# seq: the room's counter, incremented and read in the statement that stores the message.
+_NEXT_SEQ = (
+    update(Room)
+    .where(Room.id == bindparam("new_room_id", type_=Integer))
+    .values(last_seq=Room.last_seq + 1)
+    .returning(Room.last_seq)
+)
+# Built once, so the hot path only binds values: building the statement for each message
+# (and its cache key) took post_message from ~0.2 to ~0.6 ms of CPU on PostgreSQL.
+_next_seq = _NEXT_SEQ.returning(Room.id).cte("next_seq")
+_STORE_IN_ONE_STATEMENT = (
+    insert(Message)
+    .from_select(
+        ["room_id", "seq", "user_id", "username", "text", "client_id", "created_at"],
+        select(
+            _next_seq.c.id,
+            _next_seq.c.last_seq,
+            bindparam("new_user_id", type_=Integer),
+            bindparam("new_username", type_=String),
+            bindparam("new_text", type_=Text),
+            bindparam("new_client_id", type_=String),
+            bindparam("new_created_at", type_=DateTime(timezone=True)),
+        ),
+    )
+    .returning(Message.id, Message.seq)
+)
+
+
 def _store_in_one_statement(
     engine: Engine, principal: Principal, room: RoomRef, text: str, client_id: str | None
 ) -> dict:
@@ -66,42 +94,22 @@ def _store_in_one_statement(
     One statement is still one transaction: the UPDATE's row lock orders writers until it
     commits, and a unique violation undoes the seq increment with the insert.
     """
-    created_at = utcnow()
-    next_seq = (
-        update(Room)
-        .where(Room.id == room.id)
-        .values(last_seq=Room.last_seq + 1)
-        .returning(Room.last_seq)
-        .cte("next_seq")
-    )
-    columns = {
-        "room_id": literal(room.id, Integer),
-        "seq": next_seq.c.last_seq,
-        "user_id": literal(principal.id, Integer),
-        "username": literal(principal.username, String),
-        "text": literal(text, Text),
-        "client_id": literal(client_id, String),
-        "created_at": literal(created_at, DateTime(timezone=True)),
+    message = _new_message(principal, room, text, client_id, created_at=utcnow())
+    # Not named after the messages columns: SQLAlchemy would take such keys as the INSERT's
+    # column values.
+    values = {
+        "new_room_id": room.id,
+        "new_user_id": principal.id,
+        "new_username": principal.username,
+        "new_text": text,
+        "new_client_id": client_id,
+        "new_created_at": message.created_at,
     }
-    statement = (
-        insert(Message)
-        .from_select(list(columns), select(*columns.values()))
-        .returning(Message.id, Message.seq)
-    )
     with engine.connect() as connection:
-        row = connection.execute(statement).one_or_none()
+        row = connection.execute(_STORE_IN_ONE_STATEMENT, values).one_or_none()
     if row is None:  # no such room row: the cached RoomRef outlived it
         raise NotFound(f"room {room.name!r} does not exist")
-    message = Message(
-        id=row.id,
-        room_id=room.id,
-        seq=row.seq,
-        user_id=principal.id,
-        username=principal.username,
-        text=text,
-        client_id=client_id,
-        created_at=created_at,
-    )
+    message.id, message.seq = row.id, row.seq
     return message.to_dict(room.name)
 
 
@@ -109,20 +117,8 @@ def _store_in_transaction(
     principal: Principal, room: RoomRef, text: str, client_id: str | None
 ) -> dict:
     """SQLite (the embedded default): UPDATE ... RETURNING, then INSERT, in one transaction."""
-    seq = db.session.execute(
-        update(Room)
-        .where(Room.id == room.id)
-        .values(last_seq=Room.last_seq + 1)
-        .returning(Room.last_seq)
-    ).scalar_one()
-    message = Message(
-        room_id=room.id,
-        seq=seq,
-        user_id=principal.id,
-        username=principal.username,
-        text=text,
-        client_id=client_id,
-    )
+    seq = db.session.execute(_NEXT_SEQ, {"new_room_id": room.id}).scalar_one()
+    message = _new_message(principal, room, text, client_id, seq=seq)
     db.session.add(message)
     db.session.flush()  # assigns the id (INSERT ... RETURNING): the payload is complete
     # Read before the commit, which expires every attribute: after it, to_dict would
@@ -130,6 +126,19 @@ def _store_in_transaction(
     payload = message.to_dict(room.name)
     db.session.commit()
     return payload
+
+
+def _new_message(
+    principal: Principal, room: RoomRef, text: str, client_id: str | None, **stored
+) -> Message:
+    return Message(
+        room_id=room.id,
+        user_id=principal.id,
+        username=principal.username,
+        text=text,
+        client_id=client_id,
+        **stored,
+    )
 
 
 def _stored_retry(principal: Principal, room: RoomRef, client_id: str) -> dict:

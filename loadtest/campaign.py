@@ -371,15 +371,13 @@ def run_one(
             setup.server_pids()[0], out, delay=ramp + 5, seconds=sc.duration - 5
         )
     started = time.time()
-    generator_tree = 0.0  # locust's own process tree, sampled while it runs
     server_samples: list[sendwindow.Sample] = [(started, setup.server_cpu())]
-    generator_samples: list[sendwindow.Sample] = []
+    generator_samples: list[sendwindow.Sample] = []  # locust's own process tree
     with open(out / "locust.log", "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
         while proc.poll() is None and time.time() - started < limit:
-            now, tree = time.time(), cpu_seconds(proc.pid, tree=True)
-            generator_tree = max(generator_tree, tree)
-            generator_samples.append((now, tree))
+            now = time.time()
+            generator_samples.append((now, cpu_seconds(proc.pid, tree=True)))
             server_samples.append((now, setup.server_cpu()))
             time.sleep(SAMPLE_INTERVAL_S)
         if proc.poll() is None:
@@ -404,10 +402,12 @@ def run_one(
         "cpu_s": {k: round(cpu_after[k] - cpu_before[k], 2) for k in cpu_after},
         # Forked locust workers are not always reaped before the master exits: the larger of
         # the sampled tree and the reaped children's rusage.
-        "load_generator_cpu_s": round(max(gen_after - gen_before, generator_tree), 2),
+        "load_generator_cpu_s": round(
+            max([gen_after - gen_before, *(cpu for _, cpu in generator_samples)]), 2
+        ),
         "summary": summary,
         # Servers' CPU from the senders' start to their stop (or the last delivery, if
-        # later) over the deliveries: the marginal cost, without per-connection costs.
+        # later) over the deliveries: without ramp-up, joins and the grace period.
         "send_window": sendwindow.marginal(server_samples, summary),
         # The same for the load generator (locust's process tree): what a delivery costs it.
         "send_window_load_generator": sendwindow.marginal(generator_samples, summary),

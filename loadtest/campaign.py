@@ -461,8 +461,9 @@ def _start_profiler(pid: int, out: Path, delay: float, seconds: float) -> subpro
 HEADER = (
     "| scenario | servers | members | msg/s sent | deliveries/s | p50 | p95 | p99 | max "
     "| same p50 | cross p50 | ack p99 | lost | dup | join fail | server CPU s | "
-    "µs CPU/delivery | µs CPU/delivery (send window) | load gen CPU s | load before→after |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "µs CPU/delivery | µs CPU/delivery (send window) | µs above idle | load gen CPU s "
+    "| load before→after |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -487,7 +488,9 @@ def table_row(row: dict[str, Any]) -> str:
         f"| {f['all']['p99']} | {f['all']['max']:,.0f} | {f['same-node']['p50']} "
         f"| {f['cross-node']['p50']} | {ack.get('p99', '-')} | {s['lost']} | {s['duplicated']} "
         f"| {s.get('join_failures', 0)} | {cpu:.1f} | {per} "
-        f"| {marginal.get('us_cpu_per_delivery', '-')} | {row['load_generator_cpu_s']:.1f} "
+        f"| {marginal.get('us_cpu_per_delivery', '-')} "
+        f"| {marginal.get('us_cpu_per_delivery_above_idle', '-')} "
+        f"| {row['load_generator_cpu_s']:.1f} "
         f"| {row['load_before']}→{row['load_after']} |"
     )
 

@@ -202,6 +202,7 @@ class Coordinator:
         if self.go_time is not None:
             log.info("senders stopped; waiting %g s before counting deliveries", grace)
             gevent.sleep(grace)
+        grace_ended_at = time.time() if self.go_time is not None else None
         runner.send_message("chat_collect")
         if not self._summaries_in.wait(COLLECT_TIMEOUT_SECONDS):
             log.error(
@@ -222,7 +223,7 @@ class Coordinator:
         if isinstance(runner, MasterRunner):
             # Let every worker send one more stats report that covers the grace period.
             gevent.sleep(WORKER_REPORT_INTERVAL + 1)
-        report.finish(self.env, counts, self.go_time, self.stop_time)
+        report.finish(self.env, counts, self.go_time, self.stop_time, grace_ended_at)
 
 
 def install(environment: Environment) -> Coordinator:

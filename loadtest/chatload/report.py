@@ -107,18 +107,24 @@ def table(s: dict[str, Any]) -> str:
 
 
 def finish(
-    env: Environment, counts: Tally, go_time: float | None, stop_time: float | None = None
+    env: Environment,
+    counts: Tally,
+    go_time: float | None,
+    stop_time: float | None = None,
+    grace_ended_at: float | None = None,
 ) -> dict[str, Any]:
     """Print the table; beside locust's CSV files, write the summary and the latency histogram.
 
     The send window's bounds (time.time()) go in the summary too, for the campaign's marginal
     server CPU per delivery (chatload.sendwindow): when the senders were told to start and to
-    stop, and when the last delivery arrived.
+    stop, when the last delivery arrived, and when the grace period ended (connections still
+    open: the span after the last delivery gives the servers' idle CPU rate).
     """
     summary = summarize(env, counts)
     summary["sending_started_at"] = go_time
     summary["sending_stopped_at"] = stop_time
     summary["last_delivery_at"] = fanout_entries(env)["all"].last_request_timestamp
+    summary["grace_ended_at"] = grace_ended_at
     print("\n=== chat fan-out ===\n" + table(summary) + "\n", flush=True)
     prefix = getattr(env.parsed_options, "csv_prefix", None)
     if prefix:

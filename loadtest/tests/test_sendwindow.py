@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chatload.sendwindow import cpu_at, cpu_between, marginal, window
+from chatload.sendwindow import cpu_at, cpu_between, idle_rate, marginal, window
 
 # Cumulative CPU seconds sampled at t = 100, 101, 102, 104: 1 s of CPU per second, then idle.
 SAMPLES = [(100.0, 5.0), (101.0, 6.0), (102.0, 7.0), (104.0, 7.0)]
@@ -69,3 +69,44 @@ def test_marginal_cost_is_the_windows_cpu_over_all_deliveries():
 def test_no_marginal_cost_without_deliveries():
     bounds = {"sending_started_at": 100.5, "sending_stopped_at": 102.0}
     assert marginal(SAMPLES, {**bounds, "delivered": 0}) is None
+
+
+# 1 s of CPU per second while sending (t = 100..102), then 0.1 s per second, idle (102..106).
+WITH_IDLE = [(100.0, 5.0), (101.0, 6.0), (102.0, 7.0), (104.0, 7.2), (106.0, 7.4)]
+SENT_THEN_IDLE = summary(
+    sending_started_at=100.0,
+    sending_stopped_at=101.5,
+    last_delivery_at=102.0,
+    grace_ended_at=106.0,
+)
+
+
+def test_the_idle_rate_is_measured_after_the_last_delivery_settled():
+    assert idle_rate(WITH_IDLE, SENT_THEN_IDLE) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"grace_ended_at": None},  # an older summary
+        {"last_delivery_at": None},  # nothing was delivered
+        {"grace_ended_at": 104.5},  # 1.5 s of idle after settling: too short for a rate
+    ],
+)
+def test_no_idle_rate_without_a_long_enough_quiet_span(fields):
+    assert idle_rate(WITH_IDLE, {**SENT_THEN_IDLE, **fields}) is None
+
+
+def test_the_cost_above_idle_subtracts_the_idle_rate_over_the_window():
+    got = marginal(WITH_IDLE, SENT_THEN_IDLE)
+    # Window 100..102: 2 s of CPU, of which 0.2 s is what the servers burn idle.
+    assert got["server_cpu_s"] == pytest.approx(2.0)
+    assert got["idle_cpu_s_per_s"] == pytest.approx(0.1)
+    assert got["us_cpu_per_delivery"] == pytest.approx(2000.0)
+    assert got["us_cpu_per_delivery_above_idle"] == pytest.approx(1800.0)
+
+
+def test_without_an_idle_rate_only_the_gross_figure_is_given():
+    got = marginal(WITH_IDLE, {**SENT_THEN_IDLE, "grace_ended_at": None})
+    assert got["us_cpu_per_delivery"] == pytest.approx(2000.0)
+    assert "us_cpu_per_delivery_above_idle" not in got

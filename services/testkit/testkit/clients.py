@@ -1,4 +1,4 @@
-"""Real clients of the chat: REST over requests, Socket.IO over python-socketio."""
+"""Real clients of the chat: REST over requests, Socket.IO over python-socketio (sioclient)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 import requests
-import socketio
+
+from . import sioclient
 
 DEFAULT_PASSWORD = "correct horse battery"
 
@@ -46,7 +47,7 @@ class ChatClient:
         self.base_url, self.token = base_url, token
         self.events: dict[str, list[Any]] = defaultdict(list)
         self._cond = threading.Condition()
-        self.sio = socketio.Client(reconnection=reconnection)
+        self.sio = sioclient.Client(reconnection=reconnection)
         self.sio.on("*", self._record)
         self.sio.connect(
             base_url,
@@ -136,7 +137,7 @@ class RoomFollower:
         self._lock = threading.Condition()
         self._sync_wanted = threading.Event()
         self._closing = False
-        self.sio = socketio.Client(
+        self.sio = sioclient.Client(
             reconnection=True,
             reconnection_delay=0.5,
             reconnection_delay_max=2,

@@ -1,0 +1,96 @@
+"""The test clients notice a closed transport even when a packet was waiting to be sent."""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+import engineio
+import pytest
+from engineio import packet
+
+from testkit.sioclient import EngineIOClient, StopStaysQueue
+
+
+class AcceptingWebSocket:
+    """A WebSocket whose peer has closed but whose kernel still takes bytes (no reset yet)."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def send(self, data: str) -> None:
+        self.sent.append(data)
+
+
+def write_loop_after_close(client: engineio.Client) -> tuple[bool, list[str]]:
+    """Run the client's write loop with a packet queued ahead of the read loop's stop marker.
+
+    That is the queue as the read loop leaves it when the server closes the transport just
+    after the application emitted something. Returns (still running after 2 s, frames sent).
+    """
+    ws = AcceptingWebSocket()
+    client.ws, client.state, client.current_transport = ws, "connected", "websocket"
+    client.ping_interval, client.ping_timeout = 25, 20
+    client.queue.put(packet.Packet(packet.MESSAGE, data='2["join"]'))
+    client.queue.put(None)
+    loop = threading.Thread(target=client._write_loop, daemon=True)
+    loop.start()
+    loop.join(timeout=2)
+    running = loop.is_alive()
+    if running:  # let the upstream loop end instead of leaving it waiting 30 s
+        client.state = "disconnected"
+        client.queue.put(None)
+        loop.join(timeout=2)
+    return running, ws.sent
+
+
+def test_the_write_loop_ends_after_sending_what_was_queued_before_the_stop():
+    running, sent = write_loop_after_close(EngineIOClient())
+    assert not running
+    assert sent == ['42["join"]']
+
+
+def test_upstream_engineio_still_loses_the_stop_so_the_fix_is_still_needed():
+    # When this fails, python-engineio fixed its write loop: drop testkit.sioclient.
+    running, sent = write_loop_after_close(engineio.Client())
+    assert running
+    assert sent == ['42["join"]']
+
+
+class Owner:
+    state = "connected"
+
+
+@pytest.mark.parametrize("ahead", [0, 1, 3])
+def test_the_stop_marker_is_handed_out_until_a_blocking_get_takes_it(ahead):
+    q = StopStaysQueue(Owner())
+    for i in range(ahead):
+        q.put(i)
+    q.put(None)
+    taken = [q.get(block=False) for _ in range(ahead + 1)]
+    assert taken == [*range(ahead), None]
+    assert q.get(timeout=1) is None
+    assert q.empty()
+
+
+def test_emptying_the_queue_at_the_end_of_a_connection_takes_the_stop_marker_for_good():
+    q = StopStaysQueue(Owner())
+    q.put("CLOSE")
+    q.put(None)
+    drained = []
+    while True:
+        try:
+            drained.append(q.get_nowait())
+        except queue.Empty:
+            break
+    assert drained == ["CLOSE", None]
+    assert q.empty()
+
+
+def test_a_disconnecting_client_gets_its_stop_marker_once():
+    owner = Owner()
+    owner.state = "disconnecting"
+    q = StopStaysQueue(owner)
+    q.put(None)
+    assert q.get(block=False) is None
+    assert q.empty()

@@ -1,8 +1,8 @@
 """A rolling restart: each worker of a 3-worker cluster gets SIGTERM in turn and is started again.
 
-A worker drains (chat/serving.py: Drain): it closes its listener, closes its clients'
-transports so they reconnect through nginx to another worker, waits for handlers in
-flight, and exits 0 within DRAIN_SECONDS. Real processes throughout (deploy/cluster.py's
+A worker drains (chat/serving.py: Drain): it closes its listener, answers new events
+`unavailable`, lets the handlers in flight finish and ack, closes its clients' transports so
+they reconnect through nginx to another worker, and exits 0 within DRAIN_SECONDS. Real processes throughout (deploy/cluster.py's
 Cluster, real python-socketio clients through nginx); chat goes on all the time.
 """
 

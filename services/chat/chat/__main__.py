@@ -19,7 +19,12 @@ def main() -> None:
     cfg = app.config
     liveness = app.extensions["chat.liveness"]
     liveness.start()
-    drain = serving.Drain(socketio, on_exit=liveness.stop, seconds=cfg["DRAIN_SECONDS"])
+    drain = serving.Drain(
+        socketio,
+        on_exit=liveness.stop,
+        seconds=cfg["DRAIN_SECONDS"],
+        events=app.extensions["chat.namespace"],
+    )
     app.wsgi_app = drain.wsgi_middleware(app.wsgi_app)
 
     def on_sigterm(signum, frame):

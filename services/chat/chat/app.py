@@ -86,7 +86,9 @@ def _init_realtime(app: Flask) -> None:
         engineio_logger=_library_logger("engineio.server"),
     )
     hardening.harden(socketio.server)
-    socketio.on_namespace(ChatNamespace("/", presence, limiter))
+    namespace = ChatNamespace("/", presence, limiter)
+    socketio.on_namespace(namespace)
+    app.extensions["chat.namespace"] = namespace
     app.extensions["chat.presence"] = presence
     app.extensions["chat.rate_limiter"] = limiter
     app.extensions["chat.liveness"] = Liveness(socketio, presence, state, manager, app=app)

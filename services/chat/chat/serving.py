@@ -28,7 +28,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from flask import Flask
 
@@ -40,6 +40,14 @@ log = logging.getLogger(__name__)
 _DRAIN_POLL_SECONDS = 0.05
 
 
+class EventGate(Protocol):
+    """What the drain needs of the Socket.IO namespace (realtime.namespace.ChatNamespace)."""
+
+    events_running: int
+
+    def stop_accepting_events(self) -> None: ...
+
+
 class Drain:
     """SIGTERM: let the clients move to another worker, finish what is in flight, exit.
 
@@ -47,18 +55,30 @@ class Drain:
        the reconnects below) to another worker at once.
     2. Mark every response `Connection: close` and refuse new Engine.IO sessions (503), so
        connections nginx keeps alive to this worker carry no new sessions here.
-    3. Close every Engine.IO socket's transport without an Engine.IO CLOSE packet, as a
+    3. Answer every new Socket.IO event `unavailable` at once (clients retry, with the same
+       client_id, once they are on another worker) and wait, at most half of `seconds`,
+       for the event handlers already running: their acks go out on transports still open.
+       Closing first lost those acks, and a client waits out its ack timeout (5-10 s)
+       before it sends again.
+    4. Close every Engine.IO socket's transport without an Engine.IO CLOSE packet, as a
        dying process would but while this one still runs: Socket.IO clients treat a lost
        transport as a reason to reconnect (the JavaScript client also reconnects after a
        CLOSE packet, python-socketio's does not; a Socket.IO DISCONNECT packet would stop
        both from reconnecting). They come back through nginx on another worker and catch
        up by seq.
-    4. Wait until no request or event handler is running (a send being stored is acked,
-       or retried by its client with the same client_id), at most `seconds`, then exit 0.
+    5. Wait until no request or event handler is running, until `seconds` have passed
+       since the start, then exit 0.
     """
 
-    def __init__(self, socketio, on_exit: Callable[[], None], seconds: float) -> None:
+    def __init__(
+        self,
+        socketio,
+        on_exit: Callable[[], None],
+        seconds: float,
+        events: EventGate | None = None,
+    ) -> None:
         self.socketio, self.on_exit, self.seconds = socketio, on_exit, seconds
+        self.events = events
         self.close_listener: Callable[[], None] = lambda: None
         self.draining = False
 
@@ -69,16 +89,33 @@ class Drain:
             self.socketio.start_background_task(self._run)
 
     def _run(self) -> None:
+        self.drain()
+        self.on_exit()
+        logging.shutdown()
+        os._exit(0)
+
+    def drain(self) -> int:
+        """Steps 1 and 3-5 (step 2 is the middleware's); returns the sockets closed."""
         started = time.monotonic()
         try:
             self.close_listener()
         except Exception:
             log.exception("drain: closing the listener failed")
+        running = still_running = 0
+        events = self.events
+        if events is not None:
+            events.stop_accepting_events()
+            running = events.events_running
+            self._wait(lambda: events.events_running > 0, started + self.seconds / 2)
+            still_running = events.events_running
         eio = self.socketio.server.eio
         sockets = list(eio.sockets.items())
         log.info(
-            "SIGTERM: draining: listener closed; closing %d client transports so the "
-            "clients reconnect to another worker",
+            "SIGTERM: draining: listener closed; new events refused; %d event handlers were "
+            "running (%d still are); closing %d client transports so the clients reconnect "
+            "to another worker",
+            running,
+            still_running,
             len(sockets),
         )
         for sid, sock in sockets:
@@ -87,20 +124,20 @@ class Drain:
             except Exception:
                 log.exception("drain: closing socket %s failed", sid)
             eio.sockets.pop(sid, None)
-        deadline = started + self.seconds
-        busy = in_progress()
-        while busy > 0 and time.monotonic() < deadline:
-            self.socketio.sleep(_DRAIN_POLL_SECONDS)
-            busy = in_progress()
+        busy = self._wait(lambda: in_progress() > 0, started + self.seconds)
         log.info(
             "SIGTERM: drained %d sockets in %.2f s (%d handlers still running); exiting",
             len(sockets),
             time.monotonic() - started,
             busy,
         )
-        self.on_exit()
-        logging.shutdown()
-        os._exit(0)
+        return len(sockets)
+
+    def _wait(self, busy: Callable[[], bool], deadline: float) -> int:
+        """Poll until `busy()` is false or the deadline passes; the handlers then running."""
+        while busy() and time.monotonic() < deadline:
+            self.socketio.sleep(_DRAIN_POLL_SECONDS)
+        return in_progress()
 
     def wsgi_middleware(self, wsgi_app):
         """Count requests in flight; while draining, close connections and refuse sessions.

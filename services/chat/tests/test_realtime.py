@@ -210,3 +210,18 @@ def test_flooding_is_rate_limited(app, sio_client):
     ]
     assert [a["ok"] for a in acks] == [True] * 5 + [False] * 3
     assert acks[-1]["error"]["code"] == "rate_limited"
+
+
+def test_a_draining_worker_answers_events_unavailable_and_stores_nothing(app, sio_client):
+    alice = sio_client("alice")
+    assert alice.emit("join", {"room": "general"}, callback=True)["ok"] is True
+    namespace = app.extensions["chat.namespace"]
+    namespace.stop_accepting_events()
+    message = {"room": "general", "text": "during the drain", "client_id": "d1"}
+    for name, payload in [("message", message), ("join", {"room": "general"})]:
+        ack = alice.emit(name, payload, callback=True)
+        assert ack["ok"] is False
+        assert ack["error"]["code"] == "unavailable"
+    assert namespace.events_running == 0
+    namespace.accepting_events = True  # as on the worker the client reconnects to
+    assert alice.emit("join", {"room": "general"}, callback=True)["messages"] == []

@@ -20,6 +20,7 @@ from ..errors import (
     ChatError,
     Forbidden,
     Unauthorized,
+    Unavailable,
     error_ack,
     from_unexpected,
     invalid_from_validation,
@@ -42,9 +43,12 @@ def event(name: str, schema: type[BaseModel] | None) -> Callable[[Handler], Hand
         @wraps(fn)
         def handler(self: ChatNamespace, data: Any = None, *_extra: Any) -> dict:
             metrics.events_received.labels(name).inc()
-            metrics.handlers_in_progress.inc()  # a drain waits for these
+            metrics.handlers_in_progress.inc()
+            self.events_running += 1  # a drain waits for these before it closes transports
             started = perf_counter()
             try:
+                if not self.accepting_events:
+                    raise Unavailable("this worker is shutting down; reconnect and try again")
                 principal = self.principals.get(request.sid)
                 if principal is None:
                     raise Unauthorized("not connected")
@@ -63,6 +67,7 @@ def event(name: str, schema: type[BaseModel] | None) -> Callable[[Handler], Hand
             finally:
                 metrics.handler_seconds.labels(name).observe(perf_counter() - started)
                 metrics.handlers_in_progress.dec()
+                self.events_running -= 1
             db.session.rollback()
             metrics.events_refused.labels(name, err.code).inc()
             return error_ack(err)
@@ -80,6 +85,13 @@ class ChatNamespace(Namespace):
         self.principals: dict[str, Principal] = {}
         self.presence = presence
         self.rate_limiter = rate_limiter
+        # Event handlers running now, and whether new events are taken (a drain stops them).
+        self.events_running = 0
+        self.accepting_events = True
+
+    def stop_accepting_events(self) -> None:
+        """From now on every event is answered `unavailable` (the client retries elsewhere)."""
+        self.accepting_events = False
 
     def on_connect(self, auth: Any = None) -> None:
         cfg = current_app.config

@@ -3,7 +3,11 @@
     py-spy record --nonblocking -r 100 -d 20 -p <worker pid> --format raw -o profile.raw.txt
     python -m chatload.pyspy_groups profile.raw.txt
 
-The first matching group wins, in the order of `group`; the shares add up to 100 %.
+The first matching group wins, in the order of `group`; the shares add up to 100 %. Frames
+keep their whole file path: the database and Redis groups are told by it (`sqlalchemy/`,
+`redis/`). Until 2026-11-26 the paths were cut to their file names first, which put the
+stacks of SQLAlchemy, psycopg2 and redis-py that `group` did not name by function into
+"handler: Flask-SocketIO/validation/other" (section 3's evening shares are from that version).
 """
 
 from __future__ import annotations
@@ -13,14 +17,14 @@ import sys
 
 
 def group(frames: list[str]) -> str:
-    """The group of one stack (its frames as "function (file)", outermost first)."""
+    """The group of one stack (its frames as "function (path:line)", outermost first)."""
     s, leaf = ";".join(frames), frames[-1]
     if "_handle_event_internal" in s:
         if "Manager.emit" in s or "_publish" in s:
             return "handler: emit (local queue puts) + Redis publish"
-        if "sqlalchemy" in s or "psycopg" in s:
+        if "sqlalchemy/" in s or "psycopg2/" in s:
             return "handler: database (SQLAlchemy, psycopg2)"
-        if "rate_limit" in s or "redis" in s:
+        if "rate_limit" in s or "redis/" in s:
             return "handler: rate limit (Redis)"
         return "handler: Flask-SocketIO/validation/other"
     if "PubSubManager._thread" in s:
@@ -53,11 +57,7 @@ def main(path: str) -> None:
             continue
         stack, n = line.rsplit(" ", 1)
         total += int(n)
-        frames = []
-        for f in stack.split(";"):
-            name, _, where = f.partition(" (")
-            frames.append(f"{name} ({where.split('/')[-1]}" if where else f)
-        counts[group(frames)] += int(n)
+        counts[group(stack.split(";"))] += int(n)
     print("samples", total)
     for name, n in counts.most_common():
         print(f"{100 * n / total:5.1f}%  {name}")

@@ -101,6 +101,10 @@ def _scenarios() -> list[Scenario]:
     for members in (100, 500, 1000, 2000):
         out.append(Scenario(f"size-{members}", users=members))
         out.append(Scenario(f"peer-size-{members}", servers="node", users=members))
+    # 1a. Each message's fixed cost: a room of just the 5 senders (4 deliveries a message).
+    out.append(Scenario("fixed-5", users=5, locust_processes=1, spawn_rate=5))
+    out.append(Scenario("peer-fixed-5", servers="node", users=5, locust_processes=1, spawn_rate=5))
+    out.append(Scenario("profile-fixed-5", users=5, locust_processes=1, spawn_rate=5, profile=True))
     # 1b. Saturation: raise the rate at 1,000 members (per-sender rates; 5 senders).
     for rate in (1, 2, 6, 8, 10, 15, 20):
         out.append(Scenario(f"rate-1000-{rate * 5}", users=1000, rate=rate, duration=20))

@@ -2,8 +2,9 @@
 
 A worker drains (chat/serving.py: Drain): it closes its listener, answers new events
 `unavailable`, lets the handlers in flight finish and ack, closes its clients' transports so
-they reconnect through nginx to another worker, and exits 0 within DRAIN_SECONDS. Real processes throughout (deploy/cluster.py's
-Cluster, real python-socketio clients through nginx); chat goes on all the time.
+they reconnect through nginx to another worker, and exits 0 within DRAIN_SECONDS. Real
+processes throughout (deploy/cluster.py's Cluster, real python-socketio clients through
+nginx); chat goes on all the time.
 """
 
 from __future__ import annotations

@@ -44,7 +44,8 @@ export class ChatApp {
     this.el = {
       connection: $("connection"), roomList: $("room-list"), title: $("room-title"),
       online: $("online"), timeline: $("timeline"), typing: $("typing"),
-      text: $("composer-text"), announce: $("announce"), sidebar: $("sidebar"),
+      text: $("composer-text"), sendButton: document.querySelector("#composer button"),
+      announce: $("announce"), sidebar: $("sidebar"),
       toggle: $("rooms-toggle"), toggleUnread: $("rooms-toggle-unread"),
     };
   }
@@ -240,15 +241,17 @@ export class ChatApp {
 
   // ---- messages out -------------------------------------------------------------------------
 
+  /** Queue a message for the open room; false if there is nothing to send or nowhere to. */
   send(text) {
     const room = this.current;
-    if (!room || !text.trim()) return;
+    if (!room || !text.trim()) return false;
     const item = { clientId: newClientId(), room: room.name, text: text.trim() };
     this.lastTypingSent = 0; // the others stop showing us as typing when the message lands
     this.outbox.push(item);
     room.timeline.addPending(item.clientId, item.text);
     this.#scrollToBottom();
     this.#flushOutbox(room);
+    return true;
   }
 
   // Sends a room's pending messages one at a time, in the order they were typed.
@@ -354,6 +357,11 @@ export class ChatApp {
     }
     const room = this.#room(name);
     this.current = room;
+    if (this.el.text.disabled) {
+      // The first room is open: from now on what is typed has a room to go to.
+      this.el.text.disabled = this.el.sendButton.disabled = false;
+      this.el.text.focus();
+    }
     sessionStorage.setItem("chat.room", name);
     this.el.timeline.replaceChildren(room.timeline.el);
     this.el.text.value = room.draft;
@@ -509,7 +517,7 @@ export class ChatApp {
     });
     $("composer").addEventListener("submit", (e) => {
       e.preventDefault();
-      this.send(this.el.text.value);
+      if (!this.send(this.el.text.value)) return; // kept in the box, not thrown away
       this.el.text.value = "";
       this.#autosize();
       this.el.text.focus();

@@ -50,8 +50,7 @@ function startChat(token, user) {
   $("auth").hidden = true;
   $("app").hidden = false;
   const app = new ChatApp({ token, user, onLogout: logOut });
-  app.start();
-  $("composer-text").focus();
+  app.start(); // focuses the message box once the first room is open
 }
 
 const token = sessionStorage.getItem(TOKEN_KEY);

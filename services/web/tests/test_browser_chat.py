@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import requests
 from chat_page import PHONE, api_post, api_say
 from playwright.sync_api import expect
+
+from testkit.clients import DEFAULT_PASSWORD
 
 pytestmark = pytest.mark.e2e
 
@@ -239,3 +242,39 @@ def test_keyboard_alone_is_enough_and_the_session_lasts_until_log_out(open_chat,
     assert page.page.evaluate("sessionStorage.getItem('chat.token')") is None
     page.page.reload()
     expect(page.page.get_by_label("Username", exact=True)).to_be_visible()
+
+
+def test_the_message_box_takes_text_only_once_a_room_is_open(open_chat, user, chat_server):
+    """Nothing typed right after logging in is lost while the room list is still loading.
+
+    The page connects its socket and loads the room list at the same time; a message sent
+    before the first room was open used to be cleared from the box and never sent (a CI run
+    lost one this way). The room list is held back here until the test lets it through.
+    """
+    alice = open_chat()
+    held = []
+    alice.page.route("**/api/rooms", lambda route: held.append(route))
+    name, token = user("alice")
+    page = alice.page
+    page.get_by_label("Username", exact=True).fill(name)
+    page.get_by_label("Password", exact=True).fill(DEFAULT_PASSWORD)
+    page.get_by_role("button", name="Log in", exact=True).click()
+    expect(page.locator("#me")).to_have_text(name)
+    alice.expect_connection("connected")  # the socket is up, the room list still held back
+    expect(alice.composer).to_be_disabled()
+    expect(page.get_by_role("button", name="Send")).to_be_disabled()
+
+    assert held, "the room list request was not held, so the test proved nothing"
+    for route in held:
+        route.continue_()
+    expect(alice.composer).to_be_enabled()
+    expect(alice.composer).to_be_focused()
+    alice.send("first words")
+    alice.expect_texts(["first words"])
+    alice.expect_all_confirmed()
+    stored = requests.get(
+        f"{chat_server.url}/api/rooms/general/messages",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    ).json()["messages"]
+    assert [m["text"] for m in stored] == ["first words"]

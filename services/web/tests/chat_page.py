@@ -27,6 +27,17 @@ def api_say(base_url: str, token: str, room: str, text: str) -> dict:
     return api_post(base_url, token, f"/rooms/{room}/messages", {"text": text})
 
 
+def stored_texts(base_url: str, token: str, room: str) -> list[str]:
+    """The texts the server has stored in a room (its latest page), oldest first."""
+    r = requests.get(
+        f"{base_url}/api/rooms/{room}/messages",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    r.raise_for_status()
+    return [m["text"] for m in r.json()["messages"]]
+
+
 class ChatPage:
     """One person's tab. Every action goes through the page as a person would use it."""
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-import requests
-from chat_page import PHONE, api_post, api_say
+from chat_page import PHONE, api_post, api_say, stored_texts
 from playwright.sync_api import expect
 
 from testkit.clients import DEFAULT_PASSWORD
@@ -272,9 +271,4 @@ def test_the_message_box_takes_text_only_once_a_room_is_open(open_chat, user, ch
     alice.send("first words")
     alice.expect_texts(["first words"])
     alice.expect_all_confirmed()
-    stored = requests.get(
-        f"{chat_server.url}/api/rooms/general/messages",
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=10,
-    ).json()["messages"]
-    assert [m["text"] for m in stored] == ["first words"]
+    assert stored_texts(chat_server.url, token, "general") == ["first words"]

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-import requests
-from chat_page import PHONE, api_say
+from chat_page import PHONE, api_say, stored_texts
 from playwright.sync_api import WebSocketRoute, expect
 
 pytestmark = pytest.mark.e2e
@@ -169,10 +168,5 @@ def test_a_send_cut_off_by_a_dropped_connection_is_retried_and_stored_once(
     alice.expect_texts(["before", "retry me", "after"])
     alice.expect_all_confirmed()
 
-    stored = requests.get(
-        f"{chat_server.url}/api/rooms/general/messages",
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=10,
-    ).json()["messages"]
-    assert [m["text"] for m in stored] == ["before", "retry me", "after"]
+    assert stored_texts(chat_server.url, token, "general") == ["before", "retry me", "after"]
     assert [m["seq"] for m in alice.shown()] == [1, 2, 3]

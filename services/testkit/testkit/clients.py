@@ -108,9 +108,8 @@ class RoomFollower:
     - A live message whose seq is beyond the next one expected triggers the same catch-up.
     - `send` retries with the same client_id until the message is acknowledged (at-least-once
       on the wire; the server's (user, client_id) dedup keeps it exactly-once in the room).
-    - A call waiting for its ack gives up when the connection drops, as the web client does:
-      an event sent on a transport that was closing is lost, and python-socketio would wait
-      out the whole timeout before the retry.
+    - A call waiting for its ack gives up when the connection drops (sioclient.Client), as the
+      web client does, and is retried on the next connection.
     The copy is keyed by seq, so copies received twice on the wire collapse (`wire_duplicates`
     counts them) and two different messages under one seq would show up in `conflicts`.
     """
@@ -137,7 +136,6 @@ class RoomFollower:
         # Called with each live message (not catch-up) as it arrives, e.g. to time delivery.
         self.on_live_message: Callable[[dict], None] | None = None
         self._synced_connects = 0  # how many connects had their catch-up completed
-        self._waiting_acks: set[threading.Event] = set()  # woken by a disconnect
         self._lock = threading.Condition()
         self._sync_wanted = threading.Event()
         self._closing = False
@@ -171,31 +169,7 @@ class RoomFollower:
     def _on_disconnect(self, reason: Any = None) -> None:
         with self._lock:
             self.disconnected_at.append(time.monotonic())
-            for waiting in self._waiting_acks:
-                waiting.set()
             self._lock.notify_all()
-
-    def _call(self, event: str, data: dict, timeout: float) -> dict:
-        """Emit and wait for the ack; ConnectionError if the connection drops first."""
-        acked = threading.Event()
-        ack: list[Any] = []
-
-        def on_ack(*args: Any) -> None:
-            ack.append(args[0] if args else None)
-            acked.set()
-
-        with self._lock:
-            self._waiting_acks.add(acked)
-        try:
-            self.sio.emit(event, data, callback=on_ack)
-            if not acked.wait(timeout):
-                raise TimeoutError(f"no ack for {event!r} within {timeout} s")
-            if not ack:
-                raise ConnectionError(f"disconnected before the ack for {event!r}")
-            return ack[0]
-        finally:
-            with self._lock:
-                self._waiting_acks.discard(acked)
 
     def _on_session(self, data: dict) -> None:
         with self._lock:
@@ -252,7 +226,7 @@ class RoomFollower:
                 return  # gone again: the next connect asks for another catch-up
             time.sleep(0.01)
         while True:
-            ack = self._call("join", {"room": self.room, "since": self.contiguous}, timeout=10)
+            ack = self.sio.call("join", {"room": self.room, "since": self.contiguous}, timeout=10)
             if not ack.get("ok"):
                 raise RuntimeError(f"join refused: {ack}")
             self._store(ack["messages"])
@@ -307,7 +281,7 @@ class RoomFollower:
                 time.sleep(0.05)
                 continue
             try:
-                ack = self._call(
+                ack = self.sio.call(
                     "message", {"room": self.room, "text": text, "client_id": client_id}, timeout=5
                 )
             except Exception as exc:  # disconnected or no ack in time: retry, same client_id

@@ -11,11 +11,17 @@ a catch-up `join` emitted as the worker drained left the client dark for 20 s.
 
 Here the None, once handed out behind other packets while the connection is up, is put back,
 so the write loop's next get() returns it and the loop ends as it meant to.
+
+python-socketio's `call()` also keeps waiting for an ack after the connection dropped (its
+docstring says so): an event sent on a transport that was closing is lost, and the caller sat
+out its whole timeout before it could retry. Here a call still waiting when the connection
+drops raises DisconnectedError at once, as the web client gives up on its pending acks.
 """
 
 from __future__ import annotations
 
 import queue
+import threading
 from typing import Any
 
 import engineio
@@ -50,7 +56,43 @@ class EngineIOClient(engineio.Client):
 
 
 class Client(socketio.Client):
-    """socketio.Client on EngineIOClient: a closed transport always ends in a disconnect."""
+    """socketio.Client on EngineIOClient; a call waiting for its ack ends with the connection."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._waiting_acks: set[threading.Event] = set()
+        self._waiting_lock = threading.Lock()
 
     def _engineio_client_class(self) -> type[engineio.Client]:
         return EngineIOClient
+
+    def call(
+        self, event: str, data: Any = None, namespace: str | None = None, timeout: float = 60
+    ) -> Any:
+        acked = threading.Event()
+        ack: list[tuple] = []
+
+        def on_ack(*args: Any) -> None:
+            ack.append(args)
+            acked.set()
+
+        with self._waiting_lock:
+            self._waiting_acks.add(acked)
+        try:
+            self.emit(event, data=data, namespace=namespace, callback=on_ack)
+            if not acked.wait(timeout):
+                raise socketio.exceptions.TimeoutError()
+        finally:
+            with self._waiting_lock:
+                self._waiting_acks.discard(acked)
+        if not ack:
+            raise socketio.exceptions.DisconnectedError(f"disconnected before the ack of {event!r}")
+        args = ack[0]
+        return args if len(args) > 1 else args[0] if args else None
+
+    def _handle_eio_disconnect(self, reason: Any) -> None:
+        super()._handle_eio_disconnect(reason)
+        # The callbacks are gone with the connection: wake whoever still waits for one.
+        with self._waiting_lock:
+            for waiting in self._waiting_acks:
+                waiting.set()

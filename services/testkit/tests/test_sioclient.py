@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 
 import engineio
 import pytest
+import socketio
 from engineio import packet
 
-from testkit.sioclient import EngineIOClient, StopStaysQueue
+from testkit.sioclient import Client, EngineIOClient, StopStaysQueue
 
 
 class AcceptingWebSocket:
@@ -94,3 +96,46 @@ def test_a_disconnecting_client_gets_its_stop_marker_once():
     q.put(None)
     assert q.get(block=False) is None
     assert q.empty()
+
+
+def a_connected_client() -> Client:
+    """A Client that believes it is connected; what it sends goes nowhere."""
+    client = Client(reconnection=False)
+    client.namespaces, client.connected = {"/": "sid"}, True
+    client._send_packet = lambda pkt: None
+    return client
+
+
+def call_in_background(client: Client) -> tuple[threading.Thread, list]:
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append(client.call("join", {"room": "r"}, timeout=30))
+        except Exception as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while len(client.callbacks.get("/", {})) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return thread, outcome
+
+
+def test_a_call_still_waiting_when_the_connection_drops_fails_at_once():
+    client = a_connected_client()
+    thread, outcome = call_in_background(client)
+    client._handle_eio_disconnect("transport error")
+    thread.join(timeout=5)
+    assert len(outcome) == 1 and isinstance(outcome[0], socketio.exceptions.DisconnectedError)
+
+
+def test_a_call_returns_the_ack_as_python_socketio_does():
+    client = a_connected_client()
+    thread, outcome = call_in_background(client)
+    # python-socketio keeps its ack id counter under key 0, the callbacks under their ids.
+    (callback,) = [cb for ack_id, cb in client.callbacks["/"].items() if ack_id != 0]
+    callback({"ok": True})
+    thread.join(timeout=5)
+    assert outcome == [{"ok": True}]

@@ -75,7 +75,7 @@ class Drain:
         socketio,
         on_exit: Callable[[], None],
         seconds: float,
-        events: EventGate | None = None,
+        events: EventGate,
     ) -> None:
         self.socketio, self.on_exit, self.seconds = socketio, on_exit, seconds
         self.events = events
@@ -101,13 +101,10 @@ class Drain:
             self.close_listener()
         except Exception:
             log.exception("drain: closing the listener failed")
-        running = still_running = 0
         events = self.events
-        if events is not None:
-            events.stop_accepting_events()
-            running = events.events_running
-            self._wait(lambda: events.events_running > 0, started + self.seconds / 2)
-            still_running = events.events_running
+        events.stop_accepting_events()
+        running = events.events_running
+        self._wait(lambda: events.events_running > 0, started + self.seconds / 2)
         eio = self.socketio.server.eio
         sockets = list(eio.sockets.items())
         log.info(
@@ -115,7 +112,7 @@ class Drain:
             "running (%d still are); closing %d client transports so the clients reconnect "
             "to another worker",
             running,
-            still_running,
+            events.events_running,
             len(sockets),
         )
         for sid, sock in sockets:
@@ -124,20 +121,19 @@ class Drain:
             except Exception:
                 log.exception("drain: closing socket %s failed", sid)
             eio.sockets.pop(sid, None)
-        busy = self._wait(lambda: in_progress() > 0, started + self.seconds)
+        self._wait(lambda: in_progress() > 0, started + self.seconds)
         log.info(
             "SIGTERM: drained %d sockets in %.2f s (%d handlers still running); exiting",
             len(sockets),
             time.monotonic() - started,
-            busy,
+            in_progress(),
         )
         return len(sockets)
 
-    def _wait(self, busy: Callable[[], bool], deadline: float) -> int:
-        """Poll until `busy()` is false or the deadline passes; the handlers then running."""
+    def _wait(self, busy: Callable[[], bool], deadline: float) -> None:
+        """Poll until `busy()` is false or the deadline passes."""
         while busy() and time.monotonic() < deadline:
             self.socketio.sleep(_DRAIN_POLL_SECONDS)
-        return in_progress()
 
     def wsgi_middleware(self, wsgi_app):
         """Count requests in flight; while draining, close connections and refuse sessions.

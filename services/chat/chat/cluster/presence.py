@@ -3,10 +3,22 @@
 Each socket in a room is one entry `user|node|sid` in an expiring set per room. The worker
 that owns the socket refreshes its entries every TTL/3 seconds; a worker that dies stops
 refreshing, so its entries expire at most PRESENCE_TTL_SECONDS later and the next sweep by
-any worker removes them and announces the change.
+any worker removes them.
+
+Each worker tells its OWN sockets, and only them, what their rooms' lists are: every change
+(a join, a leave, a sweep, entries written back) sets the room's stamp in the shared state
+after the change, and once a second each worker reads the stamps of the rooms its sockets
+are in and re-reads the lists whose stamp moved. So a change reaches every client once
+(from its own worker), never once per worker, and a worker that missed nothing through the
+message queue still converges: the last read after the last change is the true list.
+
+Redis runs without persistence, so a restart empties it. Every worker keeps a cluster
+"epoch" (a random value in the shared state, set by whoever finds none) and checks it with
+the stamps: an epoch it did not see means the entries may be gone, and the worker writes all
+of its own back at once (not at the next heartbeat) and re-reads every list it announces.
 
 Presence is advisory: while the shared state is unreachable, sockets still connect, join
-and leave (this worker's own view in `local` stays exact), and the next heartbeat after
+and leave (this worker's own view in `local` stays exact), and the first read after
 recovery writes every local entry back.
 """
 
@@ -15,13 +27,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from .shared_state import SharedState, StateUnavailable
+from .shared_state import SharedState, StateUnavailable, new_stamp
 
 log = logging.getLogger(__name__)
 
 _SEP = "|"
 ROOM_PREFIX = "chat:presence:"
 CONN_PREFIX = "chat:conns:"
+# Outside ROOM_PREFIX, so no room name can collide with them.
+STAMP_PREFIX = "chat:presence-stamp:"
+EPOCH_KEY = "chat:presence-epoch"
+_NEVER = object()  # a stamp this worker has not read yet (None is "no stamp in the state")
 
 
 @dataclass
@@ -36,8 +52,11 @@ class Presence:
     def __init__(self, state: SharedState, node_id: str, ttl: float) -> None:
         self.state, self.node_id, self.ttl = state, node_id, ttl
         self.local: dict[str, LocalSocket] = {}
-        self.dirty: set[str] = set()  # rooms whose online list may have changed
-        self._last_sent: dict[str, list[str]] = {}
+        self.dirty: set[str] = set()  # rooms whose online list may have changed here
+        self._last_sent: dict[str, list[str]] = {}  # what this worker's sockets were told
+        self._stamp_seen: dict[str, object] = {}
+        self.epoch: str | None = None  # the shared state's epoch when this worker last wrote
+        self.rewrite_due = True  # a write failed (or none yet): write everything back soon
 
     def _member(self, sid: str, user: str) -> str:
         return f"{user}{_SEP}{self.node_id}{_SEP}{sid}"
@@ -54,6 +73,7 @@ class Presence:
             return len(self.state.members(key))
         except StateUnavailable as exc:
             log.warning("presence not shared: %s", exc)
+            self.rewrite_due = True
             return sum(1 for s in self.local.values() if s.user == user)
 
     def disconnect(self, sid: str) -> None:
@@ -65,7 +85,7 @@ class Presence:
         try:
             self.state.remove(CONN_PREFIX + sock.user, member)
             for room in sock.rooms:
-                self.state.remove(ROOM_PREFIX + room, member)
+                self.state.remove(ROOM_PREFIX + room, member, stamp=STAMP_PREFIX + room)
         except StateUnavailable as exc:  # the entries expire within the TTL instead
             log.warning("presence not shared: %s", exc)
 
@@ -75,10 +95,12 @@ class Presence:
             return
         sock.rooms.add(room)
         self.dirty.add(room)
+        member = self._member(sid, sock.user)
         try:
-            self.state.add(ROOM_PREFIX + room, self._member(sid, sock.user), self.ttl)
-        except StateUnavailable as exc:  # the next heartbeat after recovery writes it
+            self.state.add(ROOM_PREFIX + room, member, self.ttl, stamp=STAMP_PREFIX + room)
+        except StateUnavailable as exc:  # the first read after recovery writes it back
             log.warning("presence not shared: %s", exc)
+            self.rewrite_due = True
 
     def leave(self, sid: str, room: str) -> None:
         sock = self.local.get(sid)
@@ -86,39 +108,80 @@ class Presence:
             return
         sock.rooms.discard(room)
         self.dirty.add(room)
+        member = self._member(sid, sock.user)
         try:
-            self.state.remove(ROOM_PREFIX + room, self._member(sid, sock.user))
+            self.state.remove(ROOM_PREFIX + room, member, stamp=STAMP_PREFIX + room)
         except StateUnavailable as exc:  # the entry expires within the TTL instead
             log.warning("presence not shared: %s", exc)
 
     def online(self, room: str) -> list[str]:
         """Sorted distinct usernames with at least one live socket in the room, on any node."""
-        return sorted({m.split(_SEP, 1)[0] for m in self.state.members(ROOM_PREFIX + room)})
+        return _usernames(self.state.members(ROOM_PREFIX + room))
+
+    def local_rooms(self) -> set[str]:
+        """The rooms at least one of this worker's sockets is in."""
+        return {room for sock in list(self.local.values()) for room in sock.rooms}
 
     def heartbeat(self) -> None:
-        """Refresh this worker's entries and drop everyone's expired ones."""
+        """Refresh this worker's entries (writing back lost ones) and drop everyone's expired ones.
+
+        Raises StateUnavailable (nothing is lost: the next call writes everything again).
+        """
         entries: dict[str, list[str]] = {}
-        for sid, sock in self.local.items():
+        for sid, sock in list(self.local.items()):
             member = self._member(sid, sock.user)
             entries.setdefault(CONN_PREFIX + sock.user, []).append(member)
             for room in sock.rooms:
                 entries.setdefault(ROOM_PREFIX + room, []).append(member)
-        self.state.refresh(entries, self.ttl)
-        for key in self.state.sweep(ROOM_PREFIX):
-            self.dirty.add(key[len(ROOM_PREFIX) :])
+        self.rewrite_due = True  # until this write has gone through
+        gained = [
+            k[len(ROOM_PREFIX) :]
+            for k in self.state.refresh(entries, self.ttl)
+            if k.startswith(ROOM_PREFIX)
+        ]
+        swept = [k[len(ROOM_PREFIX) :] for k in self.state.sweep(ROOM_PREFIX)]
         self.state.sweep(CONN_PREFIX)
+        # Entries written back (Redis lost them) or expired: every worker with sockets in
+        # those rooms re-reads their lists.
+        self.state.stamp([STAMP_PREFIX + room for room in {*gained, *swept}])
+        self.dirty.update(gained, swept)
+        self.epoch = self.state.ensure(EPOCH_KEY, new_stamp())
+        self.rewrite_due = False
 
     def changes(self) -> list[tuple[str, list[str]]]:
-        """Rooms whose online list differs from what this worker last announced."""
-        out = []
+        """Rooms whose online list differs from what this worker's sockets were last told.
+
+        Raises StateUnavailable; the rooms are then read again on the next call.
+        """
+        rooms = sorted(self.local_rooms())
+        for room in set(self._last_sent) - set(rooms):  # nobody here to tell any more
+            self._last_sent.pop(room, None)
+            self._stamp_seen.pop(room, None)
         dirty, self.dirty = self.dirty, set()
         try:
-            for room in dirty:
-                users = self.online(room)
-                if users != self._last_sent.get(room):
-                    self._last_sent[room] = users
-                    out.append((room, users))
+            epoch, *stamps = self.state.stamps([EPOCH_KEY, *(STAMP_PREFIX + r for r in rooms)])
+            if self.rewrite_due or epoch != self.epoch:
+                # Redis restarted empty (or a write of ours failed): our entries may be gone.
+                self.heartbeat()
+                dirty.update(rooms)
+            stale = [
+                (room, stamp)
+                for room, stamp in zip(rooms, stamps, strict=True)
+                if room in dirty or stamp != self._stamp_seen.get(room, _NEVER)
+            ]
+            lists = self.state.members_of([ROOM_PREFIX + room for room, _ in stale])
         except StateUnavailable:
-            self.dirty |= dirty  # announce them once the state is back
+            self.dirty |= dirty  # read them once the state is back
             raise
+        out = []
+        for room, stamp in stale:
+            self._stamp_seen[room] = stamp
+            users = _usernames(lists[ROOM_PREFIX + room])
+            if users != self._last_sent.get(room):
+                self._last_sent[room] = users
+                out.append((room, users))
         return out
+
+
+def _usernames(members: list[str]) -> list[str]:
+    return sorted({m.split(_SEP, 1)[0] for m in members})

@@ -7,6 +7,7 @@ laptop and in a cluster; only Redis makes them visible across workers.
 from __future__ import annotations
 
 import functools
+import secrets
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -29,6 +30,15 @@ REDIS_RETRY_AFTER_SECONDS = 1.0
 # own pool (100 since redis-py 8) raises at once instead, which read as "Redis unreachable"
 # and made presence and rate limits fail open for a second under a disconnect storm.
 REDIS_POOL_SIZE = 50
+# A stamp marks "this changed"; readers only compare it with the one they saw last. It
+# expires so that rooms nobody uses any more leave nothing behind; a reader that finds it
+# gone reads once more and is none the worse.
+STAMP_TTL_SECONDS = 86400
+
+
+def new_stamp() -> str:
+    """A value no earlier stamp had, on any worker, before or after a Redis restart."""
+    return secrets.token_hex(8)
 
 
 class StateUnavailable(Exception):
@@ -38,10 +48,14 @@ class StateUnavailable(Exception):
 class SharedState(Protocol):
     """Raises StateUnavailable when the backend cannot be reached."""
 
-    def add(self, key: str, member: str, ttl: float) -> None: ...
-    def remove(self, key: str, member: str) -> None: ...
-    def refresh(self, entries: dict[str, list[str]], ttl: float) -> None: ...
+    def add(self, key: str, member: str, ttl: float, stamp: str | None = None) -> None: ...
+    def remove(self, key: str, member: str, stamp: str | None = None) -> None: ...
+    def refresh(self, entries: dict[str, list[str]], ttl: float) -> list[str]: ...
     def members(self, key: str) -> list[str]: ...
+    def members_of(self, keys: list[str]) -> dict[str, list[str]]: ...
+    def stamp(self, keys: list[str]) -> None: ...
+    def stamps(self, keys: list[str]) -> list[str | None]: ...
+    def ensure(self, key: str, value: str) -> str: ...
     def sweep(self, prefix: str) -> list[str]: ...
     def hit(self, key: str, window: int) -> int: ...
     def ping(self) -> bool: ...
@@ -53,22 +67,44 @@ class MemoryState:
     def __init__(self) -> None:
         self._sets: dict[str, dict[str, float]] = defaultdict(dict)
         self._counters: dict[str, tuple[float, int]] = {}
+        self._values: dict[str, str] = {}
 
-    def add(self, key: str, member: str, ttl: float) -> None:
+    def add(self, key: str, member: str, ttl: float, stamp: str | None = None) -> None:
         self._sets[key][member] = time.time() + ttl
+        if stamp is not None:
+            self.stamp([stamp])
 
-    def remove(self, key: str, member: str) -> None:
+    def remove(self, key: str, member: str, stamp: str | None = None) -> None:
         self._sets.get(key, {}).pop(member, None)
+        if stamp is not None:
+            self.stamp([stamp])
 
-    def refresh(self, entries: dict[str, list[str]], ttl: float) -> None:
-        expires = time.time() + ttl
+    def refresh(self, entries: dict[str, list[str]], ttl: float) -> list[str]:
+        expires, gained = time.time() + ttl, []
         for key, members in entries.items():
+            present = self._sets[key]
+            if any(m not in present for m in members):
+                gained.append(key)
             for member in members:
-                self._sets[key][member] = expires
+                present[member] = expires
+        return gained
 
     def members(self, key: str) -> list[str]:
         now = time.time()
         return [m for m, exp in self._sets.get(key, {}).items() if exp > now]
+
+    def members_of(self, keys: list[str]) -> dict[str, list[str]]:
+        return {key: self.members(key) for key in keys}
+
+    def stamp(self, keys: list[str]) -> None:
+        for key in keys:
+            self._values[key] = new_stamp()
+
+    def stamps(self, keys: list[str]) -> list[str | None]:
+        return [self._values.get(key) for key in keys]
+
+    def ensure(self, key: str, value: str) -> str:
+        return self._values.setdefault(key, value)
 
     def sweep(self, prefix: str) -> list[str]:
         now, changed = time.time(), []
@@ -136,31 +172,70 @@ class RedisState:
         self.last_error = ""
 
     @_unavailable_on_redis_error
-    def add(self, key: str, member: str, ttl: float) -> None:
+    def add(self, key: str, member: str, ttl: float, stamp: str | None = None) -> None:
         pipe = self.redis.pipeline(transaction=False)
         pipe.zadd(key, {member: time.time() + ttl})
         pipe.sadd(self.INDEX, key)
+        if stamp is not None:  # after the change, so whoever sees the stamp sees the change
+            pipe.set(stamp, new_stamp(), ex=STAMP_TTL_SECONDS)
         pipe.execute()
 
     @_unavailable_on_redis_error
-    def remove(self, key: str, member: str) -> None:
-        self.redis.zrem(key, member)
+    def remove(self, key: str, member: str, stamp: str | None = None) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrem(key, member)
+        if stamp is not None:
+            pipe.set(stamp, new_stamp(), ex=STAMP_TTL_SECONDS)
+        pipe.execute()
 
     @_unavailable_on_redis_error
-    def refresh(self, entries: dict[str, list[str]], ttl: float) -> None:
-        if not entries:
-            return
+    def refresh(self, entries: dict[str, list[str]], ttl: float) -> list[str]:
+        """Rewrite the entries' expiry; returns the keys that had lost some of them."""
+        keys = [key for key, members in entries.items() if members]
+        if not keys:
+            return []
         expires = time.time() + ttl
         pipe = self.redis.pipeline(transaction=False)
-        for key, members in entries.items():
-            if members:
-                pipe.zadd(key, dict.fromkeys(members, expires))
-                pipe.sadd(self.INDEX, key)
-        pipe.execute()
+        for key in keys:
+            pipe.zadd(key, dict.fromkeys(entries[key], expires))
+            pipe.sadd(self.INDEX, key)
+        added = pipe.execute()[::2]  # ZADD counts only members that were not there
+        return [key for key, n in zip(keys, added, strict=True) if n]
 
     @_unavailable_on_redis_error
     def members(self, key: str) -> list[str]:
         return self.redis.zrangebyscore(key, time.time(), "+inf")
+
+    @_unavailable_on_redis_error
+    def members_of(self, keys: list[str]) -> dict[str, list[str]]:
+        if not keys:
+            return {}
+        now = time.time()
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.zrangebyscore(key, now, "+inf")
+        return dict(zip(keys, pipe.execute(), strict=True))
+
+    @_unavailable_on_redis_error
+    def stamp(self, keys: list[str]) -> None:
+        if not keys:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.set(key, new_stamp(), ex=STAMP_TTL_SECONDS)
+        pipe.execute()
+
+    @_unavailable_on_redis_error
+    def stamps(self, keys: list[str]) -> list[str | None]:
+        return self.redis.mget(keys) if keys else []
+
+    @_unavailable_on_redis_error
+    def ensure(self, key: str, value: str) -> str:
+        """Set `key` to `value` unless it has one; returns the value it has now."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(key, value, nx=True)
+        pipe.get(key)
+        return pipe.execute()[1]
 
     @_unavailable_on_redis_error
     def sweep(self, prefix: str) -> list[str]:

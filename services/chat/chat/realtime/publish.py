@@ -27,4 +27,11 @@ def typing(room_name: str, user: str, skip_sid: str | None) -> None:
 
 
 def presence(room_name: str, users: list[str]) -> None:
-    socketio.emit("presence", {"room": room_name, "users": users}, to=channel(room_name))
+    """The room's online list to this worker's sockets in it only.
+
+    Every worker tells its own sockets (cluster/presence.py), so each client hears a change
+    once; through the queue, every worker's copy would reach every client.
+    """
+    socketio.emit(
+        "presence", {"room": room_name, "users": users}, to=channel(room_name), ignore_queue=True
+    )

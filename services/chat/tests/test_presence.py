@@ -1,0 +1,59 @@
+"""Presence as two workers see it through one shared state (in memory here; Redis in
+deploy/tests/test_cluster_presence.py): each tells its own sockets, and converges."""
+
+from __future__ import annotations
+
+from chat.cluster.presence import Presence
+from chat.cluster.shared_state import MemoryState
+
+ROOM = "general"
+
+
+def two_workers() -> tuple[MemoryState, Presence, Presence]:
+    state = MemoryState()
+    return state, Presence(state, "node-1", ttl=60), Presence(state, "node-2", ttl=60)
+
+
+def test_a_change_on_one_worker_reaches_the_other_workers_sockets_once():
+    _, one, two = two_workers()
+    one.connect("s1", "alice")
+    one.enter("s1", ROOM)
+    two.connect("s2", "bob")
+    two.enter("s2", ROOM)
+    assert one.changes() == [(ROOM, ["alice", "bob"])]
+    assert two.changes() == [(ROOM, ["alice", "bob"])]
+    two.connect("s3", "carol")
+    two.enter("s3", ROOM)
+    assert one.changes() == [(ROOM, ["alice", "bob", "carol"])]
+    assert one.changes() == []  # told once
+    assert two.changes() == [(ROOM, ["alice", "bob", "carol"])]
+    assert two.changes() == []
+
+
+def test_a_worker_without_sockets_in_the_room_tells_nobody():
+    _, one, two = two_workers()
+    one.connect("s1", "alice")
+    one.enter("s1", ROOM)
+    two.connect("s2", "bob")
+    assert two.changes() == []
+    assert one.changes() == [(ROOM, ["alice"])]
+
+
+def test_after_the_state_is_lost_every_worker_writes_its_entries_back_and_all_converge():
+    state, one, two = two_workers()
+    for presence, sid, user in ((one, "s1", "alice"), (two, "s2", "bob")):
+        presence.connect(sid, user)
+        presence.enter(sid, ROOM)
+    assert one.changes() == two.changes() == [(ROOM, ["alice", "bob"])]
+
+    state.__init__()  # what a Redis restart without persistence leaves: nothing
+    one.connect("s3", "carol")
+    one.enter("s3", ROOM)
+
+    # Each worker finds the epoch it wrote gone, so it writes its own entries back and
+    # re-reads; the first to do so sees only its own, the other then sees everyone.
+    assert one.changes() == [(ROOM, ["alice", "carol"])]
+    assert two.changes() == [(ROOM, ["alice", "bob", "carol"])]
+    assert one.changes() == [(ROOM, ["alice", "bob", "carol"])]
+    assert one.changes() == two.changes() == []
+    assert one.online(ROOM) == ["alice", "bob", "carol"]

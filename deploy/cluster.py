@@ -210,14 +210,21 @@ class Nginx(Process):
     """nginx, unprivileged, with its config, pid, logs and temp files in the run directory."""
 
     def __init__(
-        self, run_dir: Path, listen_host: str, port: int, upstreams: Sequence[str]
+        self,
+        run_dir: Path,
+        listen_host: str,
+        port: int,
+        upstreams: Sequence[str],
+        sid_tags: Sequence[str] = (),
     ) -> None:
         self.host, self.port = listen_host, port
         self.dir = run_dir / "nginx"
         self.conf = self.dir / "nginx.conf"
         self.access_log = self.dir / "access.log"
         self.error_log = self.dir / "error.log"
-        render_nginx_config(self.dir, f"{listen_host}:{port}", upstreams, self.access_log)
+        render_nginx_config(
+            self.dir, f"{listen_host}:{port}", upstreams, self.access_log, sid_tags=sid_tags
+        )
         binary = require_program("nginx")
         self.base_argv = [
             binary,
@@ -270,14 +277,36 @@ def upstream_servers(addresses: Sequence[str]) -> str:
     return " ".join(f"server {addr} {UPSTREAM_SERVER_PARAMS};" for addr in addresses)
 
 
+# Idle connections nginx keeps to each worker's own upstream (the one for requests that carry
+# its session id): most of a client's polls go there, but only one is in flight per client.
+SID_UPSTREAM_KEEPALIVE = 16
+
+
+def sid_upstreams(workers: Mapping[str, str]) -> str:
+    """The CHAT_SID_UPSTREAMS value: for each worker's SID_TAG, an upstream of that worker only."""
+    return " ".join(
+        f"upstream chat_sid_{tag} {{ server {address}; keepalive {SID_UPSTREAM_KEEPALIVE}; }}"
+        for tag, address in workers.items()
+    )
+
+
+def sid_routes(tags: Sequence[str]) -> str:
+    """The CHAT_SID_ROUTES value: a session id starting `<tag>.` goes to that tag's upstream."""
+    return " ".join(f'"~^{tag}\\." chat_sid_{tag};' for tag in tags)
+
+
 def render_nginx_config(
     nginx_dir: Path,
     listen: str,
     upstreams: Sequence[str],
     access_log: Path,
     worker_processes: int = 1,
+    sid_tags: Sequence[str] = (),
 ) -> Path:
-    """Write nginx.conf and conf.d/chat.conf for a cluster into `nginx_dir`; returns nginx.conf."""
+    """Write nginx.conf and conf.d/chat.conf for a cluster into `nginx_dir`; returns nginx.conf.
+
+    `sid_tags[i]` is the SID_TAG of the worker at `upstreams[i]` (none given: no sid routing).
+    """
     (nginx_dir / "conf.d").mkdir(parents=True, exist_ok=True)
     for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (nginx_dir / "tmp" / sub).mkdir(parents=True, exist_ok=True)
@@ -287,6 +316,8 @@ def render_nginx_config(
         "CHAT_LISTEN": listen,
         "CHAT_UPSTREAM_SERVERS": upstream_servers(upstreams),
         "CHAT_ACCESS_LOG": str(access_log),
+        "CHAT_SID_UPSTREAMS": sid_upstreams(dict(zip(sid_tags, upstreams, strict=False))),
+        "CHAT_SID_ROUTES": sid_routes(sid_tags),
     }
     site = (NGINX_DIR / "templates" / "chat.conf.template").read_text()
     (nginx_dir / "conf.d" / "chat.conf").write_text(render_template(site, values))
@@ -388,7 +419,8 @@ class Cluster:
             Worker(
                 i,
                 port,
-                {**env, "PORT": str(port), "NODE_ID": f"worker-{i}"},
+                # The node id doubles as the SID_TAG nginx routes cookie-less sessions by.
+                {**env, "PORT": str(port), "NODE_ID": f"worker-{i}", "SID_TAG": f"worker-{i}"},
                 self.run_dir / "logs" / f"worker-{i}.log",
             )
             for i, port in enumerate(ports, start=1)
@@ -400,7 +432,11 @@ class Cluster:
         for worker in self.workers:
             worker.wait_healthy(max(1.0, deadline - time.monotonic()))
         self.nginx = Nginx(
-            self.run_dir, self.listen_host, http_port, [f"127.0.0.1:{p}" for p in ports]
+            self.run_dir,
+            self.listen_host,
+            http_port,
+            [f"127.0.0.1:{p}" for p in ports],
+            sid_tags=[worker.env["SID_TAG"] for worker in self.workers],
         )
         self.nginx.check_config()
         self.nginx.start()

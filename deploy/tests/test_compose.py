@@ -21,6 +21,8 @@ from cluster import (
     REPO_ROOT,
     WORKER_COMMAND,
     render_template,
+    sid_routes,
+    sid_upstreams,
     upstream_servers,
 )
 
@@ -90,6 +92,7 @@ def test_workers_run_the_launchers_worker_command_from_one_image(compose):
         assert worker["build"]["dockerfile"] == "services/chat/Dockerfile"
         assert Path(worker["build"]["context"]) == REPO_ROOT
         assert worker["environment"]["NODE_ID"] == name
+        assert worker["environment"]["SID_TAG"] == name
         assert worker["environment"]["AUTO_MIGRATE"] == "0"
         assert worker["environment"]["DATABASE_URL"].startswith("postgresql://")
         assert worker["environment"]["REDIS_URL"] == "redis://redis:6379/0"
@@ -117,6 +120,9 @@ def test_nginx_uses_the_same_site_template_and_upstream_parameters(compose):
     assert mounts["/etc/nginx/templates"] == NGINX_DIR / "templates"
     env = nginx["environment"]
     assert env["CHAT_UPSTREAM_SERVERS"] == upstream_servers([f"{w}:5000" for w in WORKERS])
+    # Each worker's own upstream and the route of its session ids, as the launcher renders them.
+    assert env["CHAT_SID_UPSTREAMS"] == sid_upstreams({w: f"{w}:5000" for w in WORKERS})
+    assert env["CHAT_SID_ROUTES"] == sid_routes(WORKERS)
     # Every placeholder of the site template has a value, so the image's envsubst leaves
     # none behind (render_template raises on a missing one).
     template = (NGINX_DIR / "templates" / "chat.conf.template").read_text()

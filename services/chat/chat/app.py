@@ -86,6 +86,10 @@ def _init_realtime(app: Flask) -> None:
         engineio_logger=_library_logger("engineio.server"),
     )
     hardening.harden(socketio.server)
+    if cfg["SID_TAG"]:
+        from .realtime.sticky import tag_session_ids
+
+        tag_session_ids(socketio.server.eio, cfg["SID_TAG"])
     namespace = ChatNamespace("/", presence, limiter)
     socketio.on_namespace(namespace)
     app.extensions["chat.namespace"] = namespace

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import socket
 from pathlib import Path
@@ -18,6 +19,18 @@ def _env_bool(name: str, default: bool) -> bool:
     if value in (None, ""):
         return default
     return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+# Safe in a URL query, an nginx map regex and an upstream name, and free of the "." that
+# separates it from Engine.IO's own id (realtime/sticky.py).
+SID_TAG_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,32}")
+
+
+def _sid_tag() -> str | None:
+    tag = os.environ.get("SID_TAG") or None
+    if tag is not None and not SID_TAG_PATTERN.fullmatch(tag):
+        raise ValueError(f"SID_TAG={tag!r}: 1-32 of A-Z a-z 0-9 _ - expected")
+    return tag
 
 
 def _data_dir() -> Path:
@@ -68,6 +81,9 @@ class Config:
         self.PORT = _env_int("PORT", 5000)
         self.NODE_ID = os.environ.get("NODE_ID") or f"{socket.gethostname()}:{self.PORT}"
         self.AUTO_MIGRATE = _env_bool("AUTO_MIGRATE", True)
+        # Put at the front of every Engine.IO session id this worker issues, so nginx routes
+        # a request carrying the sid here without a cookie (realtime/sticky.py). One per worker.
+        self.SID_TAG = _sid_tag()
         # A day: long enough for a working session, short enough that a leaked token dies.
         self.TOKEN_TTL_SECONDS = _env_int("TOKEN_TTL_SECONDS", 86_400)
         # "same-origin" keeps Engine.IO's default (Origin must match Host); "*" allows all.

@@ -320,3 +320,37 @@ def test_concurrent_joins_of_a_new_room_all_enter_the_one_room(storage_worker, a
     rooms = api(storage_worker, "GET", "/api/rooms", token).json()["rooms"]
     assert [r["name"] for r in rooms].count(room) == 1
     assert_still_serving(storage_worker.url, token)
+
+
+# --- a token whose user is gone ----------------------------------------------------------------
+
+
+def test_a_token_for_a_user_that_no_longer_exists_is_unauthorized_on_write(
+    start_worker, postgres_url
+):
+    """A token signed before the database was reset: PostgreSQL's foreign keys refuse its
+    writes, and the client is told to log in again instead of `internal`."""
+    from chat.domain.accounts import Principal, issue_token
+
+    worker = start_worker(DATABASE_URL=postgres_url)
+    ghost = issue_token(
+        Principal(id=10**6, username="ghost"), "test-secret-key-shared-by-all-workers"
+    )
+    client = ChatClient(worker.url, ghost)
+    try:
+        assert client.join("general")["ok"] is True  # reading needs no user row
+        for ack in (
+            client.send("general", "boo"),  # with a client_id
+            client.call("message", {"room": "general", "text": "boo"}),  # without one
+            client.join(f"new-{uuid.uuid4().hex[:6]}"),  # creating a room
+        ):
+            assert ack["ok"] is False and ack["error"]["code"] == "unauthorized", ack
+    finally:
+        client.close()
+    for path, body in [
+        ("/api/rooms/general/messages", {"text": "boo"}),
+        ("/api/rooms", {"name": f"ghost-{uuid.uuid4().hex[:6]}"}),
+    ]:
+        r = api(worker, "POST", path, ghost, json=body)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized", r.text
+    assert worker.tracebacks() == 0

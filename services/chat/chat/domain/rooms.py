@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import Conflict, Forbidden, Invalid, NotFound
+from ..errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from ..extensions import db
 from ..models import Membership, Room, User
 from .accounts import Principal
@@ -95,8 +95,21 @@ def _create(
         existing = _lookup(name)
         if existing is not None and existing_ok:
             return existing  # another request created the same public room first: use it
+        if existing is None:
+            require_user(principal)  # the refusal was created_by's foreign key, not the name
         raise Conflict(f"room {name!r} already exists") from None
     return RoomRef(room.id, name, private)
+
+
+def require_user(principal: Principal) -> None:
+    """Unauthorized if the principal's user no longer exists.
+
+    A token signed before the database was reset names a user id that is gone; PostgreSQL
+    then refuses the write on a foreign key. Called only after such a refusal, so the hot
+    path pays nothing for it.
+    """
+    if db.session.scalar(select(User.id).where(User.id == principal.id)) is None:
+        raise Unauthorized("the token's user does not exist; log in again")
 
 
 def create_room(principal: Principal, name: str, private: bool, members: list[str]) -> dict:

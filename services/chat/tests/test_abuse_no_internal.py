@@ -354,3 +354,18 @@ def test_a_token_for_a_user_that_no_longer_exists_is_unauthorized_on_write(
         r = api(worker, "POST", path, ghost, json=body)
         assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized", r.text
     assert worker.tracebacks() == 0
+
+
+# --- events no handler takes -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("event", ["no_such_event", "Message", "on_message", "_rooms_of", "\ud83d"])
+def test_an_event_no_handler_takes_gets_the_error_ack_invalid(storage_worker, account, event):
+    _, token = account
+    client = ChatClient(storage_worker.url, token)
+    try:
+        ack = client.call(event, {"room": "general", "text": "hi"})
+        assert ack == {"ok": False, "error": {"code": "invalid", "message": "unknown event"}}
+        assert client.join("general")["ok"] is True
+    finally:
+        client.close()

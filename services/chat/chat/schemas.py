@@ -13,6 +13,7 @@ from pydantic import (
     Field,
     StringConstraints,
     field_validator,
+    model_validator,
 )
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_-]{3,32}$"
@@ -50,7 +51,7 @@ def _query_int(value: Any) -> Any:
     """A query-string number: ASCII decimal digits only, at most 10 of them.
 
     int() and pydantic's lax mode also take " 5", "+5", "1_000", "5.0" and other scripts'
-    digits ("\u0663"); a client sending those has a bug worth seeing, so they are `invalid`.
+    digits ("\\u0663"); a client sending those has a bug worth seeing, so they are `invalid`.
     """
     if isinstance(value, str):
         if not _QUERY_INT.fullmatch(value):
@@ -77,6 +78,19 @@ class Payload(BaseModel):
     """Strict about shape: unknown fields are refused and no type is coerced."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="after")
+    def every_string_storable(self) -> Payload:
+        # The net under the field types: a string field declared as plain `str` (or in a
+        # list) is checked too, so no payload can carry text the database cannot store.
+        for name, value in self:
+            for item in value if isinstance(value, list) else (value,):
+                if isinstance(item, str):
+                    try:
+                        storable(item)
+                    except ValueError as exc:
+                        raise ValueError(f"{name} {exc}") from None
+        return self
 
 
 class Credentials(Payload):

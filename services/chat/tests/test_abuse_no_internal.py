@@ -294,6 +294,38 @@ def test_concurrent_creations_of_one_room_one_wins_the_rest_conflict(
         assert winner["name"] == room and winner["private"] is private
 
 
+def test_concurrent_sends_with_one_client_id_store_one_message(storage_worker, account):
+    """The same (user, client_id) from racing requests: one message; in another room, conflict."""
+    _, token = account
+    rooms = [f"cid-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    for room in rooms:
+        assert (
+            api(storage_worker, "POST", "/api/rooms", token, json={"name": room}).status_code == 201
+        )
+    client_id = uuid.uuid4().hex
+    responses = race(
+        RACERS,
+        lambda i: api(
+            storage_worker,
+            "POST",
+            f"/api/rooms/{rooms[i % 2]}/messages",
+            token,
+            json={"text": "once", "client_id": client_id},
+        ),
+    )
+    created = [r for r in responses if r.status_code == 201]
+    conflicts = [r for r in responses if r.status_code == 409]
+    assert len(created) + len(conflicts) == RACERS, [(r.status_code, r.text) for r in responses]
+    assert len({r.json()["id"] for r in created}) == 1
+    winner = created[0].json()["room"]
+    assert all(r.json()["room"] == winner for r in created)
+    assert len(created) == RACERS // 2  # every racer in the winner's room got the message
+    assert all(r.json()["error"]["code"] == "conflict" for r in conflicts)
+    assert [stored_texts(storage_worker, token, room) for room in rooms] == [
+        ["once"] if room == winner else [] for room in rooms
+    ]
+
+
 def test_concurrent_joins_of_a_new_room_all_enter_the_one_room(storage_worker, account):
     _, token = account
     room = f"joinrace-{uuid.uuid4().hex[:8]}"

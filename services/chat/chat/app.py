@@ -82,6 +82,12 @@ def _init_realtime(app: Flask) -> None:
         max_http_buffer_size=cfg["MAX_HTTP_BUFFER_SIZE"],
         # Flask's cookie session is not used by the socket handlers; skip its per-event copy.
         manage_session=False,
+        # A connection's events are handled one after another, in the order received, by the
+        # greenlet reading that connection (its WebSocket, or its polling POST): a person's
+        # messages are stored in the order sent. Other connections have readers of their own
+        # and never wait behind this one. By default python-socketio starts a task per event,
+        # and a connection's events raced each other to the database.
+        async_handlers=False,
         logger=_library_logger("socketio.server"),
         engineio_logger=_library_logger("engineio.server"),
     )

@@ -66,12 +66,16 @@ def from_unexpected(exc: Exception) -> ChatError:
     """The refusal for an exception no handler anticipated.
 
     A lost database connection is the client's business (retry later with the same
-    client_id), not a bug: it gets `unavailable`. Anything else is `internal`.
+    client_id), not a bug: it gets `unavailable`. Input the database refused as data (a
+    value it cannot encode or hold) is `invalid`: the shared schemas refuse such input first
+    (schemas.storable), this is the net under them. Anything else is `internal`.
     """
-    from sqlalchemy.exc import InterfaceError, OperationalError
+    from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 
     if isinstance(exc, OperationalError | InterfaceError):
         return Unavailable("the message store is unavailable; nothing was stored, try again")
+    if isinstance(exc, UnicodeError | DataError):
+        return Invalid("the input cannot be stored (not valid text, or out of range)")
     return ChatError("internal error", code="internal", status=500)
 
 

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_-]{3,32}$"
 ROOM_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -15,9 +25,53 @@ MAX_CLIENT_ID_CHARS = 64
 # A room's member list comes from a person's form, not an import tool.
 MAX_ROOM_MEMBERS = 500
 
-Username = Annotated[str, StringConstraints(pattern=USERNAME_PATTERN)]
-RoomName = Annotated[str, StringConstraints(pattern=ROOM_PATTERN)]
-Seq = Annotated[int, Field(ge=0, le=2**31 - 1)]
+# The largest value of a PostgreSQL `integer` column (seq, ids): past it a query would fail.
+MAX_INT = 2**31 - 1
+
+
+def storable(value: str) -> str:
+    """Refuse text that no back-end can store: every string of every payload passes here.
+
+    A lone surrogate ("\\ud83d", a JavaScript string cut inside an emoji) is valid JSON but
+    has no UTF-8 encoding, so SQLite, psycopg2, argon2 and itsdangerous fail on it; NUL
+    cannot be stored in PostgreSQL's text type. Both are `invalid`, whatever the field.
+    """
+    if value.isascii():  # the common case, checked in C without an encoding pass
+        if "\x00" in value:
+            raise ValueError("contains a NUL character")
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("is not valid Unicode text (a lone surrogate)") from None
+    return value
+
+
+def _query_int(value: Any) -> Any:
+    """A query-string number: ASCII decimal digits only, at most 10 of them.
+
+    int() and pydantic's lax mode also take " 5", "+5", "1_000", "5.0" and other scripts'
+    digits ("\\u0663"); a client sending those has a bug worth seeing, so they are `invalid`.
+    """
+    if isinstance(value, str):
+        if not _QUERY_INT.fullmatch(value):
+            raise ValueError("must be a decimal number of at most 10 ASCII digits")
+        return int(value)
+    return value
+
+
+_QUERY_INT = re.compile(r"[0-9]{1,10}")
+
+# Every string field of every payload ends with the storable check: a Text, or a
+# constrained str followed by STORABLE (constraints first, so the JSON schema shows them).
+STORABLE = AfterValidator(storable)
+Text = Annotated[str, STORABLE]
+Username = Annotated[str, StringConstraints(pattern=USERNAME_PATTERN), STORABLE]
+RoomName = Annotated[str, StringConstraints(pattern=ROOM_PATTERN), STORABLE]
+Seq = Annotated[int, Field(ge=0, le=MAX_INT)]
+# The same numbers read from a query string (which arrives as text).
+QUERY_INT = BeforeValidator(_query_int)
+QuerySeq = Annotated[int, Field(ge=0, le=MAX_INT), QUERY_INT]
 
 
 class Payload(BaseModel):
@@ -25,10 +79,23 @@ class Payload(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
+    @model_validator(mode="after")
+    def every_string_storable(self) -> Payload:
+        # The net under the field types: a string field declared as plain `str` (or in a
+        # list) is checked too, so no payload can carry text the database cannot store.
+        for name, value in self:
+            for item in value if isinstance(value, list) else (value,):
+                if isinstance(item, str):
+                    try:
+                        storable(item)
+                    except ValueError as exc:
+                        raise ValueError(f"{name} {exc}") from None
+        return self
+
 
 class Credentials(Payload):
     username: Username
-    password: Annotated[str, Field(min_length=8, max_length=256)]
+    password: Annotated[str, Field(min_length=8, max_length=256), STORABLE]
 
 
 class UserOut(BaseModel):
@@ -59,8 +126,10 @@ class RoomList(BaseModel):
 
 
 class MessageText(Payload):
-    text: str
-    client_id: Annotated[str, Field(min_length=1, max_length=MAX_CLIENT_ID_CHARS)] | None = None
+    text: Text
+    client_id: (
+        Annotated[str, Field(min_length=1, max_length=MAX_CLIENT_ID_CHARS), STORABLE] | None
+    ) = None
 
     @field_validator("text")
     @classmethod
@@ -70,14 +139,6 @@ class MessageText(Payload):
             raise ValueError("text is empty")
         if len(value) > MAX_TEXT_CHARS:
             raise ValueError(f"text is longer than {MAX_TEXT_CHARS} characters")
-        return value
-
-    @field_validator("text", "client_id")
-    @classmethod
-    def no_nul(cls, value: str | None) -> str | None:
-        # PostgreSQL's text type cannot hold NUL (the INSERT fails); refused on every back-end.
-        if value is not None and "\x00" in value:
-            raise ValueError("contains a NUL character")
         return value
 
 
@@ -99,9 +160,15 @@ class MessageList(BaseModel):
 class HistoryQuery(Payload):
     model_config = ConfigDict(extra="forbid", strict=False)  # query strings arrive as text
 
-    after: Seq | None = None
-    before: Seq | None = None
-    limit: Annotated[int, Field(ge=1, le=100)] = 50
+    after: QuerySeq | None = None
+    before: QuerySeq | None = None
+    limit: Annotated[int, Field(ge=1, le=100), QUERY_INT] = 50
+
+
+class RoomPath(Payload):
+    """The room named in a URL path: refused as `invalid` unless it could be a room's name."""
+
+    room: RoomName
 
 
 class ErrorBody(BaseModel):
@@ -136,4 +203,4 @@ class TypingEvent(Payload):
 class ConnectAuth(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
-    token: Annotated[str, Field(min_length=1, max_length=1024)]
+    token: Annotated[str, Field(min_length=1, max_length=1024), STORABLE]

@@ -39,6 +39,7 @@ def endpoint(
     summary: str,
     body: type[BaseModel] | None = None,
     query: type[BaseModel] | None = None,
+    path_params: type[BaseModel] | None = None,
     response: type[BaseModel] | None = None,
     status: int = 200,
     auth: bool = True,
@@ -47,6 +48,8 @@ def endpoint(
     """Route, validate and document one endpoint.
 
     The view is called with (principal if auth, body or query model if declared, **path args).
+    `path_params` validates the path's variables (each a field of that model), so a URL
+    names only what a payload could name.
     """
     _operations.append(
         dict(
@@ -55,6 +58,7 @@ def endpoint(
             summary=summary,
             body=body,
             query=query,
+            path_params=path_params,
             response=response,
             status=status,
             auth=auth,
@@ -79,6 +83,8 @@ def endpoint(
                     args.append(body.model_validate(data))
                 if query is not None:
                     args.append(query.model_validate(request.args.to_dict()))
+                if path_params is not None:
+                    path_args = dict(path_params.model_validate(path_args))
             except ValidationError as exc:
                 raise invalid_from_validation(exc) from None
             result = view(*args, **path_args)
@@ -94,7 +100,9 @@ def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document of every declared endpoint."""
     models = {ErrorOut}
     for op in _operations:
-        models.update(m for m in (op["body"], op["query"], op["response"]) if m is not None)
+        models.update(
+            m for m in (op["body"], op["query"], op["path_params"], op["response"]) if m is not None
+        )
     _, schema = models_json_schema(
         [(m, "validation") for m in sorted(models, key=lambda m: m.__name__)],
         ref_template="#/components/schemas/{model}",
@@ -108,8 +116,16 @@ def openapi_document() -> dict[str, Any]:
     for op in _operations:
         oas_path = op["path"].replace("<", "{").replace(">", "}")
         item: dict[str, Any] = {"summary": op["summary"], "responses": {}}
+        path_schema = (
+            components[op["path_params"].__name__]["properties"] if op["path_params"] else {}
+        )
         params = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": path_schema.get(name, {"type": "string"}),
+            }
             for name in _path_params(op["path"])
         ]
         if op["query"] is not None:

@@ -15,6 +15,7 @@ from ..schemas import (
     RoomCreate,
     RoomList,
     RoomOut,
+    RoomPath,
 )
 from . import bp
 from .openapi import endpoint
@@ -47,6 +48,7 @@ def create_room(principal: Principal, payload: RoomCreate) -> dict:
     "/rooms/<room>/messages",
     summary="Read a room's history, ascending seq",
     query=HistoryQuery,
+    path_params=RoomPath,
     response=MessageList,
     errors=(403, 404),
 )
@@ -63,6 +65,7 @@ def list_messages(principal: Principal, query: HistoryQuery, room: str) -> dict:
     "/rooms/<room>/messages",
     summary="Post a message (pushed to the room)",
     body=MessageText,
+    path_params=RoomPath,
     response=MessageOut,
     status=201,
     errors=(403, 404, 429, 503),

@@ -15,7 +15,7 @@ from ..extensions import db
 from ..models import Message, Room, utcnow
 from ..realtime import publish
 from .accounts import Principal
-from .rooms import RoomRef, room_for
+from .rooms import RoomRef, require_user, room_for
 
 # A page of history: big enough to fill a screen twice, small enough for one frame.
 HISTORY_PAGE = 100
@@ -46,6 +46,7 @@ def post_message(principal: Principal, room_name: str, text: str, client_id: str
             payload = _store_in_transaction(principal, room, text, client_id)
     except IntegrityError:
         db.session.rollback()
+        require_user(principal)  # a token naming a user that is gone: a foreign key refused it
         if client_id is None:
             raise
         return Posted(_stored_retry(principal, room, client_id), created=False)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import Conflict, Forbidden, Invalid, NotFound
+from ..errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from ..extensions import db
 from ..models import Membership, Room, User
 from .accounts import Principal
@@ -63,13 +63,17 @@ def room_for(principal: Principal, name: str, *, create_public: bool = False) ->
     if room is None:
         if not create_public:
             raise NotFound(f"room {name!r} does not exist")
-        room = _create(principal, name, private=False, members=[])
+        room = _create(principal, name, private=False, members=[], existing_ok=True)
     if room.private and not is_member(principal.id, room):
         raise Forbidden(f"you are not a member of room {name!r}")
     return room
 
 
-def _create(principal: Principal, name: str, *, private: bool, members: list[str]) -> RoomRef:
+def _create(
+    principal: Principal, name: str, *, private: bool, members: list[str], existing_ok: bool
+) -> RoomRef:
+    """Insert a room; if a concurrent request inserted the same name first, Conflict, or
+    (existing_ok: joining a public room creates it) that room."""
     member_ids: set[int] = set()
     if private:
         wanted = {m.lower() for m in members} - {principal.username.lower()}
@@ -89,17 +93,30 @@ def _create(principal: Principal, name: str, *, private: bool, members: list[str
     except IntegrityError:
         db.session.rollback()
         existing = _lookup(name)
-        if existing is not None and not private:
+        if existing is not None and existing_ok:
             return existing  # another request created the same public room first: use it
+        if existing is None:
+            require_user(principal)  # the refusal was created_by's foreign key, not the name
         raise Conflict(f"room {name!r} already exists") from None
     return RoomRef(room.id, name, private)
+
+
+def require_user(principal: Principal) -> None:
+    """Unauthorized if the principal's user no longer exists.
+
+    A token signed before the database was reset names a user id that is gone; PostgreSQL
+    then refuses the write on a foreign key. Called only after such a refusal, so the hot
+    path pays nothing for it.
+    """
+    if db.session.scalar(select(User.id).where(User.id == principal.id)) is None:
+        raise Unauthorized("the token's user does not exist; log in again")
 
 
 def create_room(principal: Principal, name: str, private: bool, members: list[str]) -> dict:
     """Create a room; Conflict if the name is taken. The creator is a member of a private room."""
     if _lookup(name) is not None:
         raise Conflict(f"room {name!r} already exists")
-    room = _create(principal, name, private=private, members=members)
+    room = _create(principal, name, private=private, members=members, existing_ok=False)
     return describe(principal, [room.name])[0]
 
 

@@ -11,7 +11,9 @@ the abuse tests (test_abuse_fuzz, test_abuse_payloads) found, and what is done h
   chat_protocol_errors_total, and logged in one line at most once a second.
 - Binary packets: this application sends and accepts none, and python-socketio buffers a
   binary event's attachments until as many as its header announces have arrived, with no
-  bound. Dropped the same way.
+  bound. Dropped the same way, attachments and all; but a binary event that asks for an ack
+  is answered with the error ack `invalid` (answer_binary_event), so a client waiting for it
+  learns at once that bytes are refused instead of waiting forever.
 - Engine.IO's disconnect of a polling session waits until a GET has drained the session's
   queue, while new requests for a closing session are refused: a POST that made Engine.IO
   disconnect (an unknown packet type, a body over the limit) held its request, and its
@@ -20,6 +22,11 @@ the abuse tests (test_abuse_fuzz, test_abuse_payloads) found, and what is done h
 - A request for a session that is being closed raised KeyError('Session is disconnected')
   out of Engine.IO: a 500 with a traceback. It gets 400 "Invalid session", as for an
   unknown session.
+- Engine.IO refuses a polling body of more than 16 packets (Payload.max_decode_packets: a
+  400, every packet in it lost), but clients send in one POST whatever they buffered while
+  the previous one was in flight: a bot emitting 20 messages over long-polling lost all 20.
+  The limit is raised to POLLING_PACKETS_PER_BODY; the body stays bounded by
+  max_http_buffer_size, and its events are handled one after another (async_handlers=False).
 - An Engine.IO packet that does not decode (empty, a type that is not a digit, bytes that
   are not UTF-8, bad base64) raised out of Engine.IO's WebSocket loop or polling handler: a
   traceback per packet, the WebSocket dropped. A polling body is checked before Engine.IO
@@ -39,6 +46,7 @@ from engineio import payload as eio_payload
 from socketio import packet
 
 from .. import metrics
+from ..errors import Invalid, error_ack
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +54,10 @@ log = logging.getLogger(__name__)
 RESERVED_EVENTS = frozenset(
     {"connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"}
 )
+# Packets Engine.IO takes in one polling body (its own default: 16). A person's client
+# buffers a handful while a POST is in flight, a flushing outbox or a bot some tens; a
+# thousand of the smallest packets is a few KB, well inside the body limit.
+POLLING_PACKETS_PER_BODY = 1000
 # A hostile client can send thousands of bad packets a second; one line a second says enough.
 LOG_EVERY_SECONDS = 1.0
 
@@ -116,15 +128,45 @@ def protocol_problem(server, data: Any) -> tuple[str, str] | None:
     return None
 
 
+BINARY_REFUSED = "binary payloads are not accepted; send text (e.g. base64) in JSON"
+
+
+def answer_binary_event(server, eio_sid: str, data: Any) -> None:
+    """Ack a binary event's header packet with `invalid`, if it asks for an ack.
+
+    The handler never runs and the attachments that follow are dropped, so nothing of the
+    event is stored. Sent with Engine.IO's public send, as python-socketio sends its acks.
+    """
+    if not isinstance(data, str):
+        return
+    try:
+        pkt = server.packet_class(encoded_packet=data)
+    except Exception:  # protocol_problem decoded it already; never let this path raise
+        return
+    if pkt.packet_type != packet.BINARY_EVENT or pkt.id is None:
+        return
+    namespace = pkt.namespace or "/"
+    if server.manager.sid_from_eio_sid(eio_sid, namespace) is None:
+        return  # not connected to that namespace: python-socketio would not answer either
+    ack = server.packet_class(
+        packet.ACK, namespace=namespace, id=pkt.id, data=[error_ack(Invalid(BINARY_REFUSED))]
+    )
+    server.eio.send(eio_sid, ack.encode())
+
+
 def harden(server) -> None:
     """Install the packet filter and the non-waiting disconnect on a python-socketio Server."""
     eio = server.eio
     dispatch = server._handle_eio_message
+    # A class attribute of python-engineio (4.x; test_upstream_engineio_polling_packet_limit).
+    eio_payload.Payload.max_decode_packets = POLLING_PACKETS_PER_BODY
 
     def on_message(eio_sid: str, data: Any) -> Any:
         problem = protocol_problem(server, data)
         if problem is not None:
             refused(*problem, eio_sid)
+            if problem[0] == "binary":
+                answer_binary_event(server, eio_sid, data)
             return None
         if eio_sid not in server.environ:
             # The session closed before this packet's turn came (messages are handled in

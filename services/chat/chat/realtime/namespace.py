@@ -19,6 +19,7 @@ from ..domain.rooms import RoomRef
 from ..errors import (
     ChatError,
     Forbidden,
+    Invalid,
     Unauthorized,
     Unavailable,
     error_ack,
@@ -92,6 +93,17 @@ class ChatNamespace(Namespace):
     def stop_accepting_events(self) -> None:
         """From now on every event is answered `unavailable` (the client retries elsewhere)."""
         self.accepting_events = False
+
+    def trigger_event(self, event: str, *args: Any) -> Any:
+        """Dispatch to `on_<event>`; an event no handler takes gets the error ack `invalid`.
+
+        Flask-SocketIO ignores it, and python-socketio then acks with no arguments: a client
+        would read that as success.
+        """
+        if not hasattr(self, f"on_{event}"):
+            metrics.events_refused.labels("unknown", "invalid").inc()  # one label for all names
+            return error_ack(Invalid("unknown event"))
+        return super().trigger_event(event, *args)
 
     def on_connect(self, auth: Any = None) -> None:
         cfg = current_app.config

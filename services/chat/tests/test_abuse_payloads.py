@@ -20,10 +20,14 @@ import requests
 import websocket
 
 from testkit.clients import ChatClient, assert_still_serving, register
-from testkit.processes import ChatWorker
+from testkit.processes import ASYNC_MODES, ChatWorker
 from testkit.rawsocket import RawPolling, RawWebSocket
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    # Every protection holds under each async mode (issue 14).
+    pytest.mark.parametrize("async_mode", ASYNC_MODES, indirect=True, scope="module"),
+]
 
 LIMIT = 64 * 1024  # MAX_HTTP_BUFFER_SIZE, Engine.IO's max_http_buffer_size
 
@@ -315,9 +319,16 @@ LOOKS_LIKE_CODE = [
 
 
 @pytest.fixture
-def storage_worker(database_url, tmp_path):
+def storage_worker(database_url, tmp_path, async_mode):
     """A worker on each storage back-end (SQLite, and PostgreSQL when DATABASE_URL names one)."""
-    w = ChatWorker(tmp_path, env={"DATABASE_URL": database_url, "RATE_LIMIT_MESSAGES": "1000"})
+    w = ChatWorker(
+        tmp_path,
+        env={
+            "DATABASE_URL": database_url,
+            "RATE_LIMIT_MESSAGES": "1000",
+            "ASYNC_MODE": async_mode,
+        },
+    )
     yield w
     w.stop()
 

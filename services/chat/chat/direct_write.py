@@ -121,7 +121,8 @@ class DirectWriteSocket(LimitedSocket):
             self._enqueue(pkt, packet_bytes(pkt))
         elif rest:
             counts.partial += 1
-            self._enqueue(_Remainder(rest), len(rest))
+            remainder = _Remainder(rest)
+            self._enqueue(remainder, packet_bytes(remainder))
         else:
             counts.direct += 1
         logger = self.server.logger

@@ -503,6 +503,18 @@ def _bound_eventlet_messages() -> None:
             return super().push(data, final)
 
     websocket.RFC6455WebSocket.Message = BoundedMessage
+    # eventlet unmasks a client's payload one byte at a time in Python (as gevent-websocket
+    # does; serving's gevent WebSocket replaces that too): one C-level XOR instead.
+    websocket.RFC6455WebSocket._apply_mask = staticmethod(_unmask_from)
+
+
+def _unmask_from(data: bytes, mask, length: int | None = None, offset: int = 0) -> bytes:
+    """eventlet's `_apply_mask`: XOR `length` bytes of `data` with the 4-byte mask, whose
+    position `offset` (a partial read's start within the payload) lines up with data[0]."""
+    n = len(data) if length is None else length
+    key = bytes(mask)
+    turn = offset % 4
+    return _unmask(bytes(data[:n]), key[turn:] + key[:turn])
 
 
 class FrameCache:

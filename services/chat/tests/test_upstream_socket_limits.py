@@ -219,3 +219,18 @@ def test_upstream_servers_read_a_request_head_where_the_deadline_expects():
         "self.handle_one_response()"
     )
     assert "protocol" in inspect.signature(eventlet_wsgi.server).parameters
+
+
+def test_upstream_eventlet_unmasks_through_apply_mask():
+    import os
+
+    from eventlet import websocket
+
+    assert "self._apply_mask(d, mask, length=dlen, offset=received)" in inspect.getsource(
+        websocket.RFC6455WebSocket._recv_frame
+    )
+    data, mask = os.urandom(1001), tuple(os.urandom(4))  # a mask as _recv_frame unpacks it
+    for offset in (0, 1, 2, 3, 5):
+        # eventlet 0.41's own _apply_mask, byte by byte
+        expected = b"".join(bytes((data[i] ^ mask[(offset + i) % 4],)) for i in range(999))
+        assert serving._unmask_from(data, mask, 999, offset) == expected

@@ -10,13 +10,18 @@ the server here instead of calling `socketio.run`, for three reasons:
   worker reading (and stalled it for seconds once it stopped). Here a frame or message above
   max_http_buffer_size closes the connection before its payload is read, and
   unmasking is one C-level XOR. (eventlet's server has its own frame limit, which Engine.IO
-  sets to the same size.)
+  sets to the same size; here its whole messages are bounded too, and unmasked in C:
+  `_bound_eventlet_messages`.)
 - Origin before upgrade under gevent. gevent-websocket answers `101 Switching Protocols`
   before the application runs, so Engine.IO's same-origin check could only close a
   cross-site WebSocket after accepting it. An upgrade from an origin Engine.IO would refuse
   is served as plain HTTP instead, where Engine.IO answers 400 "Not an accepted origin."
   (eventlet's server upgrades inside the application, after Engine.IO's check.)
 - A drain on SIGTERM (see Drain).
+- A deadline on each request's line and headers (HEADER_TIMEOUT_SECONDS; slowloris), in both
+  servers; eventlet's server also runs with debug off, which sent a 500's traceback to the
+  client. The per-socket limits (bytes queued, liveness, time to authenticate) are
+  socket_limits.py's, the same in both modes.
 - Direct writes under gevent (DIRECT_WEBSOCKET_WRITES, direct_write.py): a message frame is
   written by the emitting greenlet when the socket's writer is idle, without Engine.IO's
   queue hop; `BoundedWebSocket.send_nowait` is that write, never waiting for the kernel.
@@ -483,7 +488,7 @@ def _bound_eventlet_messages() -> None:
     message that never ends was read forever (30 MB in one test). Its `Message` class (an
     attribute of RFC6455WebSocket, created per message by `_recv_frame`) gets a `push` that
     refuses data past that length, which eventlet turns into a close with status 1009.
-    test_upstream_eventlet_websocket.py pins what this relies on (eventlet 0.41).
+    test_upstream_socket_limits.py pins what this relies on (eventlet 0.41).
     """
     from eventlet import websocket
 

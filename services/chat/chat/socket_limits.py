@@ -9,7 +9,9 @@ pings blindly, and the worker grew until it was stopped. What is done here, in b
 - Bytes queued. Every packet handed to a socket is counted from when it is queued until the
   writer has written it to the kernel (for a long-poll GET: until it is handed to the
   response); direct writes count only the part of a frame the kernel did not take
-  (direct_write.py). Past MAX_SOCKET_QUEUE_BYTES the socket's transport is closed at once: the
+  (direct_write.py). When what waits behind the packet at the head of the line (the one
+  being written, else the next) would pass MAX_SOCKET_QUEUE_BYTES, the socket's transport is
+  closed at once: the
   queue is emptied (the memory is freed then, not when the client goes), the TCP connection
   is shut down (a writer blocked on the full kernel buffer wakes up and ends) and no Engine.IO
   CLOSE packet is sent, so Socket.IO clients reconnect and catch up with `since`.
@@ -81,6 +83,8 @@ class LimitedSocket(_EngineIOSocket):
         super().__init__(server, sid)
         self.queued_bytes = 0  # queued plus handed to the writer and not yet written
         self._in_flight_bytes = 0  # the writer's current batch
+        self._in_flight_first = 0  # the size of its first packet
+        self._waiting_first = 0  # the size of the first packet queued since the writer's poll
         self._in_flight_ping = False
         self._ping_written = False  # the outstanding PING reached the transport
         self._early_pong = False  # a PONG came while its PING was still on its way out
@@ -100,18 +104,27 @@ class LimitedSocket(_EngineIOSocket):
         return None
 
     def _enqueue(self, item: Any, size: int) -> None:
-        """Queue an item for the writer, counting its bytes; past the bound, cut the socket."""
+        """Queue an item for the writer, counting its bytes; past the bound, cut the socket.
+
+        The bound is on what waits behind the packet at the head of the line: that one is
+        admitted whatever its size, because a reply may be larger than the bound (a page of
+        100 messages of history is up to 4.8 MB) and a client that reads must get it. So a
+        socket holds at most one packet plus MAX_SOCKET_QUEUE_BYTES.
+        """
         if self._cut:
             return
-        queued = self.queued_bytes + size
-        if queued > self.max_queue_bytes:
+        head = self._in_flight_first if self._in_flight_bytes else self._waiting_first
+        behind = self.queued_bytes - head
+        if self.queued_bytes and behind + size > self.max_queue_bytes:
             self.cut(
                 "send_queue",
-                f"{self.queued_bytes} bytes queued, {size} more refused "
+                f"{behind} bytes queued behind the {head} being sent, {size} more refused "
                 f"(MAX_SOCKET_QUEUE_BYTES={self.max_queue_bytes})",
             )
             return
-        self.queued_bytes = queued
+        if self.queued_bytes <= self._in_flight_bytes:  # nothing waiting: this one is first
+            self._waiting_first = size
+        self.queued_bytes += size
         self.queue.put(item)
 
     def poll(self):
@@ -120,6 +133,8 @@ class LimitedSocket(_EngineIOSocket):
         self._written()
         packets = super().poll()
         self._in_flight_bytes = sum(packet_bytes(p) for p in packets if p is not None)
+        self._in_flight_first = packet_bytes(packets[0]) if packets else 0
+        self._waiting_first = 0  # poll() takes everything queued
         self._in_flight_ping = any(
             getattr(p, "packet_type", None) == eio_packet.PING for p in packets
         )
@@ -131,7 +146,7 @@ class LimitedSocket(_EngineIOSocket):
 
     def _written(self) -> None:
         self.queued_bytes = max(0, self.queued_bytes - self._in_flight_bytes)
-        self._in_flight_bytes = 0
+        self._in_flight_bytes = self._in_flight_first = 0
         if self._in_flight_ping:
             self._ping_written = True
             self._in_flight_ping = False

@@ -142,16 +142,30 @@ def test_long_polling_counts_a_ping_written_once_a_get_takes_it(eio):
 def test_bytes_past_the_bound_cut_the_socket_and_free_its_queue(eio):
     sock = new_socket(eio)
     cut_before = metrics.sockets_cut.labels("send_queue")._value.get()
-    for _ in range(3):
+    for _ in range(4):  # the first at the head of the line, 903 bytes behind it
         sock.send(packet.Packet(packet.MESSAGE, data="x" * 300))
-    assert sock.queued_bytes == 903 and sock.queue.qsize() == 3
-    sock.send(packet.Packet(packet.MESSAGE, data="x" * 300))  # 1,204 > 1,000
+    assert sock.queued_bytes == 1204 and sock.queue.qsize() == 4
+    sock.send(packet.Packet(packet.MESSAGE, data="x" * 300))  # 1,204 behind the head > 1,000
     assert sock.queue.qsize() in (0, 1)  # emptied (the close may have queued its None)
     assert metrics.sockets_cut.labels("send_queue")._value.get() == cut_before + 1
     deadline = time.monotonic() + 5
     while "s1" in eio.sockets and time.monotonic() < deadline:
         time.sleep(0.01)
     assert sock.closed and "s1" not in eio.sockets
+
+
+def test_a_reply_larger_than_the_bound_is_admitted_at_the_head_of_the_line(eio):
+    """A page of history may be larger than the bound; a client that reads must still get it."""
+    sock = new_socket(eio)
+    sock._transport = object()  # on the WebSocket transport
+    sock.send(packet.Packet(packet.MESSAGE, data="h" * 5000))
+    sock.send(packet.Packet(packet.MESSAGE, data="x" * 900))  # behind it: within the bound
+    assert sock.queue.qsize() == 2 and not sock._cut
+    assert len(sock.poll()) == 2  # the writer takes both; the big one heads its batch
+    sock.send(packet.Packet(packet.MESSAGE, data="y" * 98))  # 901 + 99 behind the head
+    assert not sock._cut
+    sock.send(packet.Packet(packet.MESSAGE, data="z"))  # 1,002 behind it
+    assert sock._cut
 
 
 def test_what_a_writer_has_taken_counts_until_it_polls_again(eio):

@@ -11,16 +11,17 @@ pings blindly, and the worker grew until it was stopped. What is done here, in b
   response); direct writes count only the part of a frame the kernel did not take
   (direct_write.py). When what waits behind the packet at the head of the line (the one
   being written, else the next) would pass MAX_SOCKET_QUEUE_BYTES, the socket's transport is
-  closed at once: the
-  queue is emptied (the memory is freed then, not when the client goes), the TCP connection
-  is shut down (a writer blocked on the full kernel buffer wakes up and ends) and no Engine.IO
-  CLOSE packet is sent, so Socket.IO clients reconnect and catch up with `since`.
+  closed at once: the queue is emptied (the memory is freed then, not when the client goes),
+  the TCP connection is shut down (a writer blocked on the full kernel buffer wakes up and
+  ends) and no Engine.IO CLOSE packet is sent, so Socket.IO clients reconnect and catch up
+  with `since`.
 - Liveness. Engine.IO takes any PONG that arrives while a PING is outstanding as the answer,
   although the PING may still sit in the queue behind a backlog the client never read: a
-  client that sends a PONG every 25 s blindly stays "alive" forever. Here a PONG counts only
-  once its PING has been written to the transport; other PONGs are dropped, so such a client
-  misses the ping timeout. A missed ping timeout closes the transport the same way (Engine.IO
-  would queue a CLOSE packet behind the backlog and leave the writer blocked).
+  client that sends a PONG every 25 s blindly stays "alive" forever (and Engine.IO's ping
+  timeout queued a CLOSE packet behind the backlog, leaving the writer blocked). Here a PONG
+  counts only once its PING has been written to the transport (one that comes earlier waits
+  for that), so such a client misses the ping timeout, which closes the transport the same
+  way.
 - Time to authenticate. A session that has not completed a Socket.IO CONNECT (this
   application's CONNECT requires a valid token) within AUTH_TIMEOUT_SECONDS of its opening is
   closed the same way, by one sweeper task per worker (`start_sweeper`).
@@ -32,7 +33,7 @@ The reach into python-engineio: `engineio.socket.Socket` is replaced by a subcla
 creates sockets as `socket.Socket(self, sid)` and has no factory), which overrides `send`,
 `poll`, `receive`, `check_ping_timeout` and `_websocket_handler`, relying on the writer loop
 calling `poll()` again only after it wrote the previous batch. Tested on python-engineio
-4.15; test_upstream_engineio_socket.py fails when that changes.
+4.15; tests/test_upstream_socket_limits.py fails when that changes.
 """
 
 from __future__ import annotations

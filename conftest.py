@@ -60,13 +60,20 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def async_mode(request) -> str:
+    """The ASYNC_MODE of the workers a test starts: gevent, unless the module parametrizes it
+    (`pytest.mark.parametrize("async_mode", ASYNC_MODES, indirect=True, scope="module")`)."""
+    return getattr(request, "param", "gevent")
+
+
 @pytest.fixture
-def start_worker(tmp_path: Path):
+def start_worker(tmp_path: Path, async_mode: str):
     """Factory for real chat worker processes; every one started is stopped afterwards."""
     started: list[ChatWorker] = []
 
     def start(**env: str) -> ChatWorker:
-        worker = ChatWorker(tmp_path, env=env)
+        worker = ChatWorker(tmp_path, env={"ASYNC_MODE": async_mode, **env})
         started.append(worker)
         return worker
 

@@ -4,7 +4,8 @@
 #   make cluster-down            stops the detached cluster by its recorded PIDs
 # Settings: WORKERS (3), HTTP_PORT (8080; workers on HTTP_PORT+1..HTTP_PORT+WORKERS),
 # REDIS_URL (default: a private redis-server), DATABASE_URL (default: one SQLite file in WAL
-# mode in $(CLUSTER_DIR)/data), ASYNC_MODE (gevent), CLUSTER_DIR (run/cluster).
+# mode in $(CLUSTER_DIR)/data), ASYNC_MODE (gevent), CLUSTER_DIR (run/cluster),
+# NGINX_CONNECTIONS_PER_ADDRESS (2000: nginx's limit_conn per client address).
 #
 # loadtest/loadtest.mk also has a WORKERS (locust processes, default 2). Neither file's default
 # may leak into the other's targets, so the cluster takes WORKERS only when it comes from the

@@ -45,6 +45,10 @@ MIGRATE_COMMAND = ("python", "-m", "flask", "--app", "chat", "db", "upgrade")
 # Every upstream server gets these passive health-check parameters (why: chat.conf.template).
 UPSTREAM_SERVER_PARAMS = "max_fails=1 fail_timeout=10s"
 STATE_FILE = "cluster.json"
+# nginx's limit on connections one client address holds at once (NGINX_CONNECTIONS_PER_ADDRESS;
+# chat.conf.template). Above the load campaign's 1,000 users on one machine, each a WebSocket
+# plus the odd REST call; far below what exhausts a worker. Offices behind one NAT may need more.
+DEFAULT_CONNECTIONS_PER_ADDRESS = 2000
 # Three workers importing gevent, Flask and SQLAlchemy at once on two busy cores take a few
 # seconds; a minute covers a loaded CI machine without hiding a worker that never comes up.
 START_TIMEOUT_SECONDS = 60
@@ -216,6 +220,7 @@ class Nginx(Process):
         port: int,
         upstreams: Sequence[str],
         sid_tags: Sequence[str] = (),
+        connections_per_address: int = DEFAULT_CONNECTIONS_PER_ADDRESS,
     ) -> None:
         self.host, self.port = listen_host, port
         self.dir = run_dir / "nginx"
@@ -223,7 +228,12 @@ class Nginx(Process):
         self.access_log = self.dir / "access.log"
         self.error_log = self.dir / "error.log"
         render_nginx_config(
-            self.dir, f"{listen_host}:{port}", upstreams, self.access_log, sid_tags=sid_tags
+            self.dir,
+            f"{listen_host}:{port}",
+            upstreams,
+            self.access_log,
+            sid_tags=sid_tags,
+            connections_per_address=connections_per_address,
         )
         binary = require_program("nginx")
         self.base_argv = [
@@ -302,6 +312,7 @@ def render_nginx_config(
     access_log: Path,
     worker_processes: int = 1,
     sid_tags: Sequence[str] = (),
+    connections_per_address: int = DEFAULT_CONNECTIONS_PER_ADDRESS,
 ) -> Path:
     """Write nginx.conf and conf.d/chat.conf for a cluster into `nginx_dir`; returns nginx.conf.
 
@@ -318,6 +329,7 @@ def render_nginx_config(
         "CHAT_ACCESS_LOG": str(access_log),
         "CHAT_SID_UPSTREAMS": sid_upstreams(dict(zip(sid_tags, upstreams, strict=False))),
         "CHAT_SID_ROUTES": sid_routes(sid_tags),
+        "CHAT_CONNECTIONS_PER_ADDRESS": str(connections_per_address),
     }
     site = (NGINX_DIR / "templates" / "chat.conf.template").read_text()
     (nginx_dir / "conf.d" / "chat.conf").write_text(render_template(site, values))
@@ -344,6 +356,7 @@ class Cluster:
         async_mode: str | None = None,
         listen_host: str = "127.0.0.1",
         env: Mapping[str, str] | None = None,
+        connections_per_address: int = DEFAULT_CONNECTIONS_PER_ADDRESS,
     ) -> None:
         if workers < 1:
             raise ClusterError("WORKERS must be at least 1")
@@ -356,6 +369,7 @@ class Cluster:
         self.async_mode = async_mode or "gevent"
         self.listen_host = listen_host
         self.extra_env = dict(env or {})
+        self.connections_per_address = connections_per_address
         self.redis: RedisServer | None = None
         self.workers: list[Worker] = []
         self.nginx: Nginx | None = None
@@ -437,6 +451,7 @@ class Cluster:
             http_port,
             [f"127.0.0.1:{p}" for p in ports],
             sid_tags=[worker.env["SID_TAG"] for worker in self.workers],
+            connections_per_address=self.connections_per_address,
         )
         self.nginx.check_config()
         self.nginx.start()
@@ -650,6 +665,9 @@ def _cluster_from_env(run_dir: Path) -> Cluster:
         redis_url=os.environ.get("REDIS_URL"),
         database_url=os.environ.get("DATABASE_URL"),
         async_mode=os.environ.get("ASYNC_MODE"),
+        connections_per_address=int(
+            os.environ.get("NGINX_CONNECTIONS_PER_ADDRESS") or DEFAULT_CONNECTIONS_PER_ADDRESS
+        ),
     )
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from cluster import (
+    DEFAULT_CONNECTIONS_PER_ADDRESS,
     MIGRATE_COMMAND,
     NGINX_DIR,
     REPO_ROOT,
@@ -123,6 +124,7 @@ def test_nginx_uses_the_same_site_template_and_upstream_parameters(compose):
     # Each worker's own upstream and the route of its session ids, as the launcher renders them.
     assert env["CHAT_SID_UPSTREAMS"] == sid_upstreams({w: f"{w}:5000" for w in WORKERS})
     assert env["CHAT_SID_ROUTES"] == sid_routes(WORKERS)
+    assert env["CHAT_CONNECTIONS_PER_ADDRESS"] == str(DEFAULT_CONNECTIONS_PER_ADDRESS)
     # Every placeholder of the site template has a value, so the image's envsubst leaves
     # none behind (render_template raises on a missing one).
     template = (NGINX_DIR / "templates" / "chat.conf.template").read_text()

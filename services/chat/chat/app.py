@@ -57,6 +57,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
 
 def _init_realtime(app: Flask) -> None:
+    from . import socket_limits
     from .cluster.liveness import HeartbeatRedisManager, Liveness
     from .cluster.presence import Presence
     from .cluster.rate_limit import RateLimiter
@@ -80,6 +81,8 @@ def _init_realtime(app: Flask) -> None:
         client_manager=manager,
         cors_allowed_origins=cfg["CORS_ALLOWED_ORIGINS"],
         max_http_buffer_size=cfg["MAX_HTTP_BUFFER_SIZE"],
+        ping_interval=cfg["PING_INTERVAL_SECONDS"],
+        ping_timeout=cfg["PING_TIMEOUT_SECONDS"],
         # Flask's cookie session is not used by the socket handlers; skip its per-event copy.
         manage_session=False,
         # A connection's events are handled one after another, in the order received, by the
@@ -96,6 +99,7 @@ def _init_realtime(app: Flask) -> None:
         from .realtime.sticky import tag_session_ids
 
         tag_session_ids(socketio.server.eio, cfg["SID_TAG"])
+    socket_limits.install(cfg["MAX_SOCKET_QUEUE_BYTES"], cfg["AUTH_TIMEOUT_SECONDS"])
     namespace = ChatNamespace("/", presence, limiter)
     socketio.on_namespace(namespace)
     app.extensions["chat.namespace"] = namespace

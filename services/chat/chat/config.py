@@ -108,6 +108,21 @@ class Config:
         # is idle and the kernel takes it, skipping Engine.IO's per-socket queue (serving.py,
         # direct_write.py). Off: every frame goes through the queue and writer, as in Engine.IO.
         self.DIRECT_WEBSOCKET_WRITES = _env_bool("DIRECT_WEBSOCKET_WRITES", True)
+        # Bytes queued for one socket and not yet written to the kernel: a member who stops
+        # reading is cut off past it (and catches up with `since` when it reconnects). 1 MiB
+        # is over 20 of the largest messages (47 KB on the wire) on top of the kernel's own
+        # buffers; a client that reads keeps its queue near empty.
+        self.MAX_SOCKET_QUEUE_BYTES = _env_int("MAX_SOCKET_QUEUE_BYTES", 1 << 20)
+        # A session must complete a Socket.IO CONNECT (with a valid token) this soon after it
+        # opened: clients do it in their first round trip; idle sessions only hold descriptors.
+        self.AUTH_TIMEOUT_SECONDS = _env_int("AUTH_TIMEOUT_SECONDS", 5)
+        # An HTTP request's line and headers must arrive within this (slowloris). Browsers and
+        # nginx send them in one packet; 10 s is room for a slow mobile link.
+        self.HEADER_TIMEOUT_SECONDS = _env_int("HEADER_TIMEOUT_SECONDS", 10)
+        # Engine.IO's heartbeat (python-engineio's defaults): a client that answers no PING for
+        # PING_INTERVAL + PING_TIMEOUT seconds is gone. nginx's proxy timeouts exceed the sum.
+        self.PING_INTERVAL_SECONDS = _env_int("PING_INTERVAL_SECONDS", 25)
+        self.PING_TIMEOUT_SECONDS = _env_int("PING_TIMEOUT_SECONDS", 20)
         self.WEB_ROOT = os.environ.get("WEB_ROOT") or str(
             Path(__file__).resolve().parents[2] / "web"
         )

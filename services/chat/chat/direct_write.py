@@ -29,8 +29,7 @@ from engineio import packet as eio_packet
 from prometheus_client.core import CounterMetricFamily
 
 from . import metrics
-
-_EngineIOSocket = engineio.socket.Socket
+from .socket_limits import LimitedSocket, packet_bytes
 
 
 class FrameBytes(bytes):
@@ -76,8 +75,12 @@ class FrameCounts:
 counts = FrameCounts()
 
 
-class DirectWriteSocket(_EngineIOSocket):
-    """Engine.IO's Socket, writing message frames at once when its writer is idle."""
+class DirectWriteSocket(LimitedSocket):
+    """Engine.IO's Socket, writing message frames at once when its writer is idle.
+
+    The bound on bytes queued (socket_limits) counts what goes through the queue: a frame the
+    kernel took whole here never waits in this process.
+    """
 
     # The gevent-websocket WebSocket (serving.BoundedWebSocket) while this socket is on that
     # transport; None on long-polling or after the WebSocket ended.
@@ -115,10 +118,11 @@ class DirectWriteSocket(_EngineIOSocket):
         rest = ws.send_nowait(pkt.encode())
         if rest is None:  # nothing written: the writer sends it, or meets the error
             counts.queued += 1
-            self.queue.put(pkt)
+            self._enqueue(pkt, packet_bytes(pkt))
         elif rest:
             counts.partial += 1
-            self.queue.put(_Remainder(rest))
+            remainder = _Remainder(rest)
+            self._enqueue(remainder, packet_bytes(remainder))
         else:
             counts.direct += 1
         logger = self.server.logger

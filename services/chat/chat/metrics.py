@@ -46,6 +46,13 @@ protocol_errors = Counter(
     ["kind"],
     registry=registry,
 )
+sockets_cut = Counter(
+    "chat_sockets_cut_total",
+    "Engine.IO sessions whose transport this worker closed, by reason (socket_limits.py): "
+    "send_queue, ping_timeout, unauthenticated",
+    ["reason"],
+    registry=registry,
+)
 mq_heartbeat_age = Gauge(
     "chat_mq_heartbeat_age_seconds",
     "Seconds since this worker last heard its own heartbeat through the message queue",

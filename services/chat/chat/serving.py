@@ -10,13 +10,18 @@ the server here instead of calling `socketio.run`, for three reasons:
   worker reading (and stalled it for seconds once it stopped). Here a frame or message above
   max_http_buffer_size closes the connection before its payload is read, and
   unmasking is one C-level XOR. (eventlet's server has its own frame limit, which Engine.IO
-  sets to the same size.)
+  sets to the same size; here its whole messages are bounded too, and unmasked in C:
+  `_bound_eventlet_messages`.)
 - Origin before upgrade under gevent. gevent-websocket answers `101 Switching Protocols`
   before the application runs, so Engine.IO's same-origin check could only close a
   cross-site WebSocket after accepting it. An upgrade from an origin Engine.IO would refuse
   is served as plain HTTP instead, where Engine.IO answers 400 "Not an accepted origin."
   (eventlet's server upgrades inside the application, after Engine.IO's check.)
 - A drain on SIGTERM (see Drain).
+- A deadline on each request's line and headers (HEADER_TIMEOUT_SECONDS; slowloris), in both
+  servers; eventlet's server also runs with debug off, which sent a 500's traceback to the
+  client. The per-socket limits (bytes queued, liveness, time to authenticate) are
+  socket_limits.py's, the same in both modes.
 - Direct writes under gevent (DIRECT_WEBSOCKET_WRITES, direct_write.py): a message frame is
   written by the emitting greenlet when the socket's writer is idle, without Engine.IO's
   queue hop; `BoundedWebSocket.send_nowait` is that write, never waiting for the kernel.
@@ -188,6 +193,9 @@ def serve(app: Flask, socketio, mode: str, drain: Drain, access_log: bool) -> No
     """Serve until drained (the drain ends the process); threading mode runs Werkzeug."""
     cfg = app.config
     host, port = cfg["HOST"], cfg["PORT"]
+    from . import socket_limits
+
+    socket_limits.start_sweeper(socketio)
     if mode == "gevent":
         if cfg["DIRECT_WEBSOCKET_WRITES"]:
             from . import direct_write
@@ -195,16 +203,25 @@ def serve(app: Flask, socketio, mode: str, drain: Drain, access_log: bool) -> No
             direct_write.install()
             log.info("direct WebSocket writes: on (DIRECT_WEBSOCKET_WRITES)")
         server = _gevent_server(app, socketio, host, port, cfg["MAX_HTTP_BUFFER_SIZE"], access_log)
+        server.header_timeout_seconds = cfg["HEADER_TIMEOUT_SECONDS"]
         drain.close_listener = server.close
         server.serve_forever()
     elif mode == "eventlet":
         import eventlet
         import eventlet.wsgi
 
+        _bound_eventlet_messages()
         listener = eventlet.listen((host, port))
         drain.close_listener = listener.close
         try:
-            eventlet.wsgi.server(listener, app, log_output=access_log)
+            eventlet.wsgi.server(
+                listener,
+                app,
+                log_output=access_log,
+                # Its default sends a 500's traceback (paths, versions) to the client.
+                debug=False,
+                protocol=_eventlet_protocol(cfg["HEADER_TIMEOUT_SECONDS"]),
+            )
         except OSError:
             if not drain.draining:
                 raise
@@ -250,6 +267,7 @@ def _plain_http_for_foreign_origin(socketio) -> Callable[[Any], bool]:
 
 
 def _websocket_handler_class():
+    import gevent
     from gevent.socket import socket as GeventSocket
     from geventwebsocket.exceptions import ProtocolError, WebSocketError
     from geventwebsocket.handler import WebSocketHandler
@@ -372,6 +390,30 @@ def _websocket_handler_class():
     class ChatWebSocketHandler(WebSocketHandler):
         websocket_message_bytes = 0
         websocket_writing = False
+        requests_read = 0
+        _head_timer = None
+
+        def handle_one_request(self):
+            # The request line and headers must arrive within the deadline (slowloris); the
+            # timer is cancelled once they have (read_request), before the application runs.
+            seconds = request_head_seconds(self.server.header_timeout_seconds, self.requests_read)
+            self.requests_read += 1
+            timer = self._head_timer = gevent.Timeout.start_new(seconds)
+            try:
+                return super().handle_one_request()
+            except gevent.Timeout as exc:
+                if exc is not timer:
+                    raise
+                refused("slow_headers", f"no request head within {seconds} s", peer(self))
+                return None  # the connection is closed
+            finally:
+                timer.close()
+
+        def read_request(self, raw_requestline):
+            try:
+                return super().read_request(raw_requestline)
+            finally:
+                self._head_timer.close()
 
         def upgrade_connection(self):
             result = super().upgrade_connection()
@@ -381,6 +423,103 @@ def _websocket_handler_class():
             return result
 
     return ChatWebSocketHandler
+
+
+# nginx keeps idle connections to the workers open for 60 s (its upstream keepalive_timeout):
+# a wait for the next request on a kept-alive connection must outlast that, or nginx could
+# send a request into a connection the worker is closing.
+KEEPALIVE_IDLE_SECONDS = 75
+
+
+def request_head_seconds(header_timeout: float, requests_read: int) -> float:
+    """How long a connection may take to send a request's line and headers.
+
+    The first request: HEADER_TIMEOUT_SECONDS from the connection's start. A later one on a
+    kept-alive connection: the idle allowance (the wait for it includes idle time).
+    """
+    return header_timeout if requests_read == 0 else max(header_timeout, KEEPALIVE_IDLE_SECONDS)
+
+
+def peer(handler) -> str:
+    address = getattr(handler, "client_address", None)
+    return str(address[0]) if isinstance(address, tuple) else str(address)
+
+
+def _eventlet_protocol(header_timeout: float):
+    """eventlet.wsgi's HttpProtocol with the deadline on a request's head (as under gevent)."""
+    import eventlet
+    import eventlet.wsgi
+
+    from .realtime.hardening import refused
+
+    class Protocol(eventlet.wsgi.HttpProtocol):
+        requests_read = 0
+        _head_timer = None
+
+        def handle_one_request(self):
+            seconds = request_head_seconds(header_timeout, self.requests_read)
+            self.requests_read += 1
+            timer = self._head_timer = eventlet.Timeout(seconds)
+            try:
+                return super().handle_one_request()
+            except eventlet.Timeout as exc:
+                if exc is not timer:
+                    raise
+                refused("slow_headers", f"no request head within {seconds} s", peer(self))
+                self.close_connection = 1
+                return None
+            finally:
+                timer.cancel()
+
+        def parse_request(self):
+            try:
+                return super().parse_request()
+            finally:
+                self._head_timer.cancel()
+
+    return Protocol
+
+
+def _bound_eventlet_messages() -> None:
+    """Bound a whole WebSocket message, not only each frame, under eventlet.
+
+    eventlet checks each frame against max_frame_length (Engine.IO sets it to
+    max_http_buffer_size) but appends continuation frames to a message without a bound: a
+    message that never ends was read forever (30 MB in one test). Its `Message` class (an
+    attribute of RFC6455WebSocket, created per message by `_recv_frame`) gets a `push` that
+    refuses data past that length, which eventlet turns into a close with status 1009.
+    test_upstream_socket_limits.py pins what this relies on (eventlet 0.41).
+    """
+    from eventlet import websocket
+
+    base = websocket.RFC6455WebSocket.Message
+    if getattr(base, "bounded", False):
+        return
+
+    class BoundedMessage(base):
+        bounded = True
+
+        def push(self, data, final=False):
+            self.size = getattr(self, "size", 0) + len(data)
+            if self.size > self.max_frame_length:
+                raise websocket.FailedConnectionError(
+                    1009, f"message above {self.max_frame_length} bytes"
+                )
+            return super().push(data, final)
+
+    websocket.RFC6455WebSocket.Message = BoundedMessage
+    # eventlet unmasks a client's payload one byte at a time in Python (as gevent-websocket
+    # does; serving's gevent WebSocket replaces that too): one C-level XOR instead.
+    websocket.RFC6455WebSocket._apply_mask = staticmethod(_unmask_from)
+
+
+def _unmask_from(data: bytes, mask, length: int | None = None, offset: int = 0) -> bytes:
+    """eventlet's `_apply_mask`: XOR `length` bytes of `data` with the 4-byte mask, whose
+    position `offset` (a partial read's start within the payload) lines up with data[0]."""
+    n = len(data) if length is None else length
+    key = bytes(mask)
+    turn = offset % 4
+    return _unmask(bytes(data[:n]), key[turn:] + key[:turn])
 
 
 class FrameCache:

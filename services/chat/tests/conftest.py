@@ -82,8 +82,12 @@ def sio_client(app: Flask, client: FlaskClient, accounts: Accounts) -> Callable:
 
 
 @pytest.fixture(scope="module")
-def worker(request, tmp_path_factory) -> Iterator[ChatWorker]:
-    """One real worker process (gevent, SQLite, no Redis) shared by a module's tests."""
-    started = ChatWorker(tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1]))
+def worker(request, tmp_path_factory, async_mode: str) -> Iterator[ChatWorker]:
+    """One real worker process (SQLite, no Redis; gevent unless the module parametrizes
+    async_mode) shared by a module's tests."""
+    started = ChatWorker(
+        tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1]),
+        env={"ASYNC_MODE": async_mode},
+    )
     yield started
     started.stop()

@@ -18,9 +18,14 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from chat.domain import accounts
 from testkit.clients import ChatClient, assert_still_serving, register
+from testkit.processes import ASYNC_MODES
 from testkit.rawsocket import RawWebSocket
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    # Every protection holds under each async mode (issue 14).
+    pytest.mark.parametrize("async_mode", ASYNC_MODES, indirect=True, scope="module"),
+]
 
 # ChatWorker's SECRET_KEY: tokens a test signs with it are as good as the worker's own.
 WORKER_SECRET = "test-secret-key-shared-by-all-workers"

@@ -15,10 +15,14 @@ import uuid
 import pytest
 
 from testkit.clients import ChatClient, assert_still_serving, register
-from testkit.processes import ChatWorker
+from testkit.processes import ASYNC_MODES, ChatWorker
 from testkit.rawsocket import RawWebSocket
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    # Every protection holds under each async mode (issue 14).
+    pytest.mark.parametrize("async_mode", ASYNC_MODES, indirect=True, scope="module"),
+]
 
 RATE_LIMIT = 20  # messages per window, per user (RATE_LIMIT_MESSAGES)
 WINDOW_SECONDS = 10
@@ -30,10 +34,11 @@ DELIVERY_BOUND_SECONDS = 2.0
 
 
 @pytest.fixture(scope="module")
-def worker(tmp_path_factory):
+def worker(tmp_path_factory, async_mode):
     w = ChatWorker(
         tmp_path_factory.mktemp("abuse-flood"),
         env={
+            "ASYNC_MODE": async_mode,
             "RATE_LIMIT_MESSAGES": str(RATE_LIMIT),
             "RATE_LIMIT_WINDOW_SECONDS": str(WINDOW_SECONDS),
             "MAX_CONNECTIONS_PER_USER": str(MAX_CONNECTIONS),

@@ -25,9 +25,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from testkit.clients import ChatClient, assert_still_serving, register
+from testkit.processes import ASYNC_MODES
 from testkit.rawsocket import RECORD_SEPARATOR, RawPolling, RawWebSocket
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    # Every protection holds under each async mode (issue 14).
+    pytest.mark.parametrize("async_mode", ASYNC_MODES, indirect=True, scope="module"),
+]
 
 WEBSOCKET_EXAMPLES = 400  # lists of 1..12 packets: ~2,500 packets
 POLLING_EXAMPLES = 250  # payloads of 1..8 packets: ~1,100 packets

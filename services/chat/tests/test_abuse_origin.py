@@ -17,17 +17,21 @@ import requests
 import websocket
 
 from testkit.clients import assert_still_serving, register
-from testkit.processes import ChatWorker
+from testkit.processes import ASYNC_MODES, ChatWorker
 from testkit.rawsocket import RawPolling, RawWebSocket, ws_url
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    # Every protection holds under each async mode (issue 14).
+    pytest.mark.parametrize("async_mode", ASYNC_MODES, indirect=True, scope="module"),
+]
 
 ALLOWED_ELSEWHERE = "https://chat.example.org"
 
 
 @pytest.fixture(scope="module")
-def worker(tmp_path_factory):
-    w = ChatWorker(tmp_path_factory.mktemp("abuse-origin"))
+def worker(tmp_path_factory, async_mode):
+    w = ChatWorker(tmp_path_factory.mktemp("abuse-origin"), env={"ASYNC_MODE": async_mode})
     yield w
     w.stop()
 
@@ -100,8 +104,10 @@ def test_same_origin_and_originless_clients_are_served(worker):
             assert polling.get().headers["Access-Control-Allow-Origin"] == origin
 
 
-def test_configured_origins_replace_same_origin(tmp_path):
-    worker = ChatWorker(tmp_path, env={"CORS_ALLOWED_ORIGINS": ALLOWED_ELSEWHERE})
+def test_configured_origins_replace_same_origin(tmp_path, async_mode):
+    worker = ChatWorker(
+        tmp_path, env={"CORS_ALLOWED_ORIGINS": ALLOWED_ELSEWHERE, "ASYNC_MODE": async_mode}
+    )
     try:
         for origin in ["http://evil.example", f"http://127.0.0.1:{worker.port}"]:
             assert refused_websocket(worker.url, origin).status_code == 400

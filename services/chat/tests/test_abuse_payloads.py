@@ -20,10 +20,14 @@ import requests
 import websocket
 
 from testkit.clients import ChatClient, assert_still_serving, register
-from testkit.processes import ChatWorker
+from testkit.processes import ASYNC_MODES, ChatWorker
 from testkit.rawsocket import RawPolling, RawWebSocket
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    # Every protection holds under each async mode (issue 14).
+    pytest.mark.parametrize("async_mode", ASYNC_MODES, indirect=True, scope="module"),
+]
 
 LIMIT = 64 * 1024  # MAX_HTTP_BUFFER_SIZE, Engine.IO's max_http_buffer_size
 
@@ -154,6 +158,58 @@ def test_a_frame_announcing_gigabytes_is_refused_before_its_payload_is_read(work
     assert grown_mb < 16
     assert round_trips, "the normal client was not served during the stream"
     assert_still_serving(worker.url, token)
+
+
+def test_a_fragmented_message_that_never_ends_is_refused(worker):
+    """Continuation frames, each well under the limit, and never a final one: the message as a
+    whole is bounded (eventlet bounded only each frame, and read such a message forever)."""
+    rss_before = worker.rss_kb()
+    sock = raw_upgrade(worker)
+    chunk = b"a" * (16 * 1024)
+    mask = b"\x00" * 4  # a zero mask leaves the payload as sent: valid UTF-8 text
+    header = struct.pack("!BBH", 0x00, 0x80 | 126, len(chunk)) + mask
+    first = struct.pack("!BBH", 0x01, 0x80 | 126, len(chunk)) + mask  # text, not final
+    streamed, refused = 0, False
+    try:
+        sock.sendall(first + chunk)
+        for _ in range(4096):  # at most 64 MB, stopped by the server long before
+            sock.sendall(header + chunk)
+            streamed += len(chunk)
+    except OSError:
+        refused = True
+    finally:
+        sock.close()
+    grown_mb = (worker.rss_kb() - rss_before) / 1024
+    print(
+        f"\nfragmented message without an end: server closed after {streamed >> 10} KB "
+        f"streamed; worker RSS grew {grown_mb:.1f} MB"
+    )
+    assert refused, "the server kept reading"
+    assert grown_mb < 16
+    assert_still_serving(worker.url)
+
+
+def test_an_empty_websocket_packet_closes_that_connection_without_a_traceback(worker):
+    """No authentication is needed to send one; eventlet answered it with a 500 and a traceback."""
+    before = worker.tracebacks()
+    raw = RawWebSocket(worker.url)
+    raw.send("")  # no Engine.IO packet type at all
+    assert closed_by_server(raw)
+    assert worker.tracebacks() == before
+    assert_still_serving(worker.url)
+
+
+def test_an_empty_binary_packet_is_dropped(worker, token):
+    """Binary WebSocket data is an Engine.IO message of bytes, which this application refuses
+    quietly: the connection goes on."""
+    before = worker.tracebacks()
+    raw = RawWebSocket(worker.url)
+    try:
+        raw.send(b"")
+        assert raw.connect({"token": token}).startswith("40")
+    finally:
+        raw.close()
+    assert worker.tracebacks() == before
 
 
 def test_polling_body_above_the_limit_is_refused(worker, token):
@@ -315,9 +371,16 @@ LOOKS_LIKE_CODE = [
 
 
 @pytest.fixture
-def storage_worker(database_url, tmp_path):
+def storage_worker(database_url, tmp_path, async_mode):
     """A worker on each storage back-end (SQLite, and PostgreSQL when DATABASE_URL names one)."""
-    w = ChatWorker(tmp_path, env={"DATABASE_URL": database_url, "RATE_LIMIT_MESSAGES": "1000"})
+    w = ChatWorker(
+        tmp_path,
+        env={
+            "DATABASE_URL": database_url,
+            "RATE_LIMIT_MESSAGES": "1000",
+            "ASYNC_MODE": async_mode,
+        },
+    )
     yield w
     w.stop()
 

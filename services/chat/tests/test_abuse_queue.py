@@ -18,9 +18,13 @@ import redis
 import requests
 
 from testkit.clients import ChatClient, register
-from testkit.processes import wait_for
+from testkit.processes import ASYNC_MODES, wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    # Every protection holds under each async mode (issue 14).
+    pytest.mark.parametrize("async_mode", ASYNC_MODES, indirect=True, scope="module"),
+]
 
 PICKLE_PROTOCOL_2_AND_UP = b"\x80"  # the first byte of every pickle since protocol 2
 METHODS = {"emit", "callback", "disconnect", "enter_room", "leave_room", "close_room"}

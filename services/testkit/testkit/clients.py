@@ -411,3 +411,14 @@ def assert_still_serving(
         return elapsed
     finally:
         client.close()
+
+
+def worker_metric(base_url: str, name: str, **labels: str) -> float:
+    """One sample of a worker's /metrics (0 when absent), e.g. chat_sockets_cut_total."""
+    selector = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    wanted = f"{name}{{{selector}}}" if labels else name
+    text = requests.get(base_url + "/metrics", timeout=5).text
+    for line in text.splitlines():
+        if line.rsplit(" ", 1)[0] == wanted:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0

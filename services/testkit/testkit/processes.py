@@ -18,6 +18,9 @@ import requests
 REPO_ROOT = Path(__file__).resolve().parents[3]
 # A worker migrates and binds in about a second; 30 s covers a loaded CI machine.
 START_TIMEOUT_SECONDS = 30
+# The green-thread libraries a production worker runs on (ASYNC_MODE); every protection the
+# abuse tests check must hold under each.
+ASYNC_MODES = ("gevent", "eventlet")
 
 
 def free_port() -> int:

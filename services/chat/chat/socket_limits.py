@@ -1,0 +1,323 @@
+"""Limits on each Engine.IO socket: bytes queued to it, liveness by PONG, time to authenticate.
+
+python-engineio gives every socket an unbounded queue of packets to send, and a writer task
+(WebSocket) or the next long-poll GET takes them off. A client that stops reading fills the
+kernel's buffers, then the queue: 486 messages (23 MB) queued for one member that answered
+pings blindly, and the worker grew until it was stopped. What is done here, in both async modes
+(gevent and eventlet, with or without direct writes):
+
+- Bytes queued. Every packet handed to a socket is counted from when it is queued until the
+  writer has written it to the kernel (for a long-poll GET: until it is handed to the
+  response); direct writes count only the part of a frame the kernel did not take
+  (direct_write.py). When what waits behind the packet at the head of the line (the one
+  being written, else the next) would pass MAX_SOCKET_QUEUE_BYTES, the socket's transport is
+  closed at once: the queue is emptied (the memory is freed then, not when the client goes),
+  the TCP connection is shut down (a writer blocked on the full kernel buffer wakes up and
+  ends) and no Engine.IO CLOSE packet is sent, so Socket.IO clients reconnect and catch up
+  with `since`.
+- Liveness. Engine.IO takes any PONG that arrives while a PING is outstanding as the answer,
+  although the PING may still sit in the queue behind a backlog the client never read: a
+  client that sends a PONG every 25 s blindly stays "alive" forever (and Engine.IO's ping
+  timeout queued a CLOSE packet behind the backlog, leaving the writer blocked). Here a PONG
+  counts only once its PING has been written to the transport (one that comes earlier waits
+  for that), so such a client misses the ping timeout, which closes the transport the same
+  way.
+- Time to authenticate. A session that has not completed a Socket.IO CONNECT (this
+  application's CONNECT requires a valid token) within AUTH_TIMEOUT_SECONDS of its opening is
+  closed the same way, by one sweeper task per worker (`start_sweeper`).
+- A WebSocket message that is no Engine.IO packet (empty, not UTF-8, bad type digit) raised
+  out of Engine.IO's WebSocket loop; under eventlet that became an HTTP 500 with a traceback.
+  It closes that connection instead, in both modes (gevent's server checks it too, serving.py).
+
+The reach into python-engineio: `engineio.socket.Socket` is replaced by a subclass (the server
+creates sockets as `socket.Socket(self, sid)` and has no factory), which overrides `send`,
+`poll`, `receive`, `check_ping_timeout` and `_websocket_handler`, relying on the writer loop
+calling `poll()` again only after it wrote the previous batch. Tested on python-engineio
+4.15; tests/test_upstream_socket_limits.py fails when that changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket as std_socket
+import time
+from collections import OrderedDict
+from typing import Any
+
+import engineio.socket
+from engineio import packet as eio_packet
+
+from . import metrics
+from .realtime.hardening import engineio_problem, refused
+
+log = logging.getLogger(__name__)
+
+_EngineIOSocket = engineio.socket.Socket
+
+# OPEN, PING, NOOP and CLOSE packets carry a few dozen bytes at most.
+_SMALL_PACKET_BYTES = 64
+# How often the sweeper looks for sessions past AUTH_TIMEOUT_SECONDS: the timeout is a few
+# seconds, so a session lives at most a second longer than it.
+SWEEP_EVERY_SECONDS = 1.0
+
+
+def packet_bytes(pkt: Any) -> int:
+    """What a queued packet holds, without encoding it (no per-recipient work).
+
+    Socket.IO's JSON is ASCII (escapes for the rest), so a str's length is its size on the wire.
+    """
+    data = getattr(pkt, "data", None)
+    if isinstance(data, (str, bytes)):
+        return len(data) + 1
+    return _SMALL_PACKET_BYTES
+
+
+class LimitedSocket(_EngineIOSocket):
+    """Engine.IO's Socket with the limits of this module (see there)."""
+
+    # Set by install() from the configuration.
+    max_queue_bytes = 1 << 20
+    auth_timeout_seconds = 5.0
+
+    def __init__(self, server, sid) -> None:
+        super().__init__(server, sid)
+        self.queued_bytes = 0  # queued plus handed to the writer and not yet written
+        self._in_flight_bytes = 0  # the writer's current batch
+        self._in_flight_first = 0  # the size of its first packet
+        self._waiting_first = 0  # the size of the first packet queued since the writer's poll
+        self._in_flight_ping = False
+        self._ping_written = False  # the outstanding PING reached the transport
+        self._early_pong = False  # a PONG came while its PING was still on its way out
+        self._transport = None  # the WebSocket while this socket is on that transport
+        self._cut = False
+        self.opened_at = time.monotonic()
+        _unauthenticated[sid] = self.opened_at
+
+    # --- bytes queued ------------------------------------------------------------------------
+
+    def send(self, pkt) -> None:
+        if not self.check_ping_timeout():
+            return None
+        if pkt.packet_type == eio_packet.PING:
+            self._ping_written = self._early_pong = False
+        self._enqueue(pkt, packet_bytes(pkt))
+        return None
+
+    def _enqueue(self, item: Any, size: int) -> None:
+        """Queue an item for the writer, counting its bytes; past the bound, cut the socket.
+
+        The bound is on what waits behind the packet at the head of the line: that one is
+        admitted whatever its size, because a reply may be larger than the bound (a page of
+        100 messages of history is up to 4.8 MB) and a client that reads must get it. So a
+        socket holds at most one packet plus MAX_SOCKET_QUEUE_BYTES.
+        """
+        if self._cut:
+            return
+        head = self._in_flight_first if self._in_flight_bytes else self._waiting_first
+        behind = self.queued_bytes - head
+        if self.queued_bytes and behind + size > self.max_queue_bytes:
+            self.cut(
+                "send_queue",
+                f"{behind} bytes queued behind the {head} being sent, {size} more refused "
+                f"(MAX_SOCKET_QUEUE_BYTES={self.max_queue_bytes})",
+            )
+            return
+        if self.queued_bytes <= self._in_flight_bytes:  # nothing waiting: this one is first
+            self._waiting_first = size
+        self.queued_bytes += size
+        self.queue.put(item)
+
+    def poll(self):
+        # The writer calls poll() again only after it wrote the previous batch: those bytes
+        # have left the worker's memory for the kernel's.
+        self._written()
+        packets = super().poll()
+        self._in_flight_bytes = sum(packet_bytes(p) for p in packets if p is not None)
+        self._in_flight_first = packet_bytes(packets[0]) if packets else 0
+        self._waiting_first = 0  # poll() takes everything queued
+        self._in_flight_ping = any(
+            getattr(p, "packet_type", None) == eio_packet.PING for p in packets
+        )
+        if self._transport is None:
+            # A long-poll GET writes its packets into its response at once: the client can
+            # answer them before it sends its next GET.
+            self._written()
+        return packets
+
+    def _written(self) -> None:
+        self.queued_bytes = max(0, self.queued_bytes - self._in_flight_bytes)
+        self._in_flight_bytes = self._in_flight_first = 0
+        if self._in_flight_ping:
+            self._ping_written = True
+            self._in_flight_ping = False
+            if self._early_pong:  # the client answered while the writer was mid-batch
+                self._early_pong = False
+                self._take_pong()
+
+    # --- liveness ----------------------------------------------------------------------------
+
+    def receive(self, pkt) -> None:
+        if pkt.packet_type != eio_packet.PONG:
+            return super().receive(pkt)
+        if not self.last_ping:  # no PING outstanding: Engine.IO ignores it too
+            metrics.protocol_errors.labels("unanswered_pong").inc()
+        elif self._ping_written:
+            self._take_pong()
+        else:
+            # Its PING is queued, or in the batch the writer is still writing: the PONG
+            # counts once that batch is written (a client that never reads never gets there).
+            self._early_pong = True
+        return None
+
+    def _take_pong(self) -> None:
+        self._ping_written = False
+        super().receive(eio_packet.Packet(eio_packet.PONG))
+
+    def check_ping_timeout(self) -> bool:
+        if self.closed:
+            return super().check_ping_timeout()  # raises SocketIsClosedError
+        last_ping = self.last_ping
+        if last_ping and time.time() - last_ping > self.server.ping_timeout:
+            self.cut("ping_timeout", "no PONG to a PING it was sent")
+            return False
+        return True
+
+    # --- cutting -----------------------------------------------------------------------------
+
+    def cut(self, reason: str, detail: str) -> None:
+        """Close this session's transport now: the queue emptied, the connection shut down.
+
+        No CLOSE packet (Socket.IO clients reconnect). Engine.IO's close, which runs the
+        disconnect handlers (they may wait on Redis), runs in a task of its own, so the
+        emitting task that found the queue full is not held up.
+        """
+        if self._cut or self.closed:
+            return
+        self._cut = True
+        _unauthenticated.pop(self.sid, None)
+        metrics.sockets_cut.labels(reason).inc()
+        log.warning("closing session %s: %s", self.sid, detail)
+        queue_empty = self.server.get_queue_empty_exception()
+        try:
+            while True:
+                self.queue.get(block=False)
+                self.queue.task_done()
+        except queue_empty:
+            pass
+        self.queued_bytes = self._in_flight_bytes
+        tcp = _tcp_socket(self._transport)
+        if tcp is not None:
+            with contextlib.suppress(OSError):  # already gone
+                tcp.shutdown(std_socket.SHUT_RDWR)
+        self.server.start_background_task(self._close_cut)
+
+    def _close_cut(self) -> None:
+        try:
+            self.close(wait=False, abort=True, reason=self.server.reason.SERVER_DISCONNECT)
+        except Exception:
+            log.exception("closing session %s failed", self.sid)
+        self.server.sockets.pop(self.sid, None)
+
+    def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
+        _unauthenticated.pop(self.sid, None)
+        return super().close(wait=wait, abort=abort, reason=reason)
+
+    # --- the WebSocket transport -------------------------------------------------------------
+
+    def _websocket_handler(self, ws):
+        self._transport = ws
+        try:
+            return super()._websocket_handler(CheckedWebSocket(ws, self.sid))
+        finally:
+            self._transport = None
+
+
+class CheckedWebSocket:
+    """The transport Engine.IO reads from, closing the connection on a message that is no packet."""
+
+    def __init__(self, ws, sid: str) -> None:
+        self._ws = ws
+        self._sid = sid
+
+    def wait(self):
+        message = self._ws.wait()
+        if message is None:
+            return None
+        problem = engineio_problem(message)
+        if problem is not None:
+            refused("undecodable", problem, self._sid)
+            self._ws.close()
+            return None
+        return message
+
+    def send(self, message):
+        return self._ws.send(message)
+
+    def close(self):
+        return self._ws.close()
+
+    def __getattr__(self, name: str):
+        # Engine.IO sets its read timeout on the transport's `_sock` or `socket`.
+        return getattr(self._ws, name)
+
+
+def _tcp_socket(ws):
+    """The TCP socket under a WebSocket transport (gevent-websocket or eventlet), or None."""
+    if ws is None:
+        return None
+    inner = getattr(ws, "_sock", None)  # gevent: Engine.IO's wrapper of gevent-websocket's
+    handler = getattr(inner, "handler", None)
+    if handler is not None:
+        return getattr(handler, "socket", None)
+    tcp = getattr(ws, "socket", None)  # eventlet's WebSocket
+    return tcp if hasattr(tcp, "shutdown") else None
+
+
+# --- time to authenticate --------------------------------------------------------------------
+
+# Sessions not yet authenticated, oldest first: sid -> when it opened (monotonic).
+_unauthenticated: OrderedDict[str, float] = OrderedDict()
+
+
+def sweep(sio_server, now: float | None = None) -> int:
+    """Cut sessions that have not connected to a namespace in time; returns how many."""
+    now = time.monotonic() if now is None else now
+    deadline = now - LimitedSocket.auth_timeout_seconds
+    eio = sio_server.eio
+    cut = 0
+    while _unauthenticated:
+        sid, opened = next(iter(_unauthenticated.items()))
+        if opened > deadline:
+            break
+        del _unauthenticated[sid]
+        sock = eio.sockets.get(sid)
+        if not isinstance(sock, LimitedSocket) or sock.closed or sock.closing:
+            continue
+        if sio_server.manager.sid_from_eio_sid(sid, "/") is not None:
+            continue  # authenticated (the namespace's connect handler accepted its token)
+        sock.cut("unauthenticated", f"no Socket.IO CONNECT within {sock.auth_timeout_seconds} s")
+        cut += 1
+    return cut
+
+
+def start_sweeper(socketio) -> None:
+    """One task per worker cutting sessions that did not authenticate in time."""
+
+    def run() -> None:
+        while True:
+            socketio.sleep(SWEEP_EVERY_SECONDS)
+            try:
+                sweep(socketio.server)
+            except Exception:
+                log.exception("the unauthenticated-session sweep failed")
+
+    socketio.start_background_task(run)
+
+
+def install(max_queue_bytes: int, auth_timeout_seconds: float) -> None:
+    """Make Engine.IO create LimitedSocket (or direct_write's subclass) for every session."""
+    LimitedSocket.max_queue_bytes = max_queue_bytes
+    LimitedSocket.auth_timeout_seconds = auth_timeout_seconds
+    if not issubclass(engineio.socket.Socket, LimitedSocket):
+        engineio.socket.Socket = LimitedSocket

@@ -1,0 +1,250 @@
+"""Canaries for what chat/socket_limits.py and chat/serving.py rely on inside python-engineio,
+eventlet and gevent, and the limits themselves on one Engine.IO socket (no server process).
+
+Each `test_upstream_*` fails the day upstream changes what the reach relies on; the versions
+they were written against are pinned in TESTED so an upgrade is looked at, not assumed.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+import queue
+import threading
+import time
+
+import engineio
+import engineio.server
+import engineio.socket
+import pytest
+from engineio import packet
+
+from chat import metrics, serving, socket_limits
+from chat.socket_limits import LimitedSocket
+
+TESTED = {
+    "python-engineio": "4.15.",
+    "python-socketio": "5.18.",
+    "eventlet": "0.41.",
+    "gevent": "26.",
+}
+
+
+@pytest.mark.parametrize("package", sorted(TESTED))
+def test_upstream_versions_are_the_tested_ones(package):
+    version = importlib.metadata.version(package)
+    assert version.startswith(TESTED[package]), (
+        f"{package} {version}: re-check the reaches in socket_limits.py / serving.py, "
+        "then update TESTED"
+    )
+
+
+def test_upstream_engineio_creates_sockets_through_the_module_attribute():
+    source = inspect.getsource(engineio.server.Server._handle_connect)
+    assert "socket.Socket(self, sid)" in source
+
+
+class FakeWebSocket:
+    """A transport: `wait` returns what the test feeds it; `send` may be held by the test."""
+
+    def __init__(self) -> None:
+        self.incoming: queue.Queue = queue.Queue()
+        self.sent: list[str] = []
+        self.hold = threading.Event()
+        self.hold.set()
+        self.writing = threading.Event()
+
+    def wait(self):
+        return self.incoming.get(timeout=10)
+
+    def send(self, data: str) -> None:
+        self.writing.set()
+        assert self.hold.wait(10)
+        self.sent.append(data)
+
+    def close(self) -> None:
+        self.incoming.put(None)
+
+
+@pytest.fixture
+def eio(monkeypatch):
+    monkeypatch.setattr(LimitedSocket, "max_queue_bytes", 1000)
+    server = engineio.Server(async_mode="threading", ping_interval=60)
+    yield server
+    for sock in list(server.sockets.values()):
+        sock.closed = True
+
+
+def new_socket(server, sid: str = "s1") -> LimitedSocket:
+    sock = LimitedSocket(server, sid)
+    server.sockets[sid] = sock
+    return sock
+
+
+def test_upstream_engineio_writer_polls_again_only_after_writing_its_batch(eio):
+    """A PONG counts once the writer has written its PING: that is, when it comes back to poll()."""
+    sock = new_socket(eio)
+    ws = FakeWebSocket()
+    handler = threading.Thread(target=sock._websocket_handler, args=(ws,), daemon=True)
+    handler.start()
+    ws.hold.clear()
+    sock.last_ping = time.time()
+    sock.send(packet.Packet(packet.PING))
+    assert ws.writing.wait(5)  # the writer is midway through writing the PING
+    assert sock.queued_bytes > 0
+    ws.incoming.put("3")  # the PONG, before the PING was written
+    deadline = time.monotonic() + 5
+    while not sock._early_pong and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sock._early_pong and sock.last_ping, "taken before its PING was written"
+    ws.hold.set()  # the write completes; the writer polls again
+    deadline = time.monotonic() + 5
+    while sock.last_ping and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sock.last_ping is None, "the PONG was not taken once its PING was written"
+    assert sock.queued_bytes == 0
+    assert ws.sent == ["2"]
+    ws.incoming.put(None)
+    handler.join(5)
+    assert not handler.is_alive()
+
+
+def test_upstream_engineio_websocket_loop_reads_through_wait(eio):
+    """An undecodable message closes the transport instead of raising out of the loop."""
+    sock = new_socket(eio)
+    ws = FakeWebSocket()
+    before = metrics.protocol_errors.labels("undecodable")._value.get()
+    ws.incoming.put("")  # no packet type: Engine.IO's decoder raises on it
+    handler = threading.Thread(target=sock._websocket_handler, args=(ws,), daemon=True)
+    handler.start()
+    handler.join(5)
+    assert not handler.is_alive() and sock.closed
+    assert metrics.protocol_errors.labels("undecodable")._value.get() == before + 1
+
+
+def test_a_pong_with_no_ping_outstanding_is_dropped(eio):
+    sock = new_socket(eio)
+    sock.last_ping = None
+    sock.receive(packet.Packet(packet.PONG))
+    assert sock.last_ping is None and not sock._early_pong
+
+
+def test_long_polling_counts_a_ping_written_once_a_get_takes_it(eio):
+    sock = new_socket(eio)
+    sock.last_ping = time.time()
+    sock.send(packet.Packet(packet.PING))
+    sock.receive(packet.Packet(packet.PONG))  # blind: its PING is still queued
+    assert sock.last_ping
+    assert [p.packet_type for p in sock.poll()] == [packet.PING]  # a GET takes it
+    assert sock.last_ping is None  # the early PONG counts now
+
+
+def test_bytes_past_the_bound_cut_the_socket_and_free_its_queue(eio):
+    sock = new_socket(eio)
+    cut_before = metrics.sockets_cut.labels("send_queue")._value.get()
+    for _ in range(4):  # the first at the head of the line, 903 bytes behind it
+        sock.send(packet.Packet(packet.MESSAGE, data="x" * 300))
+    assert sock.queued_bytes == 1204 and sock.queue.qsize() == 4
+    sock.send(packet.Packet(packet.MESSAGE, data="x" * 300))  # 1,204 behind the head > 1,000
+    assert sock.queue.qsize() in (0, 1)  # emptied (the close may have queued its None)
+    assert metrics.sockets_cut.labels("send_queue")._value.get() == cut_before + 1
+    deadline = time.monotonic() + 5
+    while "s1" in eio.sockets and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sock.closed and "s1" not in eio.sockets
+
+
+def test_a_reply_larger_than_the_bound_is_admitted_at_the_head_of_the_line(eio):
+    """A page of history may be larger than the bound; a client that reads must still get it."""
+    sock = new_socket(eio)
+    sock._transport = object()  # on the WebSocket transport
+    sock.send(packet.Packet(packet.MESSAGE, data="h" * 5000))
+    sock.send(packet.Packet(packet.MESSAGE, data="x" * 900))  # behind it: within the bound
+    assert sock.queue.qsize() == 2 and not sock._cut
+    assert len(sock.poll()) == 2  # the writer takes both; the big one heads its batch
+    sock.send(packet.Packet(packet.MESSAGE, data="y" * 98))  # 901 + 99 behind the head
+    assert not sock._cut
+    sock.send(packet.Packet(packet.MESSAGE, data="z"))  # 1,002 behind it
+    assert sock._cut
+
+
+def test_what_a_writer_has_taken_counts_until_it_polls_again(eio):
+    sock = new_socket(eio)
+    sock._transport = object()  # on the WebSocket transport
+    sock.send(packet.Packet(packet.MESSAGE, data="x" * 600))
+    assert len(sock.poll()) == 1
+    assert sock.queued_bytes == 601  # taken, not yet written
+    sock.send(packet.Packet(packet.MESSAGE, data="y" * 300))
+    assert sock.queued_bytes == 902
+    sock.queue.put(None)
+    sock.poll()  # the writer is back: the first batch was written
+    assert sock.queued_bytes == 301
+
+
+def test_sessions_are_swept_after_the_auth_timeout(eio, monkeypatch):
+    monkeypatch.setattr(LimitedSocket, "auth_timeout_seconds", 2)
+    socket_limits._unauthenticated.clear()
+    stranger, member = new_socket(eio, "stranger"), new_socket(eio, "member")
+
+    class Manager:
+        def sid_from_eio_sid(self, eio_sid, namespace):
+            return "sio-member" if eio_sid == "member" and namespace == "/" else None
+
+    class SioServer:
+        manager = Manager()
+
+    SioServer.eio = eio
+    opened = stranger.opened_at
+    assert socket_limits.sweep(SioServer, now=opened + 1.9) == 0
+    assert socket_limits.sweep(SioServer, now=opened + 2.1) == 1
+    assert stranger._cut and not member._cut
+    assert not socket_limits._unauthenticated
+
+
+def test_upstream_eventlet_bounds_messages_through_its_message_class():
+    from eventlet import websocket
+
+    source = inspect.getsource(websocket.RFC6455WebSocket._recv_frame)
+    assert "self.Message(" in source and "message.push(" in source
+    assert "max_frame_length" in inspect.signature(websocket.RFC6455WebSocket.Message).parameters
+    serving._bound_eventlet_messages()
+    message = websocket.RFC6455WebSocket.Message(1, 10)
+    message.push(b"a" * 6)
+    with pytest.raises(websocket.FailedConnectionError):
+        message.push(b"a" * 6)
+
+
+def test_upstream_servers_read_a_request_head_where_the_deadline_expects():
+    from eventlet import wsgi as eventlet_wsgi
+    from gevent import pywsgi
+
+    gevent_source = inspect.getsource(pywsgi.WSGIHandler.handle_one_request)
+    assert gevent_source.index("self.read_requestline()") < gevent_source.index(
+        "self.read_request("
+    )
+    assert gevent_source.index("self.read_request(") < gevent_source.index(
+        "self.handle_one_response()"
+    )
+    eventlet_source = inspect.getsource(eventlet_wsgi.HttpProtocol.handle_one_request)
+    assert eventlet_source.index("self._read_request_line()") < eventlet_source.index(
+        "self.parse_request()"
+    )
+    assert eventlet_source.index("self.parse_request()") < eventlet_source.index(
+        "self.handle_one_response()"
+    )
+    assert "protocol" in inspect.signature(eventlet_wsgi.server).parameters
+
+
+def test_upstream_eventlet_unmasks_through_apply_mask():
+    import os
+
+    from eventlet import websocket
+
+    assert "self._apply_mask(d, mask, length=dlen, offset=received)" in inspect.getsource(
+        websocket.RFC6455WebSocket._recv_frame
+    )
+    data, mask = os.urandom(1001), tuple(os.urandom(4))  # a mask as _recv_frame unpacks it
+    for offset in (0, 1, 2, 3, 5):
+        # eventlet 0.41's own _apply_mask, byte by byte
+        expected = b"".join(bytes((data[i] ^ mask[(offset + i) % 4],)) for i in range(999))
+        assert serving._unmask_from(data, mask, 999, offset) == expected

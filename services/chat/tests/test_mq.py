@@ -183,6 +183,25 @@ def test_the_first_local_socket_returns_from_enter_room_subscribed(workers, redi
     assert shard_subscribers(redis_server.url, channel) == 1
 
 
+def test_a_join_waits_for_the_confirmation_and_its_room_is_resent_when_it_comes_late(
+    workers, redis_server
+):
+    a = workers()
+    sid = a.socket("e1")
+    redis_server.pause()  # the SSUBSCRIBE is written, the confirmation does not come
+    try:
+        started = time.monotonic()
+        a.manager.enter_room(sid, "/", "room:late")
+        waited = time.monotonic() - started
+    finally:
+        redis_server.resume()
+    assert waited >= mq.SUBSCRIBE_WAIT_SECONDS  # it went on only after the bounded wait
+    sub = a.manager.subs[room_channel("room:late")]
+    assert sub.confirmed.wait(15)
+    # Whatever was published meanwhile is shown by the room's newest message, re-sent.
+    wait_for(lambda: any(r is None or "room:late" in r for r in a.resumed), 10, "a re-send")
+
+
 def test_sid_targeted_emits_go_on_the_control_channel(workers, written):
     a, b = workers(), workers()
     sid = b.socket("e1")

@@ -11,7 +11,8 @@ import secrets
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -227,7 +228,11 @@ class RedisState:
 
     @_unavailable_on_redis_error
     def stamps(self, keys: list[str]) -> list[str | None]:
-        return self.redis.mget(keys) if keys else []
+        if not keys:
+            return []
+        if isinstance(self.redis, redis.RedisCluster):  # keys in many slots: one MGET per node
+            return self.redis.mget_nonatomic(keys)
+        return self.redis.mget(keys)
 
     @_unavailable_on_redis_error
     def ensure(self, key: str, value: str) -> str:
@@ -264,8 +269,35 @@ class RedisState:
         return bool(self.redis.ping())
 
 
+CLUSTER_SCHEME = "redis+cluster://"
+
+
+def parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
+    """`redis+cluster://[[user]:password@]h1:p1,h2:p2` -> ([(h1, p1), (h2, p2)], options)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    options: dict[str, Any] = {}
+    if "@" in netloc:
+        auth, netloc = netloc.rsplit("@", 1)
+        user, _, password = auth.partition(":")
+        if user:
+            options["username"] = unquote(user)
+        if password:
+            options["password"] = unquote(password)
+    nodes = []
+    for item in netloc.split(","):
+        host, _, port = item.rpartition(":")
+        nodes.append((host or "127.0.0.1", int(port or 6379)))
+    if not nodes:
+        raise ValueError(f"no nodes in {url!r}")
+    return nodes, options
+
+
 def redis_client(url: str, **options) -> redis.Redis:
     """A client for REDIS_URL, read the way the message queue reads it.
+
+    `redis+cluster://[:password@]host1:port1,host2:port2` is a Redis Cluster (redis-py's
+    RedisCluster, which follows the slot map and MOVED/ASK by itself).
 
     `redis+sentinel://[:password@]host1:port1,host2:port2/db/service` asks the Sentinels for
     the current master (and again after a failover), exactly as python-socketio's RedisManager
@@ -282,6 +314,14 @@ def redis_client(url: str, **options) -> redis.Redis:
         # greenlets can hold at once stands in for the wait.
         return Sentinel(sentinels, **options, **connection).master_for(
             service or "socketio", max_connections=REDIS_POOL_SIZE * 20
+        )
+    if url.startswith(CLUSTER_SCHEME):
+        nodes, auth = parse_cluster_url(url)
+        return redis.RedisCluster(
+            startup_nodes=[redis.cluster.ClusterNode(host, port) for host, port in nodes],
+            max_connections=REDIS_POOL_SIZE * 20,
+            **auth,
+            **options,
         )
     if "socket_timeout" in options:
         options.setdefault("timeout", options["socket_timeout"])  # the wait for a free connection

@@ -16,39 +16,16 @@ from __future__ import annotations
 
 import threading
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.retry import Retry
 
-from .shared_state import redis_client
+from .shared_state import CLUSTER_SCHEME, parse_cluster_url, redis_client
 
-CLUSTER_SCHEME = "redis+cluster://"
 SINGLE_NODE = "redis"
 SLOTS = 16384
-
-
-def parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
-    """`redis+cluster://[[user]:password@]h1:p1,h2:p2` -> ([(h1, p1), (h2, p2)], options)."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    options: dict[str, Any] = {}
-    if "@" in netloc:
-        auth, netloc = netloc.rsplit("@", 1)
-        user, _, password = auth.partition(":")
-        if user:
-            options["username"] = unquote(user)
-        if password:
-            options["password"] = unquote(password)
-    nodes = []
-    for item in netloc.split(","):
-        host, _, port = item.rpartition(":")
-        nodes.append((host or "127.0.0.1", int(port or 6379)))
-    if not nodes:
-        raise ValueError(f"no nodes in {url!r}")
-    return nodes, options
 
 
 class Topology:

@@ -14,6 +14,7 @@ read again when a node says MOVED or drops our subscriptions because a slot move
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
@@ -23,6 +24,8 @@ from redis.crc import key_slot
 from redis.retry import Retry
 
 from .shared_state import CLUSTER_SCHEME, parse_cluster_url, redis_client
+
+log = logging.getLogger(__name__)
 
 SINGLE_NODE = "redis"
 SLOTS = 16384
@@ -46,7 +49,10 @@ class Topology:
             self._options.update(auth)
             self._seeds = [f"{h}:{p}" for h, p in nodes]
             self._owners: list[str | None] = [None] * SLOTS
-            self.refresh()
+            try:
+                self.refresh()
+            except redis.RedisError as exc:  # not up yet: the links read the map when it is
+                log.warning("redis cluster slot map not read yet: %s", exc)
         else:
             self._clients[SINGLE_NODE] = redis_client(url, **self._options)
 

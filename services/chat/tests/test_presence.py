@@ -9,9 +9,13 @@ from chat.cluster.shared_state import MemoryState
 ROOM = "general"
 
 
-def two_workers() -> tuple[MemoryState, Presence, Presence]:
+def two_workers(settle: float = 0.0) -> tuple[MemoryState, Presence, Presence]:
     state = MemoryState()
-    return state, Presence(state, "node-1", ttl=60), Presence(state, "node-2", ttl=60)
+    return (
+        state,
+        Presence(state, "node-1", ttl=60, settle=settle),
+        Presence(state, "node-2", ttl=60, settle=settle),
+    )
 
 
 def test_a_change_on_one_worker_reaches_the_other_workers_sockets_once():
@@ -57,3 +61,17 @@ def test_after_the_state_is_lost_every_worker_writes_its_entries_back_and_all_co
     assert one.changes() == [(ROOM, ["alice", "bob", "carol"])]
     assert one.changes() == two.changes() == []
     assert one.online(ROOM) == ["alice", "bob", "carol"]
+
+
+def test_while_the_others_write_back_after_a_loss_no_partial_list_is_announced():
+    state, one, two = two_workers(settle=60)
+    for presence, sid, user in ((one, "s1", "alice"), (two, "s2", "bob")):
+        presence.connect(sid, user)
+        presence.enter(sid, ROOM)
+    assert one.changes() == two.changes() == [(ROOM, ["alice", "bob"])]
+
+    state.__init__()
+    # One worker has written back, the other not yet: "alice" alone is not announced.
+    assert one.changes() == []
+    assert two.changes() == []
+    assert one.online(ROOM) == ["alice", "bob"]  # both written back; announced once settled

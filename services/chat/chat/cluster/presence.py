@@ -25,6 +25,7 @@ recovery writes every local entry back.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 from .shared_state import SharedState, StateUnavailable, new_stamp
@@ -38,6 +39,12 @@ CONN_PREFIX = "chat:conns:"
 STAMP_PREFIX = "chat:presence-stamp:"
 EPOCH_KEY = "chat:presence-epoch"
 _NEVER = object()  # a stamp this worker has not read yet (None is "no stamp in the state")
+# After the shared state lost everything, the lists are incomplete until every worker has
+# written its entries back, which each does on its first tick that reaches Redis (ticks every
+# PRESENCE_FLUSH_SECONDS, 1 s; after a failed call shared_state fails fast for 1 s more).
+# Announcing nothing for that long plus a second of slack spares clients a list that drops
+# people for a moment; the true list follows right after.
+SETTLE_AFTER_LOSS_SECONDS = 3.0
 
 
 @dataclass
@@ -49,7 +56,13 @@ class LocalSocket:
 class Presence:
     """Presence entries for this worker's sockets, and the room-wide view of everyone's."""
 
-    def __init__(self, state: SharedState, node_id: str, ttl: float) -> None:
+    def __init__(
+        self,
+        state: SharedState,
+        node_id: str,
+        ttl: float,
+        settle: float = SETTLE_AFTER_LOSS_SECONDS,
+    ) -> None:
         self.state, self.node_id, self.ttl = state, node_id, ttl
         self.local: dict[str, LocalSocket] = {}
         self.dirty: set[str] = set()  # rooms whose online list may have changed here
@@ -57,6 +70,8 @@ class Presence:
         self._stamp_seen: dict[str, object] = {}
         self.epoch: str | None = None  # the shared state's epoch when this worker last wrote
         self.rewrite_due = True  # a write failed (or none yet): write everything back soon
+        self.settle = settle
+        self._settled_at = 0.0  # monotonic time before which nothing is announced
 
     def _member(self, sid: str, user: str) -> str:
         return f"{user}{_SEP}{self.node_id}{_SEP}{sid}"
@@ -145,7 +160,14 @@ class Presence:
         # those rooms re-reads their lists.
         self.state.stamp([STAMP_PREFIX + room for room in {*gained, *swept}])
         self.dirty.update(gained, swept)
-        self.epoch = self.state.ensure(EPOCH_KEY, new_stamp())
+        epoch = self.state.ensure(EPOCH_KEY, new_stamp())
+        if self.epoch is not None and epoch != self.epoch:
+            log.warning(
+                "presence: the shared state was emptied; this worker's entries written back"
+            )
+            self._settled_at = time.monotonic() + self.settle
+            self.dirty.update(self.local_rooms())
+        self.epoch = epoch
         self.rewrite_due = False
 
     def changes(self) -> list[tuple[str, list[str]]]:
@@ -164,6 +186,9 @@ class Presence:
                 # Redis restarted empty (or a write of ours failed): our entries may be gone.
                 self.heartbeat()
                 dirty.update(rooms)
+            if time.monotonic() < self._settled_at:  # other workers are still writing back
+                self.dirty |= dirty
+                return []
             stale = [
                 (room, stamp)
                 for room, stamp in zip(rooms, stamps, strict=True)

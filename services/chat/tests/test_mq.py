@@ -210,6 +210,21 @@ def test_sid_targeted_emits_go_on_the_control_channel(workers, written):
     assert b.received["room"] == 0 and b.received["control"] >= 1
 
 
+def test_an_emit_to_a_session_of_this_worker_does_not_travel_the_queue(
+    workers, written, redis_server
+):
+    a = workers()
+    spy = redis.Redis.from_url(redis_server.url).pubsub(ignore_subscribe_messages=True)
+    spy.ssubscribe(a.manager.channel)
+    spy.get_sharded_message(timeout=2)
+    sid = a.socket("e1")
+    a.manager.emit("session", {"user": "ann"}, room=sid)
+    assert written.of(a) == [("session", {"user": "ann"})]
+    a.manager.emit("marker", {}, room="some-remote-sid")  # published: closes the window
+    heard = spy.get_sharded_message(timeout=5)
+    assert json.loads(heard["data"])["event"] == "marker"
+
+
 def test_a_room_that_empties_keeps_its_channel_for_the_delay_then_gives_it_up(
     workers, redis_server
 ):

@@ -185,6 +185,16 @@ class ShardedRedisManager(PubSubManager):
         Emits with a callback or binary data keep python-socketio's own path (local first).
         """
         room = to or room
+        namespace = namespace or "/"
+        if (
+            not kwargs.get("ignore_queue")
+            and isinstance(room, str)
+            and not is_room(room)
+            and self.is_connected(room, namespace)
+        ):
+            # To a session of this worker (the `session` event of every connect): nobody else
+            # can deliver it, so it need not cost every worker a control message.
+            kwargs["ignore_queue"] = True
         payload = list(data) if isinstance(data, tuple) else [data]
         if kwargs.get("ignore_queue") or callback is not None or Packet.data_is_binary(payload):
             return super().emit(
@@ -196,7 +206,6 @@ class ShardedRedisManager(PubSubManager):
                 callback=callback,
                 **kwargs,
             )
-        namespace = namespace or "/"
         # The envelope PubSubManager.emit builds (test_upstream_emit_envelope checks it).
         message = {
             "method": "emit",

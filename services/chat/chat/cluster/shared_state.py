@@ -57,7 +57,7 @@ class SharedState(Protocol):
     def stamp(self, keys: list[str]) -> None: ...
     def stamps(self, keys: list[str]) -> list[str | None]: ...
     def ensure(self, key: str, value: str) -> str: ...
-    def sweep(self, prefix: str) -> list[str]: ...
+    def sweep(self, keys: list[str]) -> list[str]: ...
     def hit(self, key: str, window: int) -> int: ...
     def ping(self) -> bool: ...
 
@@ -76,7 +76,10 @@ class MemoryState:
             self.stamp([stamp])
 
     def remove(self, key: str, member: str, stamp: str | None = None) -> None:
-        self._sets.get(key, {}).pop(member, None)
+        entries = self._sets.get(key, {})
+        entries.pop(member, None)
+        if not entries:  # nobody sweeps a set nobody is in
+            self._sets.pop(key, None)
         if stamp is not None:
             self.stamp([stamp])
 
@@ -107,10 +110,11 @@ class MemoryState:
     def ensure(self, key: str, value: str) -> str:
         return self._values.setdefault(key, value)
 
-    def sweep(self, prefix: str) -> list[str]:
+    def sweep(self, keys: list[str]) -> list[str]:
         now, changed = time.time(), []
-        for key, entries in list(self._sets.items()):
-            if not key.startswith(prefix):
+        for key in keys:
+            entries = self._sets.get(key)
+            if entries is None:
                 continue
             dead = [m for m, exp in entries.items() if exp <= now]
             for m in dead:
@@ -152,11 +156,14 @@ def _unavailable_on_redis_error(method: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
+def _set_ttl(ttl: float) -> int:
+    """A set's own expiry: past every entry's (each write sets both), so a set that nobody
+    writes any more disappears by itself; no index of sets, no key that every worker touches."""
+    return int(ttl * 2) + 1
+
+
 class RedisState:
     """Cluster-wide state: sorted sets scored by expiry time, INCR counters with EXPIRE."""
-
-    # Names every key with a set in it, so a sweep need not SCAN the keyspace.
-    INDEX = "chat:ttlsets"
 
     def __init__(self, url: str) -> None:
         # Short timeouts and a single retry, on a broken connection only (what a restarted
@@ -176,7 +183,7 @@ class RedisState:
     def add(self, key: str, member: str, ttl: float, stamp: str | None = None) -> None:
         pipe = self.redis.pipeline(transaction=False)
         pipe.zadd(key, {member: time.time() + ttl})
-        pipe.sadd(self.INDEX, key)
+        pipe.expire(key, _set_ttl(ttl))
         if stamp is not None:  # after the change, so whoever sees the stamp sees the change
             pipe.set(stamp, new_stamp(), ex=STAMP_TTL_SECONDS)
         pipe.execute()
@@ -199,7 +206,7 @@ class RedisState:
         pipe = self.redis.pipeline(transaction=False)
         for key in keys:
             pipe.zadd(key, dict.fromkeys(entries[key], expires))
-            pipe.sadd(self.INDEX, key)
+            pipe.expire(key, _set_ttl(ttl))
         added = pipe.execute()[::2]  # ZADD counts only members that were not there
         return [key for key, n in zip(keys, added, strict=True) if n]
 
@@ -243,8 +250,8 @@ class RedisState:
         return pipe.execute()[1]
 
     @_unavailable_on_redis_error
-    def sweep(self, prefix: str) -> list[str]:
-        keys = [k for k in self.redis.smembers(self.INDEX) if k.startswith(prefix)]
+    def sweep(self, keys: list[str]) -> list[str]:
+        """Drop the expired entries of these sets; returns the sets that had some."""
         if not keys:
             return []
         now = time.time()

@@ -40,7 +40,8 @@ def received(worker, kind: str) -> int:
     """chat_mq_received_total{kind} from the worker's /metrics."""
     text = requests.get(worker.url + "/metrics", timeout=5).text
     match = re.search(rf'^chat_mq_received_total\{{kind="{kind}"\}} (\S+)$', text, re.M)
-    return int(float(match.group(1))) if match else 0
+    assert match, f"no chat_mq_received_total{{kind={kind!r}}} on {worker.url}/metrics"
+    return int(float(match.group(1)))
 
 
 def gauge(worker, name: str) -> int:

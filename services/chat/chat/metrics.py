@@ -58,6 +58,8 @@ mq_received = Counter(
     ["kind"],
     registry=registry,
 )
+for _kind in ("room", "control"):  # both series exist from the start, at 0
+    mq_received.labels(_kind)
 mq_subscriptions = Gauge(
     "chat_mq_subscriptions",
     "Room channels this worker is subscribed to (or subscribing) in the message queue",

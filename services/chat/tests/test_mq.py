@@ -7,6 +7,7 @@ Sockets are added with the manager's own connect/enter_room, as the server does.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import logging
 import threading
@@ -94,7 +95,9 @@ def shard_subscribers(url: str, channel: str) -> int:
 
 def test_upstream_emit_envelope_is_the_one_pubsub_manager_publishes():
     # ShardedRedisManager.emit builds PubSubManager.emit's envelope itself, to PUBLISH it
-    # before the local fan-out. python-socketio 5.18.1; fails the day upstream changes it.
+    # before the local fan-out. Tested on python-socketio 5.18.1; fails the day it changes.
+    assert importlib.metadata.version("python-socketio") == "5.18.1"
+
     class Capture(PubSubManager):
         def __init__(self) -> None:
             super().__init__()

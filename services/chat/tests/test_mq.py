@@ -113,6 +113,7 @@ def test_upstream_emit_envelope_is_the_one_pubsub_manager_publishes():
     upstream.emit("message", {"text": "hi"}, namespace="/", room="room:a", skip_sid="s1")
     ours = ShardedRedisManager.__new__(ShardedRedisManager)
     ours.host_id = upstream.host_id
+    ours._fresh_rooms = {}
     sent: list[dict] = []
     ours._send = sent.append
     ours._publish = sent.append
@@ -211,6 +212,28 @@ def test_sid_targeted_emits_go_on_the_control_channel(workers, written):
     a.manager.emit("session", {"user": "ann"}, room=sid)
     wait_for(lambda: ("session", {"user": "ann"}) in written.of(b), 10, "the session event")
     assert b.received["room"] == 0 and b.received["control"] >= 1
+
+
+def test_a_socket_put_in_a_room_by_another_worker_gets_the_rooms_next_emit_once(workers, written):
+    # The DM notices: worker A puts B's socket into a room over the control channel and emits
+    # to the room at once, before B can have subscribed its channel.
+    a, b = workers(), workers()
+    sid = b.socket("e1")
+    handle_enter_room = b.manager._handle_enter_room
+
+    def busy_hub(message: dict) -> None:  # B is busy: A's emits are out before B subscribes
+        time.sleep(0.2)
+        handle_enter_room(message)
+
+    b.manager._handle_enter_room = busy_hub
+    for n in range(5):
+        room = f"notify:dm-{n}:bob"
+        a.manager.enter_room(sid, "/", room)
+        a.manager.emit("room", {"n": n}, room=room)
+    wait_for(lambda: b.manager.subscriptions() == 5, 10, "b holding the five channels")
+    a.manager.emit("room", {"n": "later"}, room="notify:dm-0:bob")
+    wait_for(lambda: ("room", {"n": "later"}) in written.of(b), 10, "the later emit")
+    assert written.of(b) == [("room", {"n": n}) for n in [0, 1, 2, 3, 4, "later"]]
 
 
 def test_an_emit_to_a_session_of_this_worker_does_not_travel_the_queue(

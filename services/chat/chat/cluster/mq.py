@@ -14,6 +14,10 @@ transport, on one Redis or on a Redis Cluster (`topology.py`):
   has members in, and no others.
 - Everything else (emits to a session id or to everyone, callbacks, disconnects, enter/leave
   of a remote socket, the numbered heartbeat) goes on the control channel every worker hears.
+  A worker that receives a remote enter_room for one of its sockets subscribes the room's
+  channel then; until it surely has (FRESH_REMOTE_ROOM_SECONDS), the room's emits from the
+  worker that sent the enter_room go on the control channel too, and receivers deliver
+  whichever copy comes first (by the emit's id).
 
 Every pub/sub connection ("link", one per Redis node with channels of ours) is read by its
 own task and PINGed every LINK_PING_SECONDS; a link that has read nothing for
@@ -67,6 +71,11 @@ SUBSCRIBE_WAIT_SECONDS = 2.0
 # Publishing runs inside event handlers and is tried twice: a hung Redis may cost a handler
 # twice this, never block it (the message is stored and acked regardless).
 PUBLISH_TIMEOUT_SECONDS = 0.5
+# After this worker put another worker's socket into a room (a cross-node enter_room, on
+# the control channel), that worker may not hold the room's channel yet: for this long, the
+# room's emits from here also go on the control channel, with an id receivers dedupe by.
+# Above SUBSCRIBE_WAIT_SECONDS, so a subscription that takes that long is covered too.
+FRESH_REMOTE_ROOM_SECONDS = 3.0
 # A room's channel is kept this long after its last local socket left (a setting:
 # MQ_UNSUBSCRIBE_DELAY_SECONDS).
 DEFAULT_UNSUBSCRIBE_DELAY_SECONDS = 30.0
@@ -137,6 +146,9 @@ class ShardedRedisManager(PubSubManager):
         self._to_resend: set[str] = set()
         self._resend_all = False
         self._resend_scheduled = False
+        self._fresh_rooms: dict[str, float] = {}  # room -> until when its emits go twice
+        self._seen: dict[str, float] = {}  # ids of emits sent twice -> until when remembered
+        self._sent_twice = 0
         # Called with "room" or "control" for each message a link reads (the metrics).
         self.on_received = on_received
         # Called (in a background task) with the rooms whose emits may have been missed
@@ -218,6 +230,7 @@ class ShardedRedisManager(PubSubManager):
             "callback": None,
             "host_id": self.host_id,
         }
+        twice = self._mark_twice(message)
         pending = self._send(message)
         try:
             super().emit(
@@ -228,10 +241,15 @@ class ShardedRedisManager(PubSubManager):
                 self._publish(message)  # the send failed: the synchronous path tries again
             else:
                 self._confirm(message, *pending)
+            if twice:
+                self._publish(message, control=True)
 
-    def _publish(self, data: dict) -> None:
+    def _publish(self, data: dict, control: bool = False) -> None:
         """Publish one envelope on its channel; tried twice, then logged (never raised)."""
+        twice = not control and "id" not in data and self._mark_twice(data)
         channel, payload = self._route(data)
+        if control:
+            channel = self.channel
         for attempt in (1, 2):
             try:
                 self.topology.publisher(channel).execute_command("SPUBLISH", channel, payload)
@@ -243,6 +261,20 @@ class ShardedRedisManager(PubSubManager):
                     self._refresh_topology()
                 if attempt == 2:
                     log.warning("message queue publish failed (%s: %s)", type(exc).__name__, exc)
+        if twice:
+            self._publish(data, control=True)
+
+    def _mark_twice(self, message: dict) -> bool:
+        """Should this room emit go on the control channel too? (Then it gets an id.)"""
+        room = message.get("room")
+        if message.get("method") != "emit" or not is_room(room):
+            return False
+        until = self._fresh_rooms.get(room)
+        if until is None or until < time.monotonic():
+            return False
+        self._sent_twice += 1
+        message["id"] = f"{self.host_id}:{self._sent_twice}"
+        return True
 
     def beat(self) -> None:
         """Publish the next numbered heartbeat on the control channel."""
@@ -288,8 +320,11 @@ class ShardedRedisManager(PubSubManager):
 
     def enter_room(self, sid, namespace, room, eio_sid=None):
         """Add a socket to a room; a room's first local socket waits for its channel."""
+        local = self.is_connected(sid, namespace) or self.is_pre_connected(sid, namespace)
+        if is_room(room) and not local:  # published for the worker that holds the socket
+            self._fresh_rooms[room] = time.monotonic() + FRESH_REMOTE_ROOM_SECONDS
         result = super().enter_room(sid, namespace, room, eio_sid=eio_sid)
-        if is_room(room) and self._started and self.is_connected(sid, namespace):
+        if is_room(room) and self._started and local:
             self._want(room_channel(room, self.prefix), room, wait=True)
         return result
 
@@ -339,6 +374,10 @@ class ShardedRedisManager(PubSubManager):
         while self._started:
             self.server.sleep(min(1.0, max(self.unsubscribe_delay / 2, 0.05)))
             now = time.monotonic()
+            for table in (self._fresh_rooms, self._seen):
+                for key, until in list(table.items()):
+                    if until < now:
+                        table.pop(key, None)
             for sub in list(self.subs.values()):
                 if sub.room is None:
                     continue
@@ -374,6 +413,11 @@ class ShardedRedisManager(PubSubManager):
             if not isinstance(data, dict):
                 continue
             method = data.get("method")
+            emit_id = data.get("id")
+            if emit_id is not None:  # sent on the room's channel and on the control channel
+                if emit_id in self._seen:
+                    continue
+                self._seen[emit_id] = time.monotonic() + 2 * FRESH_REMOTE_ROOM_SECONDS
             if method == "heartbeat":
                 if data.get("host_id") == self.host_id:
                     self._heard_own_beat(data.get("n"))

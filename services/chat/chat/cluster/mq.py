@@ -360,11 +360,13 @@ class ShardedRedisManager(PubSubManager):
 
     def _send_on(self, link: _Link, *command: str) -> None:
         """Write a command on a link's connection; if it is down, its reconnect sends it."""
-        conn = link.conn
-        if conn is None:
-            return
         try:
             with link.send_lock:
+                # Checked under the lock: redis-py would quietly open a new socket on a
+                # connection the reader has dropped, a subscriber nobody reads.
+                conn = link.conn
+                if conn is None:
+                    return
                 conn.send_command(*command, check_health=False)
         except Exception as exc:  # the reader notices the broken connection too
             log.info("message queue link %s: %s not sent (%s)", link.node, command[0], exc)

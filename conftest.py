@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from testkit.processes import ChatWorker, PostgresDatabase, RedisServer
+from testkit.processes import ChatWorker, PostgresDatabase, RedisCluster, RedisServer
 
 
 def postgres_server_url() -> str | None:
@@ -80,3 +80,13 @@ def start_worker(tmp_path: Path, async_mode: str):
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture
+def redis_cluster(tmp_path: Path) -> Iterator[RedisCluster]:
+    """A private 3-primary Redis Cluster on free ports, stopped by PID afterwards."""
+    cluster = RedisCluster(tmp_path / "redis-cluster")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

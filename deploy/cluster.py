@@ -7,8 +7,9 @@
 
 Settings come from the environment (the make variables of deploy/cluster.mk): WORKERS (3),
 HTTP_PORT (8080; workers on HTTP_PORT+1 .. HTTP_PORT+WORKERS), REDIS_URL (default: a private
-redis-server on a free port), DATABASE_URL (default: one SQLite file in WAL mode shared by all
-workers), ASYNC_MODE (passed through), CLUSTER_DIR (run/cluster).
+redis-server on a free port; REDIS=cluster: a private 3-primary Redis Cluster), DATABASE_URL
+(default: one SQLite file in WAL mode shared by all workers), ASYNC_MODE (passed through),
+CLUSTER_DIR (run/cluster).
 
 Tests and fault injection import it: `Cluster(run_dir, workers=3).start()` gives `.url` (nginx),
 `.workers` (each with url, node_id, kill(), stop(), start()), `.nginx` and `.redis`.
@@ -163,14 +164,20 @@ class RedisServer(Process):
         return f"redis://127.0.0.1:{self.port}/0"
 
     def wait_ready(self, timeout: float = 10) -> None:
+        self.wait_port(self.port, self, timeout)
+
+    @staticmethod
+    def wait_port(port: int, process: Process, timeout: float = 10) -> None:
+        """Until the redis-server `process` answers PING on `port`."""
+
         def ready() -> bool:
-            if not self.alive():
-                raise ClusterError(f"redis-server exited:\n{tail(self.log_text())}")
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+            if not process.alive():
+                raise ClusterError(f"redis-server exited:\n{tail(process.log_text())}")
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
                 s.sendall(b"PING\r\n")
                 return s.recv(16).startswith(b"+PONG")
 
-        wait_until(ready, timeout, f"redis-server on port {self.port}")
+        wait_until(ready, timeout, f"redis-server on port {port}")
 
     def restart(self, down_seconds: float = 0.0) -> None:
         """Stop, stay down for `down_seconds`, start again on the same port (empty)."""
@@ -178,6 +185,76 @@ class RedisServer(Process):
         time.sleep(down_seconds)
         self.start()
         self.wait_ready()
+
+
+class RedisClusterNodes:
+    """A private Redis Cluster of `primaries` redis-servers (no replicas) on loopback.
+
+    Each node gets two free ports (clients, cluster bus); `redis-cli --cluster create` spreads
+    the 16384 slots over them. The workers get `redis+cluster://h:p,h:p,h:p` as REDIS_URL.
+    """
+
+    def __init__(self, run_dir: Path, primaries: int = 3) -> None:
+        self.dir = run_dir / "redis-cluster"
+        self.nodes: list[Process] = []
+        self.ports: list[int] = []
+        for i in range(1, primaries + 1):
+            port, bus_port = free_port(), free_port()
+            node_dir = self.dir / f"node-{i}"
+            node_dir.mkdir(parents=True, exist_ok=True)
+            self.ports.append(port)
+            self.nodes.append(
+                Process(
+                    f"redis-cluster-{i}",
+                    [
+                        require_program("redis-server"),
+                        *("--port", str(port), "--bind", "127.0.0.1"),
+                        *("--cluster-enabled", "yes", "--cluster-port", str(bus_port)),
+                        *("--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000"),
+                        *("--save", "", "--appendonly", "no", "--dir", str(node_dir)),
+                    ],
+                    run_dir / "logs" / f"redis-cluster-{i}.log",
+                )
+            )
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    def start(self, timeout: float = 30) -> None:
+        for node, port in zip(self.nodes, self.ports, strict=True):
+            node.start()
+            RedisServer.wait_port(port, node)
+        out = subprocess.run(
+            [
+                require_program("redis-cli"),
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{p}" for p in self.ports),
+                *("--cluster-replicas", "0", "--cluster-yes"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if out.returncode != 0:
+            raise ClusterError(
+                f"redis-cli --cluster create failed:\n{tail(out.stdout + out.stderr)}"
+            )
+
+        def ok() -> bool:
+            for port in self.ports:
+                info = subprocess.run(
+                    [require_program("redis-cli"), "-p", str(port), "cluster", "info"],
+                    capture_output=True,
+                    text=True,
+                    timeout=5,
+                ).stdout
+                if "cluster_state:ok" not in info:
+                    return False
+            return True
+
+        wait_until(ok, timeout, "the redis cluster to be ok")
 
 
 class Worker(Process):
@@ -357,9 +434,14 @@ class Cluster:
         listen_host: str = "127.0.0.1",
         env: Mapping[str, str] | None = None,
         connections_per_address: int = DEFAULT_CONNECTIONS_PER_ADDRESS,
+        redis_mode: str | None = None,
     ) -> None:
         if workers < 1:
             raise ClusterError("WORKERS must be at least 1")
+        if (redis_mode or "single") not in ("single", "cluster"):
+            raise ClusterError(f"REDIS must be 'single' or 'cluster', not {redis_mode!r}")
+        # "cluster": a private 3-primary Redis Cluster instead of one redis-server.
+        self.redis_mode = redis_mode or "single"
         self.run_dir = Path(run_dir).resolve()
         self.worker_count = workers
         # None: any free block of ports (tests); else nginx on http_port, workers right after.
@@ -371,6 +453,7 @@ class Cluster:
         self.extra_env = dict(env or {})
         self.connections_per_address = connections_per_address
         self.redis: RedisServer | None = None
+        self.redis_cluster: RedisClusterNodes | None = None
         self.workers: list[Worker] = []
         self.nginx: Nginx | None = None
 
@@ -385,6 +468,8 @@ class Cluster:
     def redis_url(self) -> str:
         if self.given_redis_url:
             return self.given_redis_url
+        if self.redis_cluster is not None:
+            return self.redis_cluster.url
         if self.redis is None:
             raise ClusterError("the cluster is not started")
         return self.redis.url
@@ -399,6 +484,8 @@ class Cluster:
     def processes(self) -> list[Process]:
         """Everything this cluster started, in start order."""
         started: list[Process] = [self.redis] if self.redis else []
+        if self.redis_cluster is not None:
+            started = [*started, *self.redis_cluster.nodes]
         return [*started, *self.workers, *([self.nginx] if self.nginx else [])]
 
     def start(self, timeout: float = START_TIMEOUT_SECONDS) -> Cluster:
@@ -423,7 +510,10 @@ class Cluster:
                 f"port(s) {', '.join(map(str, busy))} already in use; "
                 "choose another HTTP_PORT (workers use HTTP_PORT+1..+WORKERS)"
             )
-        if not self.given_redis_url:
+        if not self.given_redis_url and self.redis_mode == "cluster":
+            self.redis_cluster = RedisClusterNodes(self.run_dir)
+            self.redis_cluster.start()
+        elif not self.given_redis_url:
             self.redis = RedisServer(self.run_dir, free_port())
             self.redis.start()
             self.redis.wait_ready()
@@ -668,13 +758,15 @@ def _cluster_from_env(run_dir: Path) -> Cluster:
         connections_per_address=int(
             os.environ.get("NGINX_CONNECTIONS_PER_ADDRESS") or DEFAULT_CONNECTIONS_PER_ADDRESS
         ),
+        redis_mode=os.environ.get("REDIS") or None,
     )
 
 
 def _print_started(cluster: Cluster) -> None:
     for w in cluster.workers:
         print(f"  {w.node_id}: {w.url} (pid {w.pid}, log {w.log_path})")
-    print(f"  redis: {redact(cluster.redis_url)}" + (" (private)" if cluster.redis else ""))
+    private = cluster.redis or cluster.redis_cluster
+    print(f"  redis: {redact(cluster.redis_url)}" + (" (private)" if private else ""))
     print(f"  database: {redact(cluster.database_url)}")
     print(f"  nginx logs: {cluster.nginx.access_log if cluster.nginx else '-'}")
     print(f"chat cluster of {len(cluster.workers)} workers ready at {cluster.url}", flush=True)

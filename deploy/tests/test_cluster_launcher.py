@@ -23,10 +23,16 @@ LAUNCHER = launcher.REPO_ROOT / "deploy" / "cluster.py"
 
 
 def run_launcher(
-    command: str, run_dir: Path, http_port: int, workers: int = 2, timeout: float = 120
+    command: str,
+    run_dir: Path,
+    http_port: int,
+    workers: int = 2,
+    timeout: float = 120,
+    redis: str = "",
 ) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
+        "REDIS": redis,
         "WORKERS": str(workers),
         "HTTP_PORT": str(http_port),
         "CLUSTER_DIR": str(run_dir),
@@ -79,6 +85,54 @@ def test_up_returns_when_everything_answers_and_down_stops_every_process(tmp_pat
     assert not any(running(p) for p in processes)
     assert all(port_is_free(port + i) for i in range(3))
     assert "no cluster runs" in run_launcher("down", run_dir, port).stdout
+
+
+def test_up_with_redis_cluster_starts_three_primaries_under_the_workers(tmp_path):
+    run_dir, port = tmp_path / "cluster", free_port_block(4)
+    up = run_launcher("up", run_dir, port, workers=3, redis="cluster")
+    assert up.returncode == 0, up.stderr
+    processes = recorded_processes(run_dir)
+    try:
+        names = [p["name"] for p in processes]
+        assert names == [f"redis-cluster-{i}" for i in (1, 2, 3)] + [
+            "worker-1",
+            "worker-2",
+            "worker-3",
+            "nginx",
+        ]
+        state = json.loads((run_dir / launcher.STATE_FILE).read_text())
+        assert state["redis_url"].startswith("redis+cluster://127.0.0.1:")
+        assert len(state["redis_url"].split(",")) == 3
+        workers = [f"http://127.0.0.1:{port + i}" for i in (1, 2, 3)]
+        # A room's member on worker 1, its messages posted on worker 2: only worker 1's
+        # listener receives them.
+        _, token = register(workers[0])
+        member = ChatClient(workers[0], token)
+        room = f"probe-{port}"
+        assert member.join(room)["ok"] is True
+
+        def room_emits(url: str) -> float:
+            for line in requests.get(url + "/metrics", timeout=5).text.splitlines():
+                if line.startswith('chat_mq_received_total{kind="room"}'):
+                    return float(line.split()[1])
+            return 0.0
+
+        before = [room_emits(w) for w in workers]
+        for n in range(3):
+            r = requests.post(
+                f"{workers[1]}/api/rooms/{room}/messages",
+                json={"text": f"#{n}"},
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=10,
+            )
+            assert r.status_code == 201, r.text
+        member.wait_for("message", lambda m: m["text"] == "#2")
+        member.close()
+        assert [room_emits(w) - b for w, b in zip(workers, before, strict=True)] == [3, 0, 0]
+    finally:
+        down = run_launcher("down", run_dir, port)
+    assert down.returncode == 0, down.stderr
+    assert not any(running(p) for p in processes)
 
 
 def test_foreground_cluster_stops_everything_it_started_on_sigterm(tmp_path):

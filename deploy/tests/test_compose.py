@@ -81,8 +81,32 @@ def test_compose_refuses_to_start_without_a_shared_secret_key():
     assert "SECRET_KEY" in out.stderr
 
 
+REDIS_CLUSTER = ["redis-node-1", "redis-node-2", "redis-node-3", "redis-cluster-create"]
+
+
 def test_compose_has_postgres_redis_migrate_three_workers_and_nginx(compose):
-    assert set(compose["services"]) == {"postgres", "redis", "migrate", *WORKERS, "nginx"}
+    assert set(compose["services"]) == {
+        "postgres",
+        "redis",
+        "migrate",
+        *WORKERS,
+        "nginx",
+        *REDIS_CLUSTER,
+    }
+    # The Redis Cluster topology starts only with its profile; the default is one Redis.
+    assert {n for n, s in compose["services"].items() if s.get("profiles")} == set(REDIS_CLUSTER)
+
+
+def test_the_redis_cluster_profile_creates_a_three_primary_cluster(compose):
+    services = compose["services"]
+    for name in REDIS_CLUSTER:
+        assert services[name]["profiles"] == ["redis-cluster"]
+    for name in REDIS_CLUSTER[:3]:
+        assert "--cluster-enabled" in services[name]["command"]
+    create = " ".join(services["redis-cluster-create"]["command"])
+    nodes = "redis-node-1:6379 redis-node-2:6379 redis-node-3:6379"
+    assert f"--cluster create {nodes} --cluster-replicas 0 --cluster-yes" in create
+    assert set(services["redis-cluster-create"]["depends_on"]) == set(REDIS_CLUSTER[:3])
 
 
 def test_workers_run_the_launchers_worker_command_from_one_image(compose):

@@ -57,8 +57,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
 
 def _init_realtime(app: Flask) -> None:
-    from . import socket_limits
-    from .cluster.liveness import HeartbeatRedisManager, Liveness
+    from . import metrics, socket_limits
+    from .cluster.liveness import Liveness
+    from .cluster.mq import ShardedRedisManager
     from .cluster.presence import Presence
     from .cluster.rate_limit import RateLimiter
     from .cluster.shared_state import make_state
@@ -71,9 +72,10 @@ def _init_realtime(app: Flask) -> None:
     limiter = RateLimiter(state, cfg["RATE_LIMIT_MESSAGES"], cfg["RATE_LIMIT_WINDOW_SECONDS"])
     manager = None
     if cfg["REDIS_URL"]:
-        manager = HeartbeatRedisManager(
+        manager = ShardedRedisManager(
             cfg["REDIS_URL"],
-            redis_options={"socket_connect_timeout": 2, "health_check_interval": 10},
+            unsubscribe_delay=cfg["MQ_UNSUBSCRIBE_DELAY_SECONDS"],
+            on_received=lambda kind: metrics.mq_received.labels(kind).inc(),
         )
     socketio.init_app(
         app,

@@ -98,6 +98,10 @@ class Config:
         self.RATE_LIMIT_WINDOW_SECONDS = _env_int("RATE_LIMIT_WINDOW_SECONDS", 10)
         # Presence entries live this long without a heartbeat: the bound on a dead worker's ghosts.
         self.PRESENCE_TTL_SECONDS = _env_int("PRESENCE_TTL_SECONDS", 15)
+        # A worker keeps a room's message-queue channel this long after the room's last local
+        # socket left, so a room that empties and refills (a reconnect, a page reload) costs
+        # no SSUBSCRIBE/SUNSUBSCRIBE churn (cluster/mq.py).
+        self.MQ_UNSUBSCRIBE_DELAY_SECONDS = _env_int("MQ_UNSUBSCRIBE_DELAY_SECONDS", 30)
         # Enough sockets for a person's browser tabs and phone; not enough to exhaust a worker.
         self.MAX_CONNECTIONS_PER_USER = _env_int("MAX_CONNECTIONS_PER_USER", 20)
         # SIGTERM drains: clients are sent elsewhere at once, then handlers in flight get this

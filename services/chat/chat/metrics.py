@@ -58,3 +58,17 @@ mq_heartbeat_age = Gauge(
     "Seconds since this worker last heard its own heartbeat through the message queue",
     registry=registry,
 )
+mq_received = Counter(
+    "chat_mq_received_total",
+    "Messages this worker's message-queue listener received: kind=room (emits to a room's "
+    "channel) or kind=control (the rest: sid-targeted emits, callbacks, heartbeats, ...)",
+    ["kind"],
+    registry=registry,
+)
+for _kind in ("room", "control"):  # both series exist from the start, at 0
+    mq_received.labels(_kind)
+mq_subscriptions = Gauge(
+    "chat_mq_subscriptions",
+    "Room channels this worker is subscribed to (or subscribing) in the message queue",
+    registry=registry,
+)

@@ -27,44 +27,43 @@ pytestmark = [
 ]
 
 PICKLE_PROTOCOL_2_AND_UP = b"\x80"  # the first byte of every pickle since protocol 2
-METHODS = {"emit", "callback", "disconnect", "enter_room", "leave_room", "close_room"}
+METHODS = {"emit", "callback", "disconnect", "enter_room", "leave_room", "close_room", "heartbeat"}
 
 
 def test_messages_between_workers_are_json(redis_server, start_worker):
     a = start_worker(NODE_ID="queue-a", REDIS_URL=redis_server.url)
     b = start_worker(NODE_ID="queue-b", REDIS_URL=redis_server.url)
     spy = redis.Redis(port=redis_server.port)
-    # The channel(s) the workers' listeners subscribed to: found, not assumed.
-    wait_for(
-        lambda: (
-            spy.pubsub_numsub(*spy.pubsub_channels())[0][1] >= 2 if spy.pubsub_channels() else False
-        ),
-        10,
-        "both listeners subscribed",
-    )
-    channels = spy.pubsub_channels()
-    assert len(channels) == 1, channels
+    room = f"queue-{uuid.uuid4().hex[:6]}"
+    alice_name, alice_token = register(a.url)
+    _, bob_token = register(b.url)
+    alice, bob = ChatClient(a.url, alice_token), ChatClient(b.url, bob_token)
+    assert alice.join(room)["ok"] and bob.join(room)["ok"]
+
+    # The channels the workers' listeners hold (the control channel and the room's): found,
+    # not assumed, each with both workers on it.
+    def channels() -> list[bytes]:
+        names = spy.execute_command("PUBSUB", "SHARDCHANNELS")
+        counts = spy.execute_command("PUBSUB", "SHARDNUMSUB", *names)[1::2] if names else []
+        return names if len(names) == 2 and counts == [2, 2] else []
+
+    held = wait_for(channels, 10, "both listeners on the control and the room channel")
     subscriber = spy.pubsub()
-    subscriber.subscribe(*channels)
+    subscriber.ssubscribe(*held)
     payloads: list[bytes] = []
     stop = threading.Event()
 
     def record() -> None:
         while not stop.is_set():
-            message = subscriber.get_message(ignore_subscribe_messages=True, timeout=0.2)
-            if message and message["type"] == "message":
+            message = subscriber.get_sharded_message(ignore_subscribe_messages=True, timeout=0.2)
+            if message and message["type"] == "smessage":
                 payloads.append(message["data"])
 
     recorder = threading.Thread(target=record, daemon=True)
     recorder.start()
 
-    room = f"queue-{uuid.uuid4().hex[:6]}"
-    alice_name, alice_token = register(a.url)
-    _, bob_token = register(b.url)
-    alice, bob = ChatClient(a.url, alice_token), ChatClient(b.url, bob_token)
     texts = ["plain", '<b>html</b> & "quotes"', "unicode ✓ 漢字 👍", "\\u0000 looks escaped"]
     try:
-        assert alice.join(room)["ok"] and bob.join(room)["ok"]
         for text in texts:
             assert alice.send(room, text)["ok"]
         assert alice.call("typing", {"room": room})["ok"]
@@ -107,7 +106,7 @@ def test_messages_between_workers_are_json(redis_server, start_worker):
     stored = {json.dumps([msg], sort_keys=True) for msg in bob.received("message")}
     assert {data for event, data in emitted if event == "message"} <= stored
     print(
-        f"\n{len(payloads)} payloads on {channels[0].decode()}: all JSON objects "
-        f"({sorted(events)} emits, {sum(m['method'] == 'callback' for m in decoded)} "
+        f"\n{len(payloads)} payloads on {sorted(c.decode() for c in held)}: all JSON objects "
+        f"({sorted(events)} emits, {sum(m['method'] == 'heartbeat' for m in decoded)} "
         f"heartbeats); none pickle"
     )

@@ -51,3 +51,38 @@ def test_refresh_names_the_sets_that_had_lost_entries_and_stamps_follow_changes(
     assert state.ensure("chat:test:epoch", "two") == "one"
     state.redis.flushdb()
     assert state.ensure("chat:test:epoch", "two") == "two"
+
+
+def test_a_set_expires_by_itself_once_nobody_writes_it(redis_server):
+    # No index of sets: a set nobody refreshes any more (its worker died, its room emptied)
+    # carries its own expiry, past every entry's.
+    state = RedisState(redis_server.url)
+    state.add("chat:test:lonely", "x", ttl=10)
+    state.refresh({"chat:test:lonely": ["x"]}, ttl=10)
+    ttl = state.redis.ttl("chat:test:lonely")
+    assert 10 < ttl <= 21
+    assert state.redis.keys("chat:ttlsets*") == []
+
+
+def test_the_same_state_works_on_a_redis_cluster_with_a_rooms_keys_in_one_slot(redis_cluster):
+    from redis.crc import key_slot
+
+    from chat.cluster.presence import Presence
+
+    state = RedisState(redis_cluster.url)
+    presence = Presence(state, "node-1", ttl=60)
+    presence.connect("sid-1", "ann")
+    for room in ("general", "random", "dev"):
+        presence.enter("sid-1", room)
+    assert presence.online("general") == ["ann"]
+    presence.heartbeat()
+    assert {room for room, _ in presence.changes()} == {"general", "random", "dev"}
+    # A room's set and its stamp share a slot (hash tag); the rooms spread over the nodes.
+    keys = ["chat:presence:{general}", "chat:presence-stamp:{general}"]
+    assert [state.redis.exists(k) for k in keys] == [1, 1]
+    assert len({key_slot(k.encode()) for k in keys}) == 1
+    owners = {
+        redis_cluster.owner(key_slot(f"{{{r}}}".encode())).port
+        for r in ("general", "random", "dev")
+    }
+    assert len(owners) >= 2

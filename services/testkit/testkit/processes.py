@@ -185,6 +185,142 @@ class RedisServer(ManagedProcess):
         self.signal(signal.SIGCONT)
 
 
+class RedisClusterNode(ManagedProcess):
+    """One redis-server in cluster mode on a free port (its node table in `workdir`)."""
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        binary = require_program("redis-server")
+        self.port = port or free_port()
+        # The cluster bus listens on its own free port (by default port + 10000, which may be
+        # taken, or above 65535).
+        self.bus_port = getattr(self, "bus_port", None) or free_port()
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        super().__init__(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-port",
+                str(self.bus_port),
+                "--cluster-config-file",
+                f"nodes-{self.port}.conf",
+                # A stopped node's slots are unserved, not failed over: there are no replicas.
+                "--cluster-node-timeout",
+                "5000",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(workdir),
+            ],
+            None,
+            workdir / f"redis-{self.port}.log",
+        )
+        import redis
+
+        wait_for(lambda: redis.Redis(port=self.port).ping(), 10, f"redis-server on {self.port}")
+
+    @property
+    def name(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def client(self):
+        import redis
+
+        return redis.Redis(port=self.port, decode_responses=True)
+
+    def node_id(self) -> str:
+        return self.client().execute_command("CLUSTER", "MYID")
+
+    def start_again(self) -> None:
+        """Start the stopped node again on its port; it rejoins with its saved node table."""
+        self.__init__(self.workdir, self.port)
+
+
+class RedisCluster:
+    """A real Redis Cluster of `primaries` private redis-servers (no replicas), by PID.
+
+    `redis-cli --cluster create` spreads the 16384 slots over the nodes; `url` names them
+    all in the `redis+cluster://` scheme the chat workers read (chat/cluster/topology.py).
+    """
+
+    def __init__(self, workdir: Path, primaries: int = 3) -> None:
+        self.workdir = workdir
+        self.nodes: list[RedisClusterNode] = []
+        try:
+            for _ in range(primaries):
+                self.nodes.append(RedisClusterNode(workdir))
+            subprocess.run(
+                [
+                    require_program("redis-cli"),
+                    "--cluster",
+                    "create",
+                    *(n.name for n in self.nodes),
+                    "--cluster-replicas",
+                    "0",
+                    "--cluster-yes",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
+            self.wait_ok()
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(n.name for n in self.nodes)
+
+    def wait_ok(self, timeout: float = 30) -> None:
+        """Until every running node reports cluster_state:ok and agrees on every slot."""
+
+        def ok() -> bool:
+            running = [n for n in self.nodes if n.alive()]
+            infos = [n.client().execute_command("CLUSTER", "INFO") for n in running]
+            if not all("cluster_state:ok" in i for i in infos):
+                return False
+            maps = [
+                sorted(map(str, n.client().execute_command("CLUSTER", "SLOTS"))) for n in running
+            ]
+            return all(m == maps[0] for m in maps)
+
+        wait_for(ok, timeout, "the redis cluster to be ok", interval=0.2)
+
+    def owner(self, slot: int) -> RedisClusterNode:
+        """The node that serves `slot` now (as the first node sees it)."""
+        for start, end, primary, *_ in self.nodes[0].client().execute_command("CLUSTER", "SLOTS"):
+            if start <= slot <= end:
+                return next(n for n in self.nodes if n.port == int(primary[1]))
+        raise LookupError(f"slot {slot} is not served")
+
+    def move_slot(self, slot: int, to: RedisClusterNode) -> None:
+        """Migrate one slot (keys included) to `to`, as `redis-cli --cluster reshard` does."""
+        source = self.owner(slot)
+        if source is to:
+            return
+        src, dst = source.client(), to.client()
+        src_id, dst_id = source.node_id(), to.node_id()
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+        while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+            src.execute_command("MIGRATE", "127.0.0.1", to.port, "", 0, 5000, "KEYS", *keys)
+        for node in [to, source, *(n for n in self.nodes if n not in (to, source))]:
+            node.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+        self.wait_ok()
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
 class ChatWorker(ManagedProcess):
     """The real chat worker process (`python -m chat`, as `make run` starts it)."""
 

@@ -3,7 +3,10 @@
 Each socket in a room is one entry `user|node|sid` in an expiring set per room. The worker
 that owns the socket refreshes its entries every TTL/3 seconds; a worker that dies stops
 refreshing, so its entries expire at most PRESENCE_TTL_SECONDS later and the next sweep by
-any worker removes them.
+any worker with sockets in that room removes them (a room with nobody left to tell is not
+swept: its entries are past their score, which every read filters on, and its set expires).
+A room's keys are hash-tagged with its name (one Redis Cluster slot per room), and no key is
+written or read by every worker on every heartbeat (there is no index of sets).
 
 Each worker tells its OWN sockets, and only them, what their rooms' lists are: every change
 (a join, a leave, a sweep, entries written back) sets the room's stamp in the shared state
@@ -100,7 +103,7 @@ class Presence:
         try:
             self.state.remove(CONN_PREFIX + sock.user, member)
             for room in sock.rooms:
-                self.state.remove(ROOM_PREFIX + room, member, stamp=STAMP_PREFIX + room)
+                self.state.remove(_room_key(room), member, stamp=_stamp_key(room))
         except StateUnavailable as exc:  # the entries expire within the TTL instead
             log.warning("presence not shared: %s", exc)
 
@@ -112,7 +115,7 @@ class Presence:
         self.dirty.add(room)
         member = self._member(sid, sock.user)
         try:
-            self.state.add(ROOM_PREFIX + room, member, self.ttl, stamp=STAMP_PREFIX + room)
+            self.state.add(_room_key(room), member, self.ttl, stamp=_stamp_key(room))
         except StateUnavailable as exc:  # the first read after recovery writes it back
             log.warning("presence not shared: %s", exc)
             self.rewrite_due = True
@@ -125,13 +128,13 @@ class Presence:
         self.dirty.add(room)
         member = self._member(sid, sock.user)
         try:
-            self.state.remove(ROOM_PREFIX + room, member, stamp=STAMP_PREFIX + room)
+            self.state.remove(_room_key(room), member, stamp=_stamp_key(room))
         except StateUnavailable as exc:  # the entry expires within the TTL instead
             log.warning("presence not shared: %s", exc)
 
     def online(self, room: str) -> list[str]:
         """Sorted distinct usernames with at least one live socket in the room, on any node."""
-        return _usernames(self.state.members(ROOM_PREFIX + room))
+        return _usernames(self.state.members(_room_key(room)))
 
     def local_rooms(self) -> set[str]:
         """The rooms at least one of this worker's sockets is in."""
@@ -147,18 +150,20 @@ class Presence:
             member = self._member(sid, sock.user)
             entries.setdefault(CONN_PREFIX + sock.user, []).append(member)
             for room in sock.rooms:
-                entries.setdefault(ROOM_PREFIX + room, []).append(member)
+                entries.setdefault(_room_key(room), []).append(member)
         self.rewrite_due = True  # until this write has gone through
         gained = [
-            k[len(ROOM_PREFIX) :]
-            for k in self.state.refresh(entries, self.ttl)
-            if k.startswith(ROOM_PREFIX)
+            _room_of(k) for k in self.state.refresh(entries, self.ttl) if k.startswith(ROOM_PREFIX)
         ]
-        swept = [k[len(ROOM_PREFIX) :] for k in self.state.sweep(ROOM_PREFIX)]
-        self.state.sweep(CONN_PREFIX)
+        # Only the rooms this worker has sockets in: another worker's are its own to sweep,
+        # and a room with no live socket anywhere has nobody to tell (its entries are past
+        # their score, so nobody reads them, and the set expires by itself).
+        swept = [
+            _room_of(k) for k in self.state.sweep([k for k in entries if k.startswith(ROOM_PREFIX)])
+        ]
         # Entries written back (Redis lost them) or expired: every worker with sockets in
         # those rooms re-reads their lists.
-        self.state.stamp([STAMP_PREFIX + room for room in {*gained, *swept}])
+        self.state.stamp([_stamp_key(room) for room in {*gained, *swept}])
         self.dirty.update(gained, swept)
         epoch = self.state.ensure(EPOCH_KEY, new_stamp())
         if self.epoch is not None and epoch != self.epoch:
@@ -181,7 +186,7 @@ class Presence:
             self._stamp_seen.pop(room, None)
         dirty, self.dirty = self.dirty, set()
         try:
-            epoch, *stamps = self.state.stamps([EPOCH_KEY, *(STAMP_PREFIX + r for r in rooms)])
+            epoch, *stamps = self.state.stamps([EPOCH_KEY, *(_stamp_key(r) for r in rooms)])
             if self.rewrite_due or epoch != self.epoch:
                 # Redis restarted empty (or a write of ours failed): our entries may be gone.
                 self.heartbeat()
@@ -194,18 +199,33 @@ class Presence:
                 for room, stamp in zip(rooms, stamps, strict=True)
                 if room in dirty or stamp != self._stamp_seen.get(room, _NEVER)
             ]
-            lists = self.state.members_of([ROOM_PREFIX + room for room, _ in stale])
+            lists = self.state.members_of([_room_key(room) for room, _ in stale])
         except StateUnavailable:
             self.dirty |= dirty  # read them once the state is back
             raise
         out = []
         for room, stamp in stale:
             self._stamp_seen[room] = stamp
-            users = _usernames(lists[ROOM_PREFIX + room])
+            users = _usernames(lists[_room_key(room)])
             if users != self._last_sent.get(room):
                 self._last_sent[room] = users
                 out.append((room, users))
         return out
+
+
+def _room_key(room: str) -> str:
+    """The room's set of entries. The hash tag (the room's name in braces) puts a room's keys,
+    this one and its stamp, in one Redis Cluster slot: one node serves a room's change."""
+    return f"{ROOM_PREFIX}{{{room}}}"
+
+
+def _stamp_key(room: str) -> str:
+    return f"{STAMP_PREFIX}{{{room}}}"
+
+
+def _room_of(key: str) -> str:
+    """The room of a _room_key."""
+    return key[len(ROOM_PREFIX) + 1 : -1]
 
 
 def _usernames(members: list[str]) -> list[str]:

@@ -11,7 +11,8 @@ import secrets
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -56,7 +57,7 @@ class SharedState(Protocol):
     def stamp(self, keys: list[str]) -> None: ...
     def stamps(self, keys: list[str]) -> list[str | None]: ...
     def ensure(self, key: str, value: str) -> str: ...
-    def sweep(self, prefix: str) -> list[str]: ...
+    def sweep(self, keys: list[str]) -> list[str]: ...
     def hit(self, key: str, window: int) -> int: ...
     def ping(self) -> bool: ...
 
@@ -75,7 +76,10 @@ class MemoryState:
             self.stamp([stamp])
 
     def remove(self, key: str, member: str, stamp: str | None = None) -> None:
-        self._sets.get(key, {}).pop(member, None)
+        entries = self._sets.get(key, {})
+        entries.pop(member, None)
+        if not entries:  # nobody sweeps a set nobody is in
+            self._sets.pop(key, None)
         if stamp is not None:
             self.stamp([stamp])
 
@@ -106,10 +110,11 @@ class MemoryState:
     def ensure(self, key: str, value: str) -> str:
         return self._values.setdefault(key, value)
 
-    def sweep(self, prefix: str) -> list[str]:
+    def sweep(self, keys: list[str]) -> list[str]:
         now, changed = time.time(), []
-        for key, entries in list(self._sets.items()):
-            if not key.startswith(prefix):
+        for key in keys:
+            entries = self._sets.get(key)
+            if entries is None:
                 continue
             dead = [m for m, exp in entries.items() if exp <= now]
             for m in dead:
@@ -151,11 +156,14 @@ def _unavailable_on_redis_error(method: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
+def _set_ttl(ttl: float) -> int:
+    """A set's own expiry: past every entry's (each write sets both), so a set that nobody
+    writes any more disappears by itself; no index of sets, no key that every worker touches."""
+    return int(ttl * 2) + 1
+
+
 class RedisState:
     """Cluster-wide state: sorted sets scored by expiry time, INCR counters with EXPIRE."""
-
-    # Names every key with a set in it, so a sweep need not SCAN the keyspace.
-    INDEX = "chat:ttlsets"
 
     def __init__(self, url: str) -> None:
         # Short timeouts and a single retry, on a broken connection only (what a restarted
@@ -175,7 +183,7 @@ class RedisState:
     def add(self, key: str, member: str, ttl: float, stamp: str | None = None) -> None:
         pipe = self.redis.pipeline(transaction=False)
         pipe.zadd(key, {member: time.time() + ttl})
-        pipe.sadd(self.INDEX, key)
+        pipe.expire(key, _set_ttl(ttl))
         if stamp is not None:  # after the change, so whoever sees the stamp sees the change
             pipe.set(stamp, new_stamp(), ex=STAMP_TTL_SECONDS)
         pipe.execute()
@@ -198,7 +206,7 @@ class RedisState:
         pipe = self.redis.pipeline(transaction=False)
         for key in keys:
             pipe.zadd(key, dict.fromkeys(entries[key], expires))
-            pipe.sadd(self.INDEX, key)
+            pipe.expire(key, _set_ttl(ttl))
         added = pipe.execute()[::2]  # ZADD counts only members that were not there
         return [key for key, n in zip(keys, added, strict=True) if n]
 
@@ -227,7 +235,11 @@ class RedisState:
 
     @_unavailable_on_redis_error
     def stamps(self, keys: list[str]) -> list[str | None]:
-        return self.redis.mget(keys) if keys else []
+        if not keys:
+            return []
+        if isinstance(self.redis, redis.RedisCluster):  # keys in many slots: one MGET per node
+            return self.redis.mget_nonatomic(keys)
+        return self.redis.mget(keys)
 
     @_unavailable_on_redis_error
     def ensure(self, key: str, value: str) -> str:
@@ -238,8 +250,8 @@ class RedisState:
         return pipe.execute()[1]
 
     @_unavailable_on_redis_error
-    def sweep(self, prefix: str) -> list[str]:
-        keys = [k for k in self.redis.smembers(self.INDEX) if k.startswith(prefix)]
+    def sweep(self, keys: list[str]) -> list[str]:
+        """Drop the expired entries of these sets; returns the sets that had some."""
         if not keys:
             return []
         now = time.time()
@@ -264,8 +276,35 @@ class RedisState:
         return bool(self.redis.ping())
 
 
+CLUSTER_SCHEME = "redis+cluster://"
+
+
+def parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
+    """`redis+cluster://[[user]:password@]h1:p1,h2:p2` -> ([(h1, p1), (h2, p2)], options)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    options: dict[str, Any] = {}
+    if "@" in netloc:
+        auth, netloc = netloc.rsplit("@", 1)
+        user, _, password = auth.partition(":")
+        if user:
+            options["username"] = unquote(user)
+        if password:
+            options["password"] = unquote(password)
+    nodes = []
+    for item in netloc.split(","):
+        host, _, port = item.rpartition(":")
+        nodes.append((host or "127.0.0.1", int(port or 6379)))
+    if not nodes:
+        raise ValueError(f"no nodes in {url!r}")
+    return nodes, options
+
+
 def redis_client(url: str, **options) -> redis.Redis:
     """A client for REDIS_URL, read the way the message queue reads it.
+
+    `redis+cluster://[:password@]host1:port1,host2:port2` is a Redis Cluster (redis-py's
+    RedisCluster, which follows the slot map and MOVED/ASK by itself).
 
     `redis+sentinel://[:password@]host1:port1,host2:port2/db/service` asks the Sentinels for
     the current master (and again after a failover), exactly as python-socketio's RedisManager
@@ -282,6 +321,14 @@ def redis_client(url: str, **options) -> redis.Redis:
         # greenlets can hold at once stands in for the wait.
         return Sentinel(sentinels, **options, **connection).master_for(
             service or "socketio", max_connections=REDIS_POOL_SIZE * 20
+        )
+    if url.startswith(CLUSTER_SCHEME):
+        nodes, auth = parse_cluster_url(url)
+        return redis.RedisCluster(
+            startup_nodes=[redis.cluster.ClusterNode(host, port) for host, port in nodes],
+            max_connections=REDIS_POOL_SIZE * 20,
+            **auth,
+            **options,
         )
     if "socket_timeout" in options:
         options.setdefault("timeout", options["socket_timeout"])  # the wait for a free connection

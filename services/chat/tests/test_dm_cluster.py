@@ -83,7 +83,7 @@ def test_both_sides_creating_the_dm_at_once_on_two_workers_get_one_room(cluster)
         barrier = threading.Barrier(2)
         results: dict[str, requests.Response] = {}
 
-        def create(worker, token, other, key):
+        def create(worker, token, other, key, barrier=barrier, results=results):
             barrier.wait()
             results[key] = api(worker, token, "POST", "/api/dms", json={"user": other})
 

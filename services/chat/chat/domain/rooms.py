@@ -6,6 +6,7 @@ names, and a room or user keeps the spelling it was created with.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from sqlalchemy import func, insert, select, update
@@ -14,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from ..errors import Conflict, Forbidden, Invalid, NotFound
 from ..extensions import db
 from ..models import Membership, Room, User
+from ..schemas import ROOM_PATTERN, USERNAME_PATTERN
 from .accounts import Principal
 
 DEFAULT_ROOM = "general"
@@ -51,9 +53,15 @@ class Change:
 
 
 _room_cache: dict[str, RoomRef] = {}
+# Names from URL paths are not validated by a schema: one that no room or user could have is
+# simply unknown (and never reaches the database, which may refuse its characters).
+_ROOM_NAME = re.compile(ROOM_PATTERN)
+_USERNAME = re.compile(USERNAME_PATTERN)
 
 
 def _lookup(name: str) -> RoomRef | None:
+    if not _ROOM_NAME.fullmatch(name):
+        return None
     key = name.lower()
     ref = _room_cache.get(key)
     if ref is None:
@@ -108,7 +116,7 @@ def _check_free_name(name: str) -> None:
 
 def _users_named(names: set[str]) -> list:
     """(id, username) of the users with these names, compared case-insensitively."""
-    wanted = {n.lower() for n in names}
+    wanted = {n.lower() for n in names if _USERNAME.fullmatch(n)}
     if not wanted:
         return []
     return db.session.execute(

@@ -9,7 +9,8 @@ users members of room `big` and none of `small`, posts `--messages` messages to 
 over REST at 20 per second (with `--connected N`, N of the members are connected over
 Socket.IO, none joined, so each of them must get the `room` notices), and prints the
 worker's CPU seconds per message for both (from /proc: user + system time of the worker
-process) and their difference: the cost of the members' `room` notices. Bounded: a few hundred messages, a minute at most.
+process) and their difference: the cost of the members' `room` notices. Bounded: a few
+hundred messages, a minute at most.
 """
 
 from __future__ import annotations

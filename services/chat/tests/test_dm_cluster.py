@@ -67,10 +67,16 @@ def test_a_dm_reaches_b_on_two_other_workers_with_exact_unread_and_read_sync(clu
         assert b_phone.received("message") == [] and b_phone.received("read") == []
 
         rooms = api(w1, b_token, "GET", "/api/rooms").json()["rooms"]
-        assert [(r["name"], r["last_read_seq"], r["unread"]) for r in rooms] == [(dm["name"], 1, 2)]
+        assert [(r["name"], r["last_read_seq"], r["unread"]) for r in rooms] == [
+            (dm["name"], 1, 2),
+            ("general", 0, 0),  # every new user starts in the lobby
+        ]
         assert a.received("read") == []  # B's reading is B's alone
         a_rooms = api(w2, a_token, "GET", "/api/rooms").json()["rooms"]
-        assert [(r["last_read_seq"], r["unread"]) for r in a_rooms] == [(3, 0)]
+        assert [(r["name"], r["last_read_seq"], r["unread"]) for r in a_rooms] == [
+            (dm["name"], 3, 0),
+            ("general", 0, 0),
+        ]
     finally:
         for c in clients:
             c.close()
@@ -100,7 +106,7 @@ def test_both_sides_creating_the_dm_at_once_on_two_workers_get_one_room(cluster)
         assert results["a"].json()["name"] == results["b"].json()["name"]
         for token in (a_token, b_token):
             rooms = api(w0, token, "GET", "/api/rooms").json()["rooms"]
-            assert [r["kind"] for r in rooms] == ["dm"]
+            assert [r["kind"] for r in rooms] == ["dm", "public"]  # and the lobby
 
 
 def test_a_removed_member_stops_receiving_the_room_on_every_worker(cluster):

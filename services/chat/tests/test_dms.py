@@ -98,7 +98,7 @@ def test_a_dm_is_created_once_and_found_again_from_either_side(client, accounts)
     assert again.status_code == 200 and again.get_json() == dm
     other_side = client.post("/api/dms", json={"user": "ALICE"}, headers=bob)
     assert other_side.status_code == 200 and other_side.get_json() == dm
-    assert list(my_rooms(client, bob)) == [dm["name"]]
+    assert list(my_rooms(client, bob)) == [dm["name"], "general"]
 
 
 def test_a_dm_with_an_unknown_user_is_not_found(client, accounts):
@@ -159,11 +159,13 @@ def test_unread_counts_what_came_after_the_read_position(client, accounts):
 
 def test_reading_a_room_one_is_not_in_is_refused(client, accounts):
     carol = accounts.headers("carol")
-    r = client.post("/api/rooms/general/read", json={"seq": 1}, headers=carol)
+    accounts.token("alice")
+    client.post("/api/rooms", json={"name": "elsewhere"}, headers=accounts.headers("alice"))
+    r = client.post("/api/rooms/elsewhere/read", json={"seq": 1}, headers=carol)
     assert r.status_code == 403
     r = client.post("/api/rooms/nowhere/read", json={"seq": 1}, headers=carol)
     assert r.status_code == 404
-    r = client.post("/api/rooms/general/read", json={"seq": -1}, headers=carol)
+    r = client.post("/api/rooms/elsewhere/read", json={"seq": -1}, headers=carol)
     assert r.status_code == 400
 
 
@@ -195,7 +197,7 @@ def test_the_room_list_costs_the_same_queries_for_2_rooms_as_for_40(app, client,
     for i in range(1, 20):
         client.post("/api/dms", json={"user": f"user{i}"}, headers=alice)
         client.post("/api/rooms", json={"name": f"pub{i}"}, headers=alice)
-    assert len(my_rooms(client, alice)) == 40
+    assert len(my_rooms(client, alice)) == 41  # and general
     assert count_list_queries() == few == 2  # the rooms with unread counts; the members
 
 

@@ -78,9 +78,16 @@ def test_upgrade_renames_case_twins_and_reserved_names_and_keeps_reading_positio
         positions = run(
             sa.text("SELECT room_id, user_id, last_read_seq FROM memberships ORDER BY 1, 2")
         ).all()
-        # Posters became members of the public room, read up to its end; the private
-        # room's member kept membership with nothing unread.
-        assert [tuple(p) for p in positions] == [(2, 2, 2), (2, 3, 2), (3, 3, 4)]
+        # Everybody joined the lobby and posters the public room they posted in, read up to
+        # its end; the private room's member kept membership with nothing unread.
+        assert [tuple(p) for p in positions] == [
+            (1, 1, 0),
+            (1, 2, 0),
+            (1, 3, 0),
+            (2, 2, 2),
+            (2, 3, 2),
+            (3, 3, 4),
+        ]
         db.session.rollback()
         for statement in [
             "INSERT INTO users (username, password_hash, created_at) VALUES ('BOB', 'x', :t)",

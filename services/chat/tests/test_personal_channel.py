@@ -100,14 +100,15 @@ def test_reading_on_one_device_tells_the_others(sio_client, client, accounts):
         assert named(drain(sio), "read") == [{"room": name, "last_read_seq": 3}]
 
 
-def test_bad_read_events_are_refused_with_a_code(sio_client):
+def test_bad_read_events_are_refused_with_a_code(sio_client, client, accounts):
+    client.post("/api/rooms", json={"name": "lounge"}, headers=accounts.headers("alice"))
     bob = sio_client("bob")
     for payload, code in [
         ({"room": "general"}, "invalid"),
         ({"room": "general", "seq": "1"}, "invalid"),
         ({"room": "general", "seq": 1, "x": 1}, "invalid"),
         ({"room": "nowhere", "seq": 1}, "not_found"),
-        ({"room": "general", "seq": 1}, "forbidden"),  # not a member
+        ({"room": "lounge", "seq": 1}, "forbidden"),  # not a member
     ]:
         ack = bob.emit("read", payload, callback=True)
         assert ack["ok"] is False and ack["error"]["code"] == code, payload
@@ -116,11 +117,12 @@ def test_bad_read_events_are_refused_with_a_code(sio_client):
 def test_joining_a_public_room_makes_a_member_and_tells_the_other_devices(
     sio_client, client, accounts
 ):
+    client.post("/api/rooms", json={"name": "lounge"}, headers=accounts.headers("alice"))
     phone, pc = sio_client("bob"), sio_client("bob")
     settle(phone, pc)
-    assert phone.emit("join", {"room": "general"}, callback=True)["ok"]
+    assert phone.emit("join", {"room": "lounge"}, callback=True)["ok"]
     notice = {
-        "name": "general",
+        "name": "lounge",
         "kind": "public",
         "private": False,
         "last_seq": 0,
@@ -131,11 +133,11 @@ def test_joining_a_public_room_makes_a_member_and_tells_the_other_devices(
     assert list(
         r["name"]
         for r in client.get("/api/rooms", headers=accounts.headers("bob")).get_json()["rooms"]
-    ) == ["general"]
-    # The other device hears of general's messages; the joined one receives them.
+    ) == ["general", "lounge"]
+    # The other device hears of the room's messages; the joined one receives them.
     alice = sio_client("alice")
-    alice.emit("message", {"room": "general", "text": "hi"}, callback=True)
-    assert [(r["name"], r["unread"]) for r in named(drain(pc), "room")] == [("general", 1)]
+    alice.emit("message", {"room": "lounge", "text": "hi"}, callback=True)
+    assert [(r["name"], r["unread"]) for r in named(drain(pc), "room")] == [("lounge", 1)]
     assert [m["text"] for m in named(drain(phone), "message")] == ["hi"]
 
 

@@ -77,7 +77,7 @@ def test_joining_an_unknown_public_room_creates_it(sio_client, client, accounts)
     public = client.get("/api/rooms?scope=public", headers=accounts.headers("bob"))
     assert "newroom" in [r["name"] for r in public.get_json()["rooms"]]
     mine = client.get("/api/rooms", headers=accounts.headers("alice")).get_json()["rooms"]
-    assert [r["name"] for r in mine] == ["newroom"]  # joining made alice a member
+    assert [r["name"] for r in mine] == ["general", "newroom"]  # joining made a member
 
 
 def test_joining_a_private_room_of_others_is_forbidden(sio_client, client, accounts):

@@ -21,24 +21,36 @@ def room(name, kind="public", last_seq=0, last_read_seq=0, unread=0, members=Non
     return item
 
 
-def test_general_exists_from_the_first_start_among_the_public_rooms(client, accounts):
+def test_general_exists_from_the_first_start_and_every_new_user_is_in_it(client, accounts):
     headers = accounts.headers("alice")
-    assert client.get("/api/rooms", headers=headers).get_json() == {"rooms": []}
+    assert client.get("/api/rooms", headers=headers).get_json() == {"rooms": [room("general")]}
     r = client.get("/api/rooms?scope=public", headers=headers)
     assert r.status_code == 200
-    assert r.get_json() == {
-        "rooms": [room("general", last_read_seq=None)],
-        "more": False,
-    }
+    assert r.get_json() == {"rooms": [room("general")], "more": False}
+
+
+def test_a_new_user_starts_with_the_lobby_read_to_its_end(client, accounts):
+    alice = accounts.headers("alice")
+    for text in ("one", "two"):
+        client.post("/api/rooms/general/messages", json={"text": text}, headers=alice)
+    r = client.get("/api/rooms", headers=accounts.headers("bob"))
+    assert r.get_json() == {"rooms": [room("general", last_seq=2, last_read_seq=2)]}
+    # Leaving the lobby for good is allowed; the room list is then empty.
+    bob = accounts.headers("bob")
+    assert client.delete("/api/rooms/general/members/bob", headers=bob).status_code == 204
+    assert client.get("/api/rooms", headers=bob).get_json() == {"rooms": []}
 
 
 def test_a_public_room_is_listed_for_its_members_and_in_the_public_scope(client, accounts):
     r = client.post("/api/rooms", json={"name": "random"}, headers=accounts.headers("alice"))
     assert r.status_code == 201
     assert r.get_json() == room("random")
-    assert names(client.get("/api/rooms", headers=accounts.headers("alice"))) == ["random"]
+    assert names(client.get("/api/rooms", headers=accounts.headers("alice"))) == [
+        "general",
+        "random",
+    ]
     bob = accounts.headers("bob")
-    assert names(client.get("/api/rooms", headers=bob)) == []
+    assert names(client.get("/api/rooms", headers=bob)) == ["general"]
     assert names(client.get("/api/rooms?scope=public", headers=bob)) == ["general", "random"]
 
 
@@ -53,8 +65,8 @@ def test_a_private_room_is_listed_only_for_its_members(client, accounts):
     assert r.status_code == 201
     assert r.get_json() == room("secret", "private", members=["alice", "bob"])
     bob_rooms = client.get("/api/rooms", headers=accounts.headers("bob")).get_json()["rooms"]
-    assert bob_rooms == [room("secret", "private", members=["alice", "bob"])]
-    assert names(client.get("/api/rooms", headers=accounts.headers("carol"))) == []
+    assert bob_rooms == [room("general"), room("secret", "private", members=["alice", "bob"])]
+    assert names(client.get("/api/rooms", headers=accounts.headers("carol"))) == ["general"]
     assert names(client.get("/api/rooms?scope=public", headers=accounts.headers("carol"))) == [
         "general"
     ]
@@ -85,7 +97,7 @@ def test_unknown_members_are_refused_and_nothing_is_created(client, accounts):
     assert r.status_code == 400
     assert "ghost" in r.get_json()["error"]["message"]
     assert names(client.get("/api/rooms?scope=public", headers=headers)) == ["general"]
-    assert names(client.get("/api/rooms", headers=headers)) == []
+    assert names(client.get("/api/rooms", headers=headers)) == ["general"]
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,8 @@
 - `memberships.last_read_seq`: how far the member has read. Existing memberships start read
   up to their room's `last_seq` (nothing is unread after the upgrade).
 - Public rooms now have members too (`GET /api/rooms` lists the caller's rooms only): every
-  user who has posted in a public room becomes its member, read up to its `last_seq`.
+  user who has posted in a public room becomes its member, read up to its `last_seq`, and
+  every user becomes a member of the lobby `general` (as new users are from now on).
 - Usernames and room names become unique case-insensitively (unique indexes on `lower(...)`).
   Rows that already differ only by case: the oldest (lowest id) keeps its name; each later one
   is renamed to `<name>-<id>` (cut so it fits: 32 characters for users, 64 for rooms). A
@@ -119,6 +120,13 @@ def upgrade():
         .where(rooms.c.private.is_(False))
     )
     bind.execute(memberships.insert().from_select(["room_id", "user_id", "last_read_seq"], posters))
+    already = sa.select(memberships.c.user_id).where(memberships.c.room_id == rooms.c.id)
+    lobby = (
+        sa.select(rooms.c.id, users.c.id, rooms.c.last_seq)
+        .select_from(rooms.join(users, rooms.c.name == "general"))  # every user, the lobby
+        .where(users.c.id.not_in(already))
+    )
+    bind.execute(memberships.insert().from_select(["room_id", "user_id", "last_read_seq"], lobby))
 
 
 def downgrade():

@@ -174,13 +174,18 @@ class ChatNamespace(Namespace):
 
     @event("leave", schemas.LeaveEvent)
     def on_leave(self, principal: Principal, payload: schemas.LeaveEvent) -> dict:
-        name = rooms.canonical_name(payload.room)
-        leave_room(publish.channel(name))
-        self.presence.leave(request.sid, name)
-        room = rooms.lookup(name)
-        if room is not None and rooms.is_member(principal.id, room):
-            # Still a member: the socket hears of the room's activity again.
-            join_room(notify.notify_channel(name, principal.username))
+        leave_room(publish.channel(payload.room))
+        try:
+            room = rooms.lookup(payload.room)
+            name = room.name if room is not None else payload.room
+            self.presence.leave(request.sid, name)
+            if room is not None and rooms.is_member(principal.id, room):
+                # Still a member: the socket hears of the room's activity again.
+                join_room(notify.notify_channel(name, principal.username))
+        except Exception as exc:  # the socket has left; only its notices wait for a reconnect
+            db.session.rollback()
+            self.presence.leave(request.sid, payload.room)
+            log.warning("leave of %s: room notices not resumed: %s", payload.room, exc)
         return {"ok": True}
 
     @event("message", schemas.MessageEvent)

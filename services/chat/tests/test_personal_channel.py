@@ -202,3 +202,28 @@ def test_a_big_rooms_notices_are_coalesced_to_about_one_a_second(sio_client, cli
     # The flush skips a member whose every socket watches the room live.
     received = drain(live)
     assert len(named(received, "message")) == 10 and named(received, "room") == []
+
+
+def test_a_room_above_the_notice_ceiling_sends_no_notices(
+    sio_client, client, accounts, app, monkeypatch
+):
+    from chat.realtime import notify
+
+    monkeypatch.setattr(notify, "ACTIVITY_MAX_MEMBERS", notify.EXACT_ACTIVITY_MEMBERS)
+    members = [f"member{i}" for i in range(notify.EXACT_ACTIVITY_MEMBERS)]  # + alice
+    for name in members:
+        accounts.token(name)
+    alice = accounts.headers("alice")
+    client.post(
+        "/api/rooms", json={"name": "huge", "private": True, "members": members}, headers=alice
+    )
+    watcher = sio_client("member0")
+    settle(watcher)
+    drain(watcher)
+    client.post("/api/rooms/huge/messages", json={"text": "hello"}, headers=alice)
+    coalescer = app.extensions["chat.activity"]
+    deadline = time.monotonic() + 10
+    while coalescer.running and time.monotonic() < deadline:  # its flush has run once it stops
+        time.sleep(0.05)
+    assert not coalescer.running
+    assert named(drain(watcher), "room") == []

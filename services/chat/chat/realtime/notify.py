@@ -37,6 +37,10 @@ NAMESPACE = "/"
 # DMs (2), notes (1) and small private groups: exact and immediate. Above, one emit per
 # member per message would be the cost the contract forbids, so activity is coalesced.
 EXACT_ACTIVITY_MEMBERS = 16
+# Above this many members a room sends no `room` notices at all: the flush would read every
+# member's position each second (the lobby `general` holds every user). Its members see its
+# unread count in GET /api/rooms and get its messages once they join it.
+ACTIVITY_MAX_MEMBERS = 5_000
 # A big room's members hear of new activity at most this often (per worker that stores
 # messages in it): the unread badge of a room one is not looking at may lag a second.
 ACTIVITY_FLUSH_SECONDS = 1.0
@@ -168,7 +172,10 @@ class ActivityCoalescer:
             with self.app.app_context():
                 for room in dirty.values():
                     try:
-                        last_seq, positions = rooms.read_positions(room)
+                        read = rooms.read_positions(room, ACTIVITY_MAX_MEMBERS)
+                        if read is None:
+                            continue
+                        last_seq, positions = read
                         # Only members with a socket, somewhere, that has not joined the
                         # room: most of a big room's members are offline or watching it.
                         outside = self.presence.outside(room.name, [u for u, _ in positions])

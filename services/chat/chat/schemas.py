@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -115,14 +115,60 @@ class RoomCreate(Payload):
 
 
 class RoomOut(BaseModel):
+    """A room as the caller sees it (also the `room` Socket.IO event)."""
+
     name: str
+    kind: Literal["public", "private", "dm"]
     private: bool
     last_seq: int
-    members: list[str] | None = None
+    # The caller's read position; null for a public room the caller is not a member of.
+    last_read_seq: int | None
+    unread: int  # last_seq - last_read_seq (0 when not a member)
+    members: list[str] | None = None  # private rooms and DMs only
 
 
 class RoomList(BaseModel):
     rooms: list[RoomOut]
+    more: bool = False  # scope=public: more rooms after this page
+
+
+class RoomsQuery(Payload):
+    model_config = ConfigDict(extra="forbid", strict=False)  # query strings arrive as text
+
+    scope: Literal["mine", "public"] = "mine"
+    limit: Annotated[int, Field(ge=1, le=100)] = 50
+    after: RoomName | None = None
+
+
+class UserSearchQuery(Payload):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+    q: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{0,32}$")] = ""
+
+
+class UserName(BaseModel):
+    username: str
+
+
+class UserList(BaseModel):
+    users: list[UserName]
+
+
+class DmCreate(Payload):
+    user: Username
+
+
+class MemberAdd(Payload):
+    user: Username
+
+
+class ReadPosition(Payload):
+    seq: Seq
+
+
+class ReadOut(BaseModel):
+    room: str
+    last_read_seq: int
 
 
 class MessageText(Payload):
@@ -198,6 +244,11 @@ class MessageEvent(MessageText):
 
 class TypingEvent(Payload):
     room: RoomName
+
+
+class ReadEvent(Payload):
+    room: RoomName
+    seq: Seq
 
 
 class ConnectAuth(BaseModel):

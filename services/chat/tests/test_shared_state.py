@@ -86,3 +86,22 @@ def test_the_same_state_works_on_a_redis_cluster_with_a_rooms_keys_in_one_slot(r
         for r in ("general", "random", "dev")
     }
     assert len(owners) >= 2
+
+
+def test_live_counts_count_each_keys_live_members_in_one_call(redis_server):
+    from chat.cluster.shared_state import MemoryState
+
+    for state in (RedisState(redis_server.url), MemoryState()):
+        state.add("chat:test:on", "a", ttl=60)
+        state.add("chat:test:expired", "b", ttl=-1)
+        state.add("chat:test:left", "c", ttl=60)
+        state.remove("chat:test:left", "c")
+        keys = ["chat:test:on", "chat:test:expired", "chat:test:left", "chat:test:never"]
+        state.add("chat:test:on", "d", ttl=60)
+        assert state.live_counts(keys) == {
+            "chat:test:on": 2,
+            "chat:test:expired": 0,
+            "chat:test:left": 0,
+            "chat:test:never": 0,
+        }
+        assert state.live_counts([]) == {}

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 from .shared_state import SharedState, StateUnavailable, new_stamp
@@ -131,6 +132,33 @@ class Presence:
             self.state.remove(_room_key(room), member, stamp=_stamp_key(room))
         except StateUnavailable as exc:  # the entry expires within the TTL instead
             log.warning("presence not shared: %s", exc)
+
+    def sids_of(self, user: str) -> list[str]:
+        """The Socket.IO sids of every live socket of the user, on any node.
+
+        Only this worker's own while the shared state is unreachable.
+        """
+        try:
+            members = self.state.members(CONN_PREFIX + user)
+        except StateUnavailable as exc:
+            log.warning("presence not shared: %s", exc)
+            return [sid for sid, sock in self.local.items() if sock.user == user]
+        return [m.rsplit(_SEP, 1)[-1] for m in members]
+
+    def outside(self, room: str, users: list[str]) -> set[str]:
+        """Those of `users` with a live socket, on any node, that has not joined `room`.
+
+        Two round trips whatever the number of users: the room's entries, and each user's
+        socket count. All of them while the shared state is unreachable: a notice to a user
+        with no such socket costs an emit; one not sent to a user who has one is lost.
+        """
+        try:
+            joined = Counter(m.split(_SEP, 1)[0] for m in self.state.members(_room_key(room)))
+            counts = self.state.live_counts([CONN_PREFIX + u for u in users])
+        except StateUnavailable as exc:
+            log.warning("presence not shared: %s", exc)
+            return set(users)
+        return {u for u in users if counts.get(CONN_PREFIX + u, 0) > joined.get(u, 0)}
 
     def online(self, room: str) -> list[str]:
         """Sorted distinct usernames with at least one live socket in the room, on any node."""

@@ -57,6 +57,7 @@ class SharedState(Protocol):
     def stamp(self, keys: list[str]) -> None: ...
     def stamps(self, keys: list[str]) -> list[str | None]: ...
     def ensure(self, key: str, value: str) -> str: ...
+    def live_counts(self, keys: list[str]) -> dict[str, int]: ...
     def sweep(self, keys: list[str]) -> list[str]: ...
     def hit(self, key: str, window: int) -> int: ...
     def ping(self) -> bool: ...
@@ -96,6 +97,9 @@ class MemoryState:
     def members(self, key: str) -> list[str]:
         now = time.time()
         return [m for m, exp in self._sets.get(key, {}).items() if exp > now]
+
+    def live_counts(self, keys: list[str]) -> dict[str, int]:
+        return {key: len(self.members(key)) for key in keys}
 
     def members_of(self, keys: list[str]) -> dict[str, list[str]]:
         return {key: self.members(key) for key in keys}
@@ -222,6 +226,17 @@ class RedisState:
         pipe = self.redis.pipeline(transaction=False)
         for key in keys:
             pipe.zrangebyscore(key, now, "+inf")
+        return dict(zip(keys, pipe.execute(), strict=True))
+
+    @_unavailable_on_redis_error
+    def live_counts(self, keys: list[str]) -> dict[str, int]:
+        """How many live members each key has: one round trip for all of them."""
+        if not keys:
+            return {}
+        now = time.time()
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.zcount(key, now, "+inf")
         return dict(zip(keys, pipe.execute(), strict=True))
 
     @_unavailable_on_redis_error

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import select
+from sqlalchemy import insert, literal, select
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import Conflict, Unauthorized
 from ..extensions import db
 from ..green import run_native
-from ..models import User
+from ..models import Membership, Room, User
 
 # argon2id at RFC 9106's second recommended setting scaled to OWASP's floor (19 MiB, t=2):
 # ~20 ms per hash here, run on a native thread so it never stalls the hub.
@@ -21,6 +21,9 @@ _hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 # A hash to verify against when the user does not exist, so timing does not reveal names.
 _DUMMY_HASH = _hasher.hash("not-a-real-password")
 _TOKEN_SALT = "chat.token.v1"
+# Every new account starts in the lobby (created by migration 0001), so its room list is
+# never empty; leaving it for good is `DELETE /api/rooms/general/members/<you>`.
+LOBBY_ROOM = "general"
 
 
 @dataclass(frozen=True)
@@ -32,12 +35,22 @@ class Principal:
 
 
 def register(username: str, password: str) -> User:
-    """Create a user; Conflict if the name is taken (names compare case-insensitively)."""
+    """Create a user; Conflict if the name is taken (names compare case-insensitively).
+
+    The new user is a member of the lobby room `general`, read up to its newest message.
+    """
     if db.session.scalar(select(User.id).where(db.func.lower(User.username) == username.lower())):
         raise Conflict(f"username {username!r} is taken")
     user = User(username=username, password_hash=run_native(_hasher.hash, password))
     db.session.add(user)
     try:
+        db.session.flush()
+        db.session.execute(
+            insert(Membership).from_select(
+                ["room_id", "user_id", "last_read_seq"],
+                select(Room.id, literal(user.id), Room.last_seq).where(Room.name == LOBBY_ROOM),
+            )
+        )
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
@@ -46,8 +59,8 @@ def register(username: str, password: str) -> User:
 
 
 def authenticate(username: str, password: str) -> User:
-    """The user with these credentials; Unauthorized otherwise."""
-    user = db.session.scalar(select(User).where(User.username == username))
+    """The user with these credentials (the name in any case); Unauthorized otherwise."""
+    user = db.session.scalar(select(User).where(db.func.lower(User.username) == username.lower()))
     try:
         run_native(_hasher.verify, user.password_hash if user else _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):
@@ -55,6 +68,21 @@ def authenticate(username: str, password: str) -> User:
     if user is None:
         raise Unauthorized("wrong username or password")
     return user
+
+
+# A people picker shows one screenful of matches.
+USER_SEARCH_LIMIT = 20
+
+
+def search_users(prefix: str, limit: int = USER_SEARCH_LIMIT) -> list[dict]:
+    """Users whose name starts with `prefix`, case-insensitively, by name: [{username}]."""
+    rows = db.session.scalars(
+        select(User.username)
+        .where(db.func.lower(User.username).startswith(prefix.lower(), autoescape=True))
+        .order_by(db.func.lower(User.username))
+        .limit(limit)
+    )
+    return [{"username": name} for name in rows]
 
 
 def issue_token(user: User | Principal, secret_key: str) -> str:

@@ -18,6 +18,7 @@ import requests
 from chat.cluster.mq import room_channel
 from chat.realtime.publish import channel as sio_room
 from testkit.clients import ChatClient, register
+from testkit.processes import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -94,8 +95,16 @@ def test_each_worker_receives_the_room_emits_of_its_rooms_and_no_others(queue_ur
         # Nobody else holds the channels (no stray emit can reach a worker later).
         for room in rooms:
             assert shard_subscribers(queue_url, room_channel(sio_room(room))) == 1
-        assert [gauge(w, "chat_mq_subscriptions") for w in three_workers] == [1, 1, 1]
-        assert all(received(w, "control") > 0 for w in three_workers)  # heartbeats, at least
+        # Each worker holds three channels: its client's room, the client's own channel
+        # (`user:<name>`), and the notices of the lobby `general` it belongs to but has not
+        # joined (`notify:general:<name>`).
+        assert [gauge(w, "chat_mq_subscriptions") for w in three_workers] == [3, 3, 3]
+        # Every worker hears the control channel (its heartbeats every 2 s, at least).
+        wait_for(
+            lambda: all(received(w, "control") > 0 for w in three_workers),
+            10,
+            "every worker to receive on the control channel",
+        )
     finally:
         for client in clients:
             client.close()

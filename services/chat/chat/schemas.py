@@ -217,6 +217,13 @@ class RoomPath(Payload):
     room: RoomName
 
 
+class MemberPath(Payload):
+    """A room and a member named in a URL path: `invalid` unless each could be a name."""
+
+    room: RoomName
+    username: Username
+
+
 class ErrorBody(BaseModel):
     code: str
     message: str

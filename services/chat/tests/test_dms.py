@@ -274,9 +274,9 @@ def test_any_member_adds_to_a_private_room_and_the_creator_removes(client, accou
         ("GET", "/api/rooms/" + "x" * 65 + "/messages"),
     ],
 )
-def test_names_in_paths_no_room_or_user_could_have_are_not_found(client, accounts, method, path):
+def test_names_in_paths_no_room_or_user_could_have_are_invalid(client, accounts, method, path):
     body = {"seq": 1} if path.endswith("/read") else {"user": "alice"}
     headers = accounts.headers("alice")
     assert client.post("/api/rooms", json={"name": "mine"}, headers=headers).status_code == 201
     r = client.open(path, method=method, json=body, headers=headers)
-    assert r.status_code == 404 and r.get_json()["error"]["code"] == "not_found"
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "invalid"

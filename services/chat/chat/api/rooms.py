@@ -12,6 +12,7 @@ from ..schemas import (
     DmCreate,
     HistoryQuery,
     MemberAdd,
+    MemberPath,
     MessageList,
     MessageOut,
     MessageText,
@@ -85,6 +86,7 @@ def open_dm(principal: Principal, payload: DmCreate) -> tuple[dict, int]:
     body=MemberAdd,
     response=RoomOut,
     status=201,
+    path_params=RoomPath,
     also=(200,),
     errors=(403, 404),
 )
@@ -101,6 +103,7 @@ def add_member(principal: Principal, payload: MemberAdd, room: str) -> tuple[dic
     "DELETE",
     "/rooms/<room>/members/<username>",
     summary="Leave a room for good, or (its creator) remove a member",
+    path_params=MemberPath,
     status=204,
     errors=(403, 404),
 )
@@ -116,6 +119,7 @@ def remove_member(principal: Principal, room: str, username: str) -> str:
     summary="Move the caller's read position forward (never back)",
     body=ReadPosition,
     response=ReadOut,
+    path_params=RoomPath,
     errors=(403, 404),
 )
 def mark_read(principal: Principal, payload: ReadPosition, room: str) -> dict:

@@ -157,8 +157,12 @@ export class ChatSync {
     this.#listen();
   }
 
-  #call(event, payload) {
-    return this.socket.timeout(ACK_TIMEOUT_MS).emitWithAck(event, payload);
+  // An ack that is not an object (a server that does not know the event answers nothing
+  // useful) reads as a refusal, never as an exception.
+  async #call(event, payload) {
+    const ack = await this.socket.timeout(ACK_TIMEOUT_MS).emitWithAck(event, payload);
+    return ack && typeof ack === "object"
+      ? ack : { ok: false, error: { code: "invalid", message: `no answer to ${event}` } };
   }
 
   #tell(name, ...args) {
@@ -436,6 +440,12 @@ export class ChatSync {
     this.hidden = hidden;
     if (!hidden && this.current) this.#readIfLooking(this.current);
     this.#tell("roomsChanged");
+  }
+
+  /** We left the room (DELETE …/members/me): it goes now; the server's room_removed follows. */
+  leave(name) {
+    if (this.socket.connected) this.socket.emit("leave", { room: name });
+    this.#removed(name);
   }
 
   /** A room created or found by REST (POST /api/rooms, POST /api/dms): ours now. */

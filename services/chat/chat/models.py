@@ -8,10 +8,12 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -24,6 +26,10 @@ def utcnow() -> datetime:
 
 class User(db.Model):
     __tablename__ = "users"
+    __table_args__ = (
+        # One identity whatever the case: `Alice` and `alice` are the same user (0002).
+        Index("uq_users_username_lower", text("lower(username)"), unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(32), unique=True, index=True)
@@ -31,12 +37,25 @@ class User(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+ROOM_KINDS = ("public", "private", "dm")
+
+
 class Room(db.Model):
     __tablename__ = "rooms"
+    __table_args__ = (
+        # Room names are one identity whatever the case too; the room keeps the spelling it
+        # was created with (0002).
+        Index("uq_rooms_name_lower", text("lower(name)"), unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     private: Mapped[bool] = mapped_column(Boolean, default=False)
+    # "public", "private" or "dm"; a dm is private too (`private` stays for old readers).
+    kind: Mapped[str] = mapped_column(String(8), default="public")
+    # A DM's pair "<lower user id>:<higher user id>": unique, so two workers creating the same
+    # DM at once end with one room (the loser's INSERT fails and it reads the winner's).
+    dm_key: Mapped[str | None] = mapped_column(String(32), nullable=True, unique=True)
     # The seq of the newest message; incremented in the transaction that stores the next one.
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
@@ -44,12 +63,16 @@ class Room(db.Model):
 
 
 class Membership(db.Model):
-    """Who may enter a private room. Public rooms need no membership."""
+    """A user's rooms: who may enter a private room or DM, which public rooms one joined,
+    and how far the user has read in each (seq of the last message read)."""
 
     __tablename__ = "memberships"
 
     room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id"), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True, index=True)
+    # Never moves back. Unread = rooms.last_seq - last_read_seq: seq has no gaps, so the
+    # room list needs no COUNT over messages.
+    last_read_seq: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Message(db.Model):

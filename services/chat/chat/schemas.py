@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
@@ -48,14 +48,60 @@ class RoomCreate(Payload):
 
 
 class RoomOut(BaseModel):
+    """A room as the caller sees it (also the `room` Socket.IO event)."""
+
     name: str
+    kind: Literal["public", "private", "dm"]
     private: bool
     last_seq: int
-    members: list[str] | None = None
+    # The caller's read position; null for a public room the caller is not a member of.
+    last_read_seq: int | None
+    unread: int  # last_seq - last_read_seq (0 when not a member)
+    members: list[str] | None = None  # private rooms and DMs only
 
 
 class RoomList(BaseModel):
     rooms: list[RoomOut]
+    more: bool = False  # scope=public: more rooms after this page
+
+
+class RoomsQuery(Payload):
+    model_config = ConfigDict(extra="forbid", strict=False)  # query strings arrive as text
+
+    scope: Literal["mine", "public"] = "mine"
+    limit: Annotated[int, Field(ge=1, le=100)] = 50
+    after: RoomName | None = None
+
+
+class UserSearchQuery(Payload):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+    q: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{0,32}$")] = ""
+
+
+class UserName(BaseModel):
+    username: str
+
+
+class UserList(BaseModel):
+    users: list[UserName]
+
+
+class DmCreate(Payload):
+    user: Username
+
+
+class MemberAdd(Payload):
+    user: Username
+
+
+class ReadPosition(Payload):
+    seq: Seq
+
+
+class ReadOut(BaseModel):
+    room: str
+    last_read_seq: int
 
 
 class MessageText(Payload):
@@ -131,6 +177,11 @@ class MessageEvent(MessageText):
 
 class TypingEvent(Payload):
     room: RoomName
+
+
+class ReadEvent(Payload):
+    room: RoomName
+    seq: Seq
 
 
 class ConnectAuth(BaseModel):

@@ -14,7 +14,15 @@ def test_openapi_documents_every_endpoint_with_its_schemas(client):
         ("/api/rooms", "post"),
         ("/api/rooms/{room}/messages", "get"),
         ("/api/rooms/{room}/messages", "post"),
+        ("/api/users", "get"),
+        ("/api/dms", "post"),
+        ("/api/rooms/{room}/members", "post"),
+        ("/api/rooms/{room}/members/{username}", "delete"),
+        ("/api/rooms/{room}/read", "post"),
     }
+    assert set(doc["paths"]["/api/dms"]["post"]["responses"]) >= {"200", "201", "404"}
+    room = doc["components"]["schemas"]["RoomOut"]["properties"]
+    assert set(room) >= {"kind", "last_read_seq", "unread"}
     post_message = doc["paths"]["/api/rooms/{room}/messages"]["post"]
     assert post_message["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/MessageText"

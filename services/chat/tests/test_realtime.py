@@ -74,8 +74,10 @@ def test_join_since_returns_only_what_was_missed_paged_by_100(sio_client):
 def test_joining_an_unknown_public_room_creates_it(sio_client, client, accounts):
     ack = sio_client("alice").emit("join", {"room": "newroom"}, callback=True)
     assert ack == {"ok": True, "room": "newroom", "messages": []}
-    rooms = client.get("/api/rooms", headers=accounts.headers("bob")).get_json()["rooms"]
-    assert "newroom" in [r["name"] for r in rooms]
+    public = client.get("/api/rooms?scope=public", headers=accounts.headers("bob"))
+    assert "newroom" in [r["name"] for r in public.get_json()["rooms"]]
+    mine = client.get("/api/rooms", headers=accounts.headers("alice")).get_json()["rooms"]
+    assert [r["name"] for r in mine] == ["newroom"]  # joining made alice a member
 
 
 def test_joining_a_private_room_of_others_is_forbidden(sio_client, client, accounts):

@@ -7,20 +7,39 @@ def names(resp) -> list[str]:
     return [r["name"] for r in resp.get_json()["rooms"]]
 
 
-def test_general_exists_from_the_first_start(client, accounts):
-    r = client.get("/api/rooms", headers=accounts.headers("alice"))
+def room(name, kind="public", last_seq=0, last_read_seq=0, unread=0, members=None) -> dict:
+    item = {
+        "name": name,
+        "kind": kind,
+        "private": kind != "public",
+        "last_seq": last_seq,
+        "last_read_seq": last_read_seq,
+        "unread": unread,
+    }
+    if members is not None:
+        item["members"] = members
+    return item
+
+
+def test_general_exists_from_the_first_start_among_the_public_rooms(client, accounts):
+    headers = accounts.headers("alice")
+    assert client.get("/api/rooms", headers=headers).get_json() == {"rooms": []}
+    r = client.get("/api/rooms?scope=public", headers=headers)
     assert r.status_code == 200
-    assert r.get_json() == {"rooms": [{"name": "general", "private": False, "last_seq": 0}]}
+    assert r.get_json() == {
+        "rooms": [room("general", last_read_seq=None)],
+        "more": False,
+    }
 
 
-def test_a_public_room_is_listed_for_everyone(client, accounts):
+def test_a_public_room_is_listed_for_its_members_and_in_the_public_scope(client, accounts):
     r = client.post("/api/rooms", json={"name": "random"}, headers=accounts.headers("alice"))
     assert r.status_code == 201
-    assert r.get_json() == {"name": "random", "private": False, "last_seq": 0}
-    assert names(client.get("/api/rooms", headers=accounts.headers("bob"))) == [
-        "general",
-        "random",
-    ]
+    assert r.get_json() == room("random")
+    assert names(client.get("/api/rooms", headers=accounts.headers("alice"))) == ["random"]
+    bob = accounts.headers("bob")
+    assert names(client.get("/api/rooms", headers=bob)) == []
+    assert names(client.get("/api/rooms?scope=public", headers=bob)) == ["general", "random"]
 
 
 def test_a_private_room_is_listed_only_for_its_members(client, accounts):
@@ -32,17 +51,13 @@ def test_a_private_room_is_listed_only_for_its_members(client, accounts):
         headers=accounts.headers("alice"),
     )
     assert r.status_code == 201
-    assert r.get_json() == {
-        "name": "secret",
-        "private": True,
-        "last_seq": 0,
-        "members": ["alice", "bob"],
-    }
+    assert r.get_json() == room("secret", "private", members=["alice", "bob"])
     bob_rooms = client.get("/api/rooms", headers=accounts.headers("bob")).get_json()["rooms"]
-    assert {"name": "secret", "private": True, "last_seq": 0, "members": ["alice", "bob"]} in (
-        bob_rooms
-    )
-    assert names(client.get("/api/rooms", headers=accounts.headers("carol"))) == ["general"]
+    assert bob_rooms == [room("secret", "private", members=["alice", "bob"])]
+    assert names(client.get("/api/rooms", headers=accounts.headers("carol"))) == []
+    assert names(client.get("/api/rooms?scope=public", headers=accounts.headers("carol"))) == [
+        "general"
+    ]
 
 
 def test_a_non_member_cannot_read_or_post_in_a_private_room(client, accounts):
@@ -69,7 +84,8 @@ def test_unknown_members_are_refused_and_nothing_is_created(client, accounts):
     )
     assert r.status_code == 400
     assert "ghost" in r.get_json()["error"]["message"]
-    assert names(client.get("/api/rooms", headers=headers)) == ["general"]
+    assert names(client.get("/api/rooms?scope=public", headers=headers)) == ["general"]
+    assert names(client.get("/api/rooms", headers=headers)) == []
 
 
 @pytest.mark.parametrize(

@@ -43,10 +43,13 @@ def endpoint(
     status: int = 200,
     auth: bool = True,
     errors: tuple[int, ...] = (),
+    also: tuple[int, ...] = (),
 ) -> Callable:
     """Route, validate and document one endpoint.
 
     The view is called with (principal if auth, body or query model if declared, **path args).
+    A view answering with another success status than `status` (listed in `also`, same
+    response schema) returns (body, status).
     """
     _operations.append(
         dict(
@@ -59,6 +62,7 @@ def endpoint(
             status=status,
             auth=auth,
             errors=errors,
+            also=also,
         )
     )
 
@@ -82,6 +86,8 @@ def endpoint(
             except ValidationError as exc:
                 raise invalid_from_validation(exc) from None
             result = view(*args, **path_args)
+            if isinstance(result, tuple):
+                return result
             return (result, status) if status != 200 else result
 
         bp.add_url_rule(path, view_func=wrapper, methods=[method])
@@ -132,7 +138,8 @@ def openapi_document() -> dict[str, Any]:
         ok: dict[str, Any] = {"description": "OK"}
         if op["response"] is not None:
             ok["content"] = {"application/json": {"schema": ref(op["response"])}}
-        item["responses"][str(op["status"])] = ok
+        for success in (op["status"], *op["also"]):
+            item["responses"][str(success)] = ok
         codes = set(op["errors"]) | {400} | ({401} if op["auth"] else set())
         for code in sorted(codes):
             item["responses"][str(code)] = {

@@ -1,4 +1,4 @@
-"""Rooms and their messages."""
+"""Rooms and their messages, memberships, direct messages, read positions."""
 
 from __future__ import annotations
 
@@ -7,23 +7,37 @@ from flask import current_app
 from ..domain import messages, rooms
 from ..domain.accounts import Principal
 from ..metrics import messages_stored
+from ..realtime import notify
 from ..schemas import (
+    DmCreate,
     HistoryQuery,
+    MemberAdd,
     MessageList,
     MessageOut,
     MessageText,
+    ReadOut,
+    ReadPosition,
     RoomCreate,
     RoomList,
     RoomOut,
+    RoomsQuery,
 )
 from . import bp
 from .openapi import endpoint
 
 
 @endpoint(
-    bp, "GET", "/rooms", summary="Public rooms and the caller's private rooms", response=RoomList
+    bp,
+    "GET",
+    "/rooms",
+    summary="The caller's rooms with unread counts; scope=public pages through public rooms",
+    query=RoomsQuery,
+    response=RoomList,
 )
-def list_rooms(principal: Principal) -> dict:
+def list_rooms(principal: Principal, query: RoomsQuery) -> dict:
+    if query.scope == "public":
+        page, more = rooms.public_rooms(principal, limit=query.limit, after=query.after)
+        return {"rooms": page, "more": more}
     return {"rooms": rooms.describe(principal)}
 
 
@@ -38,7 +52,76 @@ def list_rooms(principal: Principal) -> dict:
     errors=(409,),
 )
 def create_room(principal: Principal, payload: RoomCreate) -> dict:
-    return rooms.create_room(principal, payload.name, payload.private, payload.members)
+    change = rooms.create_room(principal, payload.name, payload.private, payload.members)
+    notify.added(change)
+    return change.room
+
+
+@endpoint(
+    bp,
+    "POST",
+    "/dms",
+    summary="Open the direct message with a user: 201 created, 200 when it exists",
+    body=DmCreate,
+    response=RoomOut,
+    status=201,
+    also=(200,),
+    errors=(404,),
+)
+def open_dm(principal: Principal, payload: DmCreate) -> tuple[dict, int]:
+    change = rooms.open_dm(principal, payload.user)
+    if change.created:
+        notify.added(change)
+        return change.room, 201
+    return change.room, 200
+
+
+@endpoint(
+    bp,
+    "POST",
+    "/rooms/<room>/members",
+    summary="Add a member to a private room (any member may): 201 added, 200 already one",
+    body=MemberAdd,
+    response=RoomOut,
+    status=201,
+    also=(200,),
+    errors=(403, 404),
+)
+def add_member(principal: Principal, payload: MemberAdd, room: str) -> tuple[dict, int]:
+    change = rooms.add_member(principal, room, payload.user)
+    if change.created:
+        notify.added(change)
+        return change.room, 201
+    return change.room, 200
+
+
+@endpoint(
+    bp,
+    "DELETE",
+    "/rooms/<room>/members/<username>",
+    summary="Leave a room for good, or (its creator) remove a member",
+    status=204,
+    errors=(403, 404),
+)
+def remove_member(principal: Principal, room: str, username: str) -> str:
+    notify.removed(rooms.remove_member(principal, room, username))
+    return ""
+
+
+@endpoint(
+    bp,
+    "POST",
+    "/rooms/<room>/read",
+    summary="Move the caller's read position forward (never back)",
+    body=ReadPosition,
+    response=ReadOut,
+    errors=(403, 404),
+)
+def mark_read(principal: Principal, payload: ReadPosition, room: str) -> dict:
+    name, last_read_seq, moved = rooms.mark_read(principal, room, payload.seq)
+    if moved:
+        notify.read(principal.username, name, last_read_seq, skip_sid=None)
+    return {"room": name, "last_read_seq": last_read_seq}
 
 
 @endpoint(
@@ -72,4 +155,5 @@ def post_message(principal: Principal, payload: MessageText, room: str) -> dict:
     posted = messages.post_message(principal, room, payload.text, payload.client_id)
     if posted.created:
         messages_stored.inc()
+        notify.activity(rooms.lookup(posted.message["room"]))
     return posted.message

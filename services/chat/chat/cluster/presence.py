@@ -91,6 +91,18 @@ class Presence:
         except StateUnavailable as exc:  # the entry expires within the TTL instead
             log.warning("presence not shared: %s", exc)
 
+    def sids_of(self, user: str) -> list[str]:
+        """The Socket.IO sids of every live socket of the user, on any node.
+
+        Only this worker's own while the shared state is unreachable.
+        """
+        try:
+            members = self.state.members(CONN_PREFIX + user)
+        except StateUnavailable as exc:
+            log.warning("presence not shared: %s", exc)
+            return [sid for sid, sock in self.local.items() if sock.user == user]
+        return [m.rsplit(_SEP, 1)[-1] for m in members]
+
     def online(self, room: str) -> list[str]:
         """Sorted distinct usernames with at least one live socket in the room, on any node."""
         return sorted({m.split(_SEP, 1)[0] for m in self.state.members(ROOM_PREFIX + room)})

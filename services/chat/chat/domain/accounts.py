@@ -46,8 +46,8 @@ def register(username: str, password: str) -> User:
 
 
 def authenticate(username: str, password: str) -> User:
-    """The user with these credentials; Unauthorized otherwise."""
-    user = db.session.scalar(select(User).where(User.username == username))
+    """The user with these credentials (the name in any case); Unauthorized otherwise."""
+    user = db.session.scalar(select(User).where(db.func.lower(User.username) == username.lower()))
     try:
         run_native(_hasher.verify, user.password_hash if user else _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):
@@ -55,6 +55,21 @@ def authenticate(username: str, password: str) -> User:
     if user is None:
         raise Unauthorized("wrong username or password")
     return user
+
+
+# A people picker shows one screenful of matches.
+USER_SEARCH_LIMIT = 20
+
+
+def search_users(prefix: str, limit: int = USER_SEARCH_LIMIT) -> list[dict]:
+    """Users whose name starts with `prefix`, case-insensitively, by name: [{username}]."""
+    rows = db.session.scalars(
+        select(User.username)
+        .where(db.func.lower(User.username).startswith(prefix.lower(), autoescape=True))
+        .order_by(db.func.lower(User.username))
+        .limit(limit)
+    )
+    return [{"username": name} for name in rows]
 
 
 def issue_token(user: User | Principal, secret_key: str) -> str:

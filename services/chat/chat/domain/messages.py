@@ -12,10 +12,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from ..config import AUTOCOMMIT_BIND
 from ..errors import Conflict, NotFound, Unavailable
 from ..extensions import db
-from ..models import Message, Room, utcnow
+from ..models import Membership, Message, Room, utcnow
 from ..realtime import publish
 from .accounts import Principal
-from .rooms import RoomRef, room_for
+from .rooms import RoomRef, ensure_member, room_for
 
 # A page of history: big enough to fill a screen twice, small enough for one frame.
 HISTORY_PAGE = 100
@@ -66,6 +66,17 @@ _NEXT_SEQ = (
 # Built once, so the hot path only binds values: building the statement for each message
 # (and its cache key) took post_message from ~0.2 to ~0.6 ms of CPU on PostgreSQL.
 _next_seq = _NEXT_SEQ.returning(Room.id).cte("next_seq")
+# Sending a message moves the sender's own read position to it (in the same statement).
+_mark_sender_read = (
+    update(Membership)
+    .where(
+        Membership.room_id == _next_seq.c.id,
+        Membership.user_id == bindparam("new_user_id", type_=Integer),
+        Membership.last_read_seq < _next_seq.c.last_seq,
+    )
+    .values(last_read_seq=_next_seq.c.last_seq)
+    .cte("mark_sender_read")
+)
 _STORE_IN_ONE_STATEMENT = (
     insert(Message)
     .from_select(
@@ -81,6 +92,16 @@ _STORE_IN_ONE_STATEMENT = (
         ),
     )
     .returning(Message.id, Message.seq)
+    .add_cte(_mark_sender_read)
+)
+_MARK_SENDER_READ = (
+    update(Membership)
+    .where(
+        Membership.room_id == bindparam("new_room_id", type_=Integer),
+        Membership.user_id == bindparam("new_user_id", type_=Integer),
+        Membership.last_read_seq < bindparam("new_seq", type_=Integer),
+    )
+    .values(last_read_seq=bindparam("new_seq", type_=Integer))
 )
 
 
@@ -121,6 +142,10 @@ def _store_in_transaction(
     message = _new_message(principal, room, text, client_id, seq=seq)
     db.session.add(message)
     db.session.flush()  # assigns the id (INSERT ... RETURNING): the payload is complete
+    db.session.execute(
+        _MARK_SENDER_READ,
+        {"new_room_id": room.id, "new_user_id": principal.id, "new_seq": seq},
+    )
     # Read before the commit, which expires every attribute: after it, to_dict would
     # reload the row with one more round trip.
     payload = message.to_dict(room.name)
@@ -202,17 +227,21 @@ def join(
     room_name: str,
     since: int | None,
     enter: Callable[[RoomRef], None],
-) -> tuple[RoomRef, list[dict], bool]:
+) -> tuple[RoomRef, list[dict], bool, bool]:
     """Enter a room (creating a public one on first use) and read what the joiner missed.
+
+    Joining a public room makes the caller its member; the last value says whether that
+    membership is new (the transport announces it to the user's other sockets).
 
     `enter` subscribes the caller to the room's live events. It runs before history is read,
     so a message committed in between arrives live, in history, or both (the client drops
     the duplicate by seq), but never in neither.
     """
     room = room_for(principal, room_name, create_public=True)
+    became_member = not room.private and ensure_member(principal, room)
     enter(room)
     if since is None:
         messages, more = _page(room, after=None, before=None, limit=JOIN_LATEST)
     else:
         messages, more = _page(room, after=since, before=None, limit=HISTORY_PAGE)
-    return room, messages, more
+    return room, messages, more, became_member

@@ -1,10 +1,14 @@
-"""Rooms: who may see and enter which room."""
+"""Rooms: who may see and enter which room, memberships, DMs and read positions.
+
+Names (rooms and users) are one identity whatever the case: lookups compare lower-cased
+names, and a room or user keeps the spelling it was created with.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import Conflict, Forbidden, Invalid, NotFound
@@ -13,34 +17,61 @@ from ..models import Membership, Room, User
 from .accounts import Principal
 
 DEFAULT_ROOM = "general"
+# DM rooms are named `dm-<lower id>-<higher id>`; no other room may take a name with this
+# prefix (migration 0002 renamed the ones that had it).
+DM_PREFIX = "dm-"
 # Rooms are never renamed, deleted or made private later, so a worker may remember
-# (id, private) for the rooms it has seen; the bound keeps a name-spraying client from
-# growing it without end.
+# (id, name, private, kind) for the rooms it has seen; the bound keeps a name-spraying client
+# from growing it without end.
 _ROOM_CACHE_LIMIT = 10_000
+# A public room page: a screenful of a room directory.
+PUBLIC_PAGE = 50
 
 
 @dataclass(frozen=True)
 class RoomRef:
     id: int
-    name: str
+    name: str  # as created (the canonical spelling)
     private: bool
+    kind: str = "public"
+
+
+@dataclass(frozen=True)
+class Change:
+    """A membership change for the transport to announce.
+
+    `room` is the room object as the acting caller sees it; `added` / `removed` are the
+    stored usernames whose membership changed.
+    """
+
+    room: dict
+    created: bool = False
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
 
 
 _room_cache: dict[str, RoomRef] = {}
 
 
 def _lookup(name: str) -> RoomRef | None:
-    ref = _room_cache.get(name)
+    key = name.lower()
+    ref = _room_cache.get(key)
     if ref is None:
         row = db.session.execute(
-            select(Room.id, Room.private).where(Room.name == name)
+            select(Room.id, Room.name, Room.private, Room.kind).where(func.lower(Room.name) == key)
         ).one_or_none()
         if row is None:
             return None
         if len(_room_cache) >= _ROOM_CACHE_LIMIT:
             _room_cache.clear()
-        ref = _room_cache[name] = RoomRef(row.id, name, row.private)
+        ref = _room_cache[key] = RoomRef(row.id, row.name, row.private, row.kind)
     return ref
+
+
+def canonical_name(name: str) -> str:
+    """The stored spelling of a room's name (the name itself for an unknown room)."""
+    ref = _lookup(name)
+    return ref.name if ref is not None else name
 
 
 def is_member(user_id: int, room: RoomRef) -> bool:
@@ -63,71 +94,349 @@ def room_for(principal: Principal, name: str, *, create_public: bool = False) ->
     if room is None:
         if not create_public:
             raise NotFound(f"room {name!r} does not exist")
-        room = _create(principal, name, private=False, members=[])
+        _check_free_name(name)
+        room, _ = _create(principal, name, private=False, members=[], creator_member=False)
     if room.private and not is_member(principal.id, room):
         raise Forbidden(f"you are not a member of room {name!r}")
     return room
 
 
-def _create(principal: Principal, name: str, *, private: bool, members: list[str]) -> RoomRef:
-    member_ids: set[int] = set()
+def _check_free_name(name: str) -> None:
+    if name.lower().startswith(DM_PREFIX):
+        raise Invalid(f"room names starting with {DM_PREFIX!r} are reserved for direct messages")
+
+
+def _users_named(names: set[str]) -> list:
+    """(id, username) of the users with these names, compared case-insensitively."""
+    wanted = {n.lower() for n in names}
+    if not wanted:
+        return []
+    return db.session.execute(
+        select(User.id, User.username).where(func.lower(User.username).in_(wanted))
+    ).all()
+
+
+def _create(
+    principal: Principal,
+    name: str,
+    *,
+    private: bool,
+    members: list[str],
+    creator_member: bool = True,
+) -> tuple[RoomRef, tuple[str, ...]]:
+    """Insert a room; its members (the creator, and a private room's members) start with
+    nothing unread."""
+    member_rows = [(principal.id, principal.username)] if creator_member or private else []
     if private:
         wanted = {m.lower() for m in members} - {principal.username.lower()}
-        rows = db.session.execute(
-            select(User.id, User.username).where(db.func.lower(User.username).in_(wanted))
-        ).all()
-        missing = wanted - {r.username.lower() for r in rows}
+        found = _users_named(wanted)
+        missing = wanted - {r.username.lower() for r in found}
         if missing:
             raise Invalid(f"unknown members: {', '.join(sorted(missing))}")
-        member_ids = {r.id for r in rows} | {principal.id}
-    room = Room(name=name, private=private, created_by=principal.id, last_seq=0)
+        member_rows += [(r.id, r.username) for r in found]
+    kind = "private" if private else "public"
+    room = Room(name=name, private=private, kind=kind, created_by=principal.id, last_seq=0)
     db.session.add(room)
     try:
         db.session.flush()
-        db.session.add_all(Membership(room_id=room.id, user_id=uid) for uid in member_ids)
+        db.session.add_all(Membership(room_id=room.id, user_id=uid) for uid, _ in member_rows)
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
         existing = _lookup(name)
         if existing is not None and not private:
-            return existing  # another request created the same public room first: use it
+            return existing, ()  # another request created the same public room first: use it
         raise Conflict(f"room {name!r} already exists") from None
-    return RoomRef(room.id, name, private)
+    return RoomRef(room.id, name, private, kind), tuple(sorted(n for _, n in member_rows))
 
 
-def create_room(principal: Principal, name: str, private: bool, members: list[str]) -> dict:
-    """Create a room; Conflict if the name is taken. The creator is a member of a private room."""
+def create_room(principal: Principal, name: str, private: bool, members: list[str]) -> Change:
+    """Create a room; Conflict if the name is taken (whatever its case).
+
+    The creator is a member of a private room; `added` lists every member (creator too).
+    """
+    _check_free_name(name)
     if _lookup(name) is not None:
         raise Conflict(f"room {name!r} already exists")
-    room = _create(principal, name, private=private, members=members)
-    return describe(principal, [room.name])[0]
+    room, added = _create(principal, name, private=private, members=members)
+    return Change(room=view(principal, room.name), created=True, added=added)
 
 
-def describe(principal: Principal, names: list[str] | None = None) -> list[dict]:
-    """Public rooms and the caller's private rooms (all, or those named), members listed."""
-    mine = select(Membership.room_id).where(Membership.user_id == principal.id)
-    query = select(Room).where((Room.private.is_(False)) | Room.id.in_(mine)).order_by(Room.name)
-    if names is not None:
-        query = query.where(Room.name.in_(names))
-    rooms = db.session.scalars(query).all()
-    private_ids = [r.id for r in rooms if r.private]
-    members: dict[int, list[str]] = {rid: [] for rid in private_ids}
-    if private_ids:
+def view(principal: Principal, name: str) -> dict:
+    """One room as this user sees it (last_read_seq null and unread 0 when not a member)."""
+    room = _lookup(name)
+    if room is None:
+        raise NotFound(f"room {name!r} does not exist")
+    row = db.session.execute(
+        select(Room, Membership.last_read_seq)
+        .outerjoin(
+            Membership,
+            (Membership.room_id == Room.id) & (Membership.user_id == principal.id),
+        )
+        .where(Room.id == room.id)
+    ).one()
+    members = _members_of([room.id]) if room.private else {}
+    return _room_dict(row[0], row[1], members.get(room.id))
+
+
+def _room_dict(room: Room, last_read_seq: int | None, members: list[str] | None) -> dict:
+    item = {
+        "name": room.name,
+        "kind": room.kind,
+        "private": room.private,
+        "last_seq": room.last_seq,
+        "last_read_seq": last_read_seq,
+        "unread": 0 if last_read_seq is None else max(room.last_seq - last_read_seq, 0),
+    }
+    if room.private:
+        item["members"] = members or []
+    return item
+
+
+def _members_of(room_ids: list[int]) -> dict[int, list[str]]:
+    """Sorted member names of each room, in one query."""
+    members: dict[int, list[str]] = {rid: [] for rid in room_ids}
+    if room_ids:
         rows = db.session.execute(
             select(Membership.room_id, User.username)
             .join(User, User.id == Membership.user_id)
-            .where(Membership.room_id.in_(private_ids))
-            .order_by(User.username)
+            .where(Membership.room_id.in_(room_ids))
+            .order_by(func.lower(User.username))
         )
         for room_id, username in rows:
             members[room_id].append(username)
-    out = []
-    for r in rooms:
-        item = {"name": r.name, "private": r.private, "last_seq": r.last_seq}
-        if r.private:
-            item["members"] = members[r.id]
-        out.append(item)
-    return out
+    return members
+
+
+def describe(principal: Principal, names: list[str] | None = None) -> list[dict]:
+    """The caller's rooms (all, or those named): public rooms joined, private rooms and DMs.
+
+    One query for the rooms with their unread counts (last_seq - last_read_seq: seq has no
+    gaps), one for the members of the private ones; never one per room.
+    """
+    query = (
+        select(Room, Membership.last_read_seq)
+        .join(Membership, Membership.room_id == Room.id)
+        .where(Membership.user_id == principal.id)
+        .order_by(func.lower(Room.name))
+    )
+    if names is not None:
+        query = query.where(func.lower(Room.name).in_([n.lower() for n in names]))
+    rows = db.session.execute(query).all()
+    members = _members_of([r.id for r, _ in rows if r.private])
+    return [_room_dict(r, read, members.get(r.id)) for r, read in rows]
+
+
+def public_rooms(
+    principal: Principal, *, limit: int = PUBLIC_PAGE, after: str | None = None
+) -> tuple[list[dict], bool]:
+    """A page of public rooms by name (case-insensitive order), after the room `after`."""
+    query = (
+        select(Room, Membership.last_read_seq)
+        .outerjoin(
+            Membership,
+            (Membership.room_id == Room.id) & (Membership.user_id == principal.id),
+        )
+        .where(Room.kind == "public")
+        .order_by(func.lower(Room.name))
+        .limit(limit + 1)
+    )
+    if after is not None:
+        query = query.where(func.lower(Room.name) > after.lower())
+    rows = db.session.execute(query).all()
+    return [_room_dict(r, read, None) for r, read in rows[:limit]], len(rows) > limit
+
+
+def ensure_member(principal: Principal, room: RoomRef) -> bool:
+    """Make the caller a member of a room (public join); True if the membership is new.
+
+    A new member starts read up to the room's newest message: history from before one
+    joined is not "unread".
+    """
+    if is_member(principal.id, room):
+        return False
+    newest = select(Room.last_seq).where(Room.id == room.id).scalar_subquery()
+    try:
+        db.session.execute(
+            insert(Membership).values(room_id=room.id, user_id=principal.id, last_read_seq=newest)
+        )
+        db.session.commit()
+    except IntegrityError:  # a second socket of the same user joined at the same moment
+        db.session.rollback()
+        return False
+    return True
+
+
+def open_dm(principal: Principal, username: str) -> Change:
+    """The caller's DM with `username`, created if there is none (`created` says which).
+
+    One DM per pair: `dm_key` is unique, so when both sides create it at once (on two
+    workers) one INSERT fails and that side returns the other's room. A DM with yourself is
+    your own notes room: kind "dm", members [you].
+    """
+    rows = _users_named({username})
+    if not rows:
+        raise NotFound(f"user {username!r} does not exist")
+    other_id, other_name = rows[0]
+    low, high = sorted((principal.id, other_id))
+    key = f"{low}:{high}"
+    existing = db.session.scalar(select(Room.name).where(Room.dm_key == key))
+    if existing is not None:
+        return Change(room=view(principal, existing))
+    name = f"{DM_PREFIX}{low}-{high}"
+    room = Room(name=name, private=True, kind="dm", dm_key=key, created_by=principal.id)
+    room.last_seq = 0
+    db.session.add(room)
+    try:
+        db.session.flush()
+        db.session.add_all(
+            Membership(room_id=room.id, user_id=uid) for uid in {principal.id, other_id}
+        )
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        existing = db.session.scalar(select(Room.name).where(Room.dm_key == key))
+        if existing is None:  # the name, not the pair, was taken: not expected after 0002
+            raise Conflict(f"room {name!r} already exists") from None
+        return Change(room=view(principal, existing))
+    added = tuple(sorted({principal.username, other_name}))
+    return Change(room=view(principal, name), created=True, added=added)
+
+
+def add_member(principal: Principal, room_name: str, username: str) -> Change:
+    """Add a user to a private room the caller belongs to (any member may add).
+
+    Forbidden for a DM (it takes no other members); Invalid for a public room (people join
+    those themselves); NotFound for an unknown user. Adding a member twice changes nothing.
+    """
+    room = room_for(principal, room_name)
+    if room.kind == "dm":
+        raise Forbidden("a direct message takes no other members")
+    if room.kind != "private":
+        raise Invalid("public rooms are joined, not added to")
+    rows = _users_named({username})
+    if not rows:
+        raise NotFound(f"user {username!r} does not exist")
+    user_id, stored_name = rows[0]
+    if is_member(user_id, room):
+        return Change(room=view(principal, room.name))
+    newest = select(Room.last_seq).where(Room.id == room.id).scalar_subquery()
+    try:
+        db.session.execute(
+            insert(Membership).values(room_id=room.id, user_id=user_id, last_read_seq=newest)
+        )
+        db.session.commit()
+    except IntegrityError:  # added by another member at the same moment
+        db.session.rollback()
+        return Change(room=view(principal, room.name))
+    return Change(room=view(principal, room.name), created=True, added=(stored_name,))
+
+
+def remove_member(principal: Principal, room_name: str, username: str) -> Change:
+    """A member leaves a room for good, or the room's creator removes someone.
+
+    Forbidden for anyone else, and for DMs; NotFound when the user is not a member.
+    `room` is the room as the caller sees it afterwards.
+    """
+    room = _lookup(room_name)
+    if room is None:
+        raise NotFound(f"room {room_name!r} does not exist")
+    if room.kind == "dm":
+        raise Forbidden("a direct message's members cannot change")
+    is_self = username.lower() == principal.username.lower()
+    if not is_self:
+        creator = db.session.scalar(select(Room.created_by).where(Room.id == room.id))
+        if creator != principal.id or (room.private and not is_member(principal.id, room)):
+            raise Forbidden("only the room's creator may remove other members")
+    rows = _users_named({username})
+    user_id, stored_name = rows[0] if rows else (None, username)
+    deleted = 0
+    if user_id is not None:
+        deleted = db.session.execute(
+            Membership.__table__.delete().where(
+                Membership.room_id == room.id, Membership.user_id == user_id
+            )
+        ).rowcount
+        db.session.commit()
+    if not deleted:
+        raise NotFound(f"{username!r} is not a member of room {room.name!r}")
+    return Change(room={"name": room.name}, removed=(stored_name,))
+
+
+def mark_read(principal: Principal, room_name: str, seq: int) -> tuple[str, int, bool]:
+    """Move the caller's read position forward to `seq` (capped at the room's last_seq).
+
+    Never moves back: a lower seq leaves it where it is. Returns (room name, the position
+    now, whether it moved). Forbidden when the caller is not a member.
+    """
+    room = room_for(principal, room_name)
+    row = db.session.execute(
+        select(Membership.last_read_seq, Room.last_seq)
+        .join(Room, Room.id == Membership.room_id)
+        .where(Membership.room_id == room.id, Membership.user_id == principal.id)
+    ).one_or_none()
+    if row is None:
+        raise Forbidden(f"join room {room.name!r} first")
+    target = min(seq, row.last_seq)
+    if target <= row.last_read_seq:
+        db.session.rollback()
+        return room.name, row.last_read_seq, False
+    moved = db.session.execute(
+        update(Membership)
+        .where(
+            Membership.room_id == room.id,
+            Membership.user_id == principal.id,
+            Membership.last_read_seq < target,
+        )
+        .values(last_read_seq=target)
+    ).rowcount
+    db.session.commit()
+    if not moved:  # another request moved it further meanwhile
+        now = db.session.scalar(
+            select(Membership.last_read_seq).where(
+                Membership.room_id == room.id, Membership.user_id == principal.id
+            )
+        )
+        return room.name, now or target, False
+    return room.name, target, True
+
+
+def member_room_names(user_id: int) -> list[str]:
+    """The names of every room the user belongs to."""
+    return list(
+        db.session.scalars(
+            select(Room.name)
+            .join(Membership, Membership.room_id == Room.id)
+            .where(Membership.user_id == user_id)
+        )
+    )
+
+
+def read_positions(
+    room: RoomRef, limit: int | None = None
+) -> tuple[int, list[tuple[str, int]]] | None:
+    """The room's last_seq and its members' (username, last_read_seq), in one query.
+
+    None when `limit` is given and the room has more members than that.
+    """
+    query = (
+        select(Room.last_seq, User.username, Membership.last_read_seq)
+        .join(Membership, Membership.room_id == Room.id)
+        .join(User, User.id == Membership.user_id)
+        .where(Room.id == room.id)
+    )
+    if limit is not None:
+        query = query.limit(limit + 1)
+    rows = db.session.execute(query).all()
+    if limit is not None and len(rows) > limit:
+        return None
+    last_seq = rows[0].last_seq if rows else 0
+    return last_seq, [(r.username, r.last_read_seq) for r in rows]
+
+
+def lookup(name: str) -> RoomRef | None:
+    """The room of this name (any case), or None; no permission check (server use)."""
+    return _lookup(name)
 
 
 def forget_cached_rooms() -> None:

@@ -13,7 +13,7 @@ from flask_socketio import ConnectionRefusedError, Namespace, join_room, leave_r
 from pydantic import BaseModel, ValidationError
 
 from .. import metrics, schemas
-from ..domain import messages
+from ..domain import messages, rooms
 from ..domain.accounts import Principal, verify_token
 from ..domain.rooms import RoomRef
 from ..errors import (
@@ -26,7 +26,7 @@ from ..errors import (
     invalid_from_validation,
 )
 from ..extensions import db, socketio
-from . import publish
+from . import notify, publish
 
 log = logging.getLogger(__name__)
 
@@ -113,12 +113,29 @@ class ChatNamespace(Namespace):
             )
         self.principals[sid] = principal
         metrics.connected_clients.inc()
+        self._subscribe_personal(sid, principal)
         node = cfg["NODE_ID"]
         # Emitted after the CONNECT packet has gone out, so every client sees it as an event
         # of an established connection.
         socketio.start_background_task(
             socketio.emit, "session", {"user": principal.username, "node": node}, to=sid
         )
+
+    def _subscribe_personal(self, sid: str, principal: Principal) -> None:
+        """The user's channel, and the notify channel of every room the user belongs to.
+
+        Runs after presence registered the socket: a membership added meanwhile either is
+        committed before the query below or finds this sid in presence (notify.added).
+        """
+        join_room(notify.user_channel(principal.username))
+        try:
+            names = rooms.member_room_names(principal.id)
+        except Exception as exc:  # the store is down: the socket still gets its user channel
+            db.session.rollback()
+            log.warning("room subscriptions skipped for %s: %s", principal.username, exc)
+            return
+        for name in names:
+            join_room(notify.notify_channel(name, principal.username))
 
     def on_disconnect(self, reason: Any = None) -> None:
         sid = request.sid
@@ -138,9 +155,18 @@ class ChatNamespace(Namespace):
 
         def enter(room: RoomRef) -> None:
             join_room(publish.channel(room.name))
+            # Live now: the room's activity (`room` events) is for the user's other sockets.
+            leave_room(notify.notify_channel(room.name, principal.username))
             self.presence.enter(sid, room.name)
 
-        room, history, more = messages.join(principal, payload.room, payload.since, enter)
+        room, history, more, new_member = messages.join(
+            principal, payload.room, payload.since, enter
+        )
+        if new_member:
+            change = rooms.Change(
+                room=rooms.view(principal, room.name), added=(principal.username,)
+            )
+            notify.added(change, skip_sids=(sid,))
         ack = {"ok": True, "room": room.name, "messages": history}
         if more:
             ack["more"] = True
@@ -148,8 +174,13 @@ class ChatNamespace(Namespace):
 
     @event("leave", schemas.LeaveEvent)
     def on_leave(self, principal: Principal, payload: schemas.LeaveEvent) -> dict:
-        leave_room(publish.channel(payload.room))
-        self.presence.leave(request.sid, payload.room)
+        name = rooms.canonical_name(payload.room)
+        leave_room(publish.channel(name))
+        self.presence.leave(request.sid, name)
+        room = rooms.lookup(name)
+        if room is not None and rooms.is_member(principal.id, room):
+            # Still a member: the socket hears of the room's activity again.
+            join_room(notify.notify_channel(name, principal.username))
         return {"ok": True}
 
     @event("message", schemas.MessageEvent)
@@ -158,7 +189,15 @@ class ChatNamespace(Namespace):
         posted = messages.post_message(principal, payload.room, payload.text, payload.client_id)
         if posted.created:
             metrics.messages_stored.inc()
+            notify.activity(rooms.lookup(posted.message["room"]))
         return {"ok": True, "message": posted.message}
+
+    @event("read", schemas.ReadEvent)
+    def on_read(self, principal: Principal, payload: schemas.ReadEvent) -> dict:
+        name, last_read_seq, moved = rooms.mark_read(principal, payload.room, payload.seq)
+        if moved:
+            notify.read(principal.username, name, last_read_seq, skip_sid=request.sid)
+        return {"ok": True, "room": name, "last_read_seq": last_read_seq}
 
     @event("typing", schemas.TypingEvent)
     def on_typing(self, principal: Principal, payload: schemas.TypingEvent) -> dict:

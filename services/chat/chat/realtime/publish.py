@@ -6,8 +6,11 @@ from ..extensions import socketio
 
 
 def channel(room_name: str) -> str:
-    """The Socket.IO room that carries a chat room's events (prefixed so it never meets a sid)."""
-    return f"room:{room_name}"
+    """The Socket.IO room that carries a chat room's events (prefixed so it never meets a sid).
+
+    Lower-cased: room names are one identity whatever the case.
+    """
+    return f"room:{room_name.lower()}"
 
 
 def message(room_name: str, payload: dict) -> None:

@@ -1,0 +1,163 @@
+"""The per-user push channel through Flask-SocketIO's test client (one app, no queue).
+
+`room` when a user is added to a room or a room gets a message this socket does not receive
+live; `read` to the user's other sockets; `room_removed` when the user leaves or is removed.
+Over real workers and across three of them: test_dm_cluster.py.
+"""
+
+from __future__ import annotations
+
+import time
+
+
+def drain(sio) -> list[tuple[str, object]]:
+    """Everything the socket received since the last drain: (event, payload)."""
+    out = []
+    for e in sio.get_received():
+        out.append((e["name"], e["args"] if e["name"] == "message" else e["args"][0]))
+    return out
+
+
+def named(received, name):
+    return [payload for event, payload in received if event == name]
+
+
+def settle(*socks):
+    """Wait for the `session` event each socket gets from a task just after connecting."""
+    for sio in socks:
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            if named(drain(sio), "session"):
+                break
+            time.sleep(0.02)
+
+
+def test_a_dm_reaches_the_other_user_at_once_with_its_unread_count(sio_client, client, accounts):
+    bob_phone, bob_pc = sio_client("bob"), sio_client("bob")
+    alice = sio_client("alice")
+    settle(bob_phone, bob_pc, alice)
+    r = client.post("/api/dms", json={"user": "bob"}, headers=accounts.headers("alice"))
+    dm = r.get_json()
+    for sio in (bob_phone, bob_pc, alice):
+        assert named(drain(sio), "room") == [dm]  # both users' every socket: added
+
+    assert alice.emit("join", {"room": dm["name"]}, callback=True)["ok"]
+    ack = alice.emit("message", {"room": dm["name"], "text": "hi"}, callback=True)
+    assert ack["ok"]
+    expected = {**dm, "last_seq": 1, "last_read_seq": 0, "unread": 1}
+    for sio in (bob_phone, bob_pc):
+        received = drain(sio)
+        assert named(received, "room") == [expected]
+        assert named(received, "message") == []  # not joined: the notice, not the message
+    # Alice's socket is joined: it gets the message, and no notice about it.
+    received = drain(alice)
+    assert named(received, "message") == [ack["message"]]
+    assert named(received, "room") == []
+
+
+def test_a_joined_socket_gets_messages_and_the_others_get_room_notices(
+    sio_client, client, accounts
+):
+    alice, bob_phone, bob_pc = sio_client("alice"), sio_client("bob"), sio_client("bob")
+    settle(alice, bob_phone, bob_pc)
+    dm = client.post("/api/dms", json={"user": "bob"}, headers=accounts.headers("alice"))
+    name = dm.get_json()["name"]
+    bob_phone.emit("join", {"room": name}, callback=True)
+    for sio in (alice, bob_phone, bob_pc):
+        drain(sio)
+    ack = alice.emit("message", {"room": name, "text": "one"}, callback=True)
+    phone = drain(bob_phone)
+    assert named(phone, "message") == [ack["message"]] and named(phone, "room") == []
+    pc = drain(bob_pc)
+    assert [(r["last_seq"], r["unread"]) for r in named(pc, "room")] == [(1, 1)]
+    # The phone leaves the room (stays a member): it hears of the room's activity again.
+    bob_phone.emit("leave", {"room": name}, callback=True)
+    alice.emit("message", {"room": name, "text": "two"}, callback=True)
+    assert [(r["last_seq"], r["unread"]) for r in named(drain(bob_phone), "room")] == [(2, 2)]
+
+
+def test_reading_on_one_device_tells_the_others(sio_client, client, accounts):
+    alice, bob_phone, bob_pc = sio_client("alice"), sio_client("bob"), sio_client("bob")
+    settle(alice, bob_phone, bob_pc)
+    name = client.post(
+        "/api/dms", json={"user": "bob"}, headers=accounts.headers("alice")
+    ).get_json()["name"]
+    for i in range(3):
+        alice.emit("message", {"room": name, "text": f"m{i}"}, callback=True)
+    for sio in (alice, bob_phone, bob_pc):
+        drain(sio)
+    ack = bob_phone.emit("read", {"room": name, "seq": 2}, callback=True)
+    assert ack == {"ok": True, "room": name, "last_read_seq": 2}
+    assert named(drain(bob_pc), "read") == [{"room": name, "last_read_seq": 2}]
+    assert named(drain(bob_phone), "read") == []  # not to the socket that read
+    assert named(drain(alice), "read") == []  # nor to anyone else
+    # A lower seq acks the current position and moves nothing.
+    ack = bob_pc.emit("read", {"room": name, "seq": 1}, callback=True)
+    assert ack == {"ok": True, "room": name, "last_read_seq": 2}
+    # REST reads reach every socket of the user.
+    client.post(f"/api/rooms/{name}/read", json={"seq": 3}, headers=accounts.headers("bob"))
+    for sio in (bob_phone, bob_pc):
+        assert named(drain(sio), "read") == [{"room": name, "last_read_seq": 3}]
+
+
+def test_bad_read_events_are_refused_with_a_code(sio_client):
+    bob = sio_client("bob")
+    for payload, code in [
+        ({"room": "general"}, "invalid"),
+        ({"room": "general", "seq": "1"}, "invalid"),
+        ({"room": "general", "seq": 1, "x": 1}, "invalid"),
+        ({"room": "nowhere", "seq": 1}, "not_found"),
+        ({"room": "general", "seq": 1}, "forbidden"),  # not a member
+    ]:
+        ack = bob.emit("read", payload, callback=True)
+        assert ack["ok"] is False and ack["error"]["code"] == code, payload
+
+
+def test_joining_a_public_room_makes_a_member_and_tells_the_other_devices(
+    sio_client, client, accounts
+):
+    phone, pc = sio_client("bob"), sio_client("bob")
+    settle(phone, pc)
+    assert phone.emit("join", {"room": "general"}, callback=True)["ok"]
+    notice = {
+        "name": "general",
+        "kind": "public",
+        "private": False,
+        "last_seq": 0,
+        "last_read_seq": 0,
+        "unread": 0,
+    }
+    assert named(drain(pc), "room") == [notice]
+    assert list(
+        r["name"]
+        for r in client.get("/api/rooms", headers=accounts.headers("bob")).get_json()["rooms"]
+    ) == ["general"]
+    # The other device hears of general's messages; the joined one receives them.
+    alice = sio_client("alice")
+    alice.emit("message", {"room": "general", "text": "hi"}, callback=True)
+    assert [(r["name"], r["unread"]) for r in named(drain(pc), "room")] == [("general", 1)]
+    assert [m["text"] for m in named(drain(phone), "message")] == ["hi"]
+
+
+def test_a_removed_member_stops_receiving_the_room_and_is_told(sio_client, client, accounts):
+    alice_h = accounts.headers("alice")
+    carol_live, carol_idle = sio_client("carol"), sio_client("carol")
+    alice = sio_client("alice")
+    settle(carol_live, carol_idle, alice)
+    client.post(
+        "/api/rooms",
+        json={"name": "team", "private": True, "members": ["carol"]},
+        headers=alice_h,
+    )
+    assert named(drain(carol_idle), "room")[0]["members"] == ["alice", "carol"]
+    carol_live.emit("join", {"room": "team"}, callback=True)
+    alice.emit("join", {"room": "team"}, callback=True)
+    assert client.delete("/api/rooms/team/members/carol", headers=alice_h).status_code == 204
+    for sio in (carol_live, carol_idle):
+        assert named(drain(sio), "room_removed") == [{"room": "team"}]
+    ack = alice.emit("message", {"room": "team", "text": "after"}, callback=True)
+    assert named(drain(alice), "message") == [ack["message"]]  # the marker reached the room
+    for sio in (carol_live, carol_idle):
+        received = drain(sio)
+        assert named(received, "message") == [] and named(received, "room") == []
+    assert carol_live.emit("join", {"room": "team"}, callback=True)["error"]["code"] == "forbidden"

@@ -66,6 +66,9 @@ export class ChatApp {
       auth: { token: this.token },
       transports: ["websocket", "polling"],
       tryAllTransports: true,
+      // A handshake that never completes (a socket opened and closed by a proxy before
+      // Engine.IO's open packet) is given up on after this long, not the default 20 s.
+      timeout: 10_000,
     });
     this.sync = new ChatSync({
       me: this.user,
@@ -82,11 +85,9 @@ export class ChatApp {
     this.#bindSocket();
     this.#bindUi();
     await this.sync.start(); // the room list: the only REST read that is not on demand
+    // The room this tab had open, else #general: everyone's lobby (joining makes it theirs).
     const wanted = sessionStorage.getItem("chat.room");
-    const mine = this.sync.myRooms();
-    const first = mine.find((r) => r.name === wanted) ?? mine.find((r) => r.name === "general")
-      ?? mine[0];
-    this.open(first?.name ?? "general");
+    this.open(this.sync.myRooms().some((r) => r.name === wanted) ? wanted : "general");
   }
 
   // ---- connection ---------------------------------------------------------------------------

@@ -345,7 +345,9 @@ export class ChatApp {
       if (creator && member.toLowerCase() === creator.toLowerCase()) {
         li.append(element("span", "private-tag", "created the room"));
       }
-      const mayRemove = creator && creator.toLowerCase() === this.user.toLowerCase()
+      // Only the creator may remove others. Room objects do not name the creator (yet): then
+      // every member is offered the button and the server's refusal is shown in words.
+      const mayRemove = (!creator || creator.toLowerCase() === this.user.toLowerCase())
         && member.toLowerCase() !== this.user.toLowerCase();
       if (mayRemove) {
         const remove = button("link remove-member", "Remove", { user: member });
@@ -596,6 +598,9 @@ export class ChatApp {
       if (show) {
         this.#renderMembers();
         $("add-member-name").focus();
+        // Others may have added or removed people since: a joined room's members are not
+        // pushed, so they are read once, on this demand.
+        this.sync.refreshRooms();
       }
     });
     $("add-member-form").addEventListener("submit", async (e) => {
@@ -627,7 +632,7 @@ export class ChatApp {
         this.#renderHeader();
         this.#renderMembers();
       } catch (err) {
-        this.el.memberError.textContent = explain(err, "member");
+        this.el.memberError.textContent = explain(err, "remove");
         this.apiFailed(err);
       }
     });

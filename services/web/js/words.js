@@ -45,6 +45,10 @@ export function explain(error, context = "") {
     for (const [field, words] of FIELD_WORDS) if (field.test(message)) return words;
     return "That was not accepted. Check what you typed.";
   }
+  if (code === "forbidden" && context === "remove") {
+    return "Only the person who created the room can remove people.";
+  }
+  if (code === "forbidden" && context === "member") return "A direct message is for two people.";
   if (code === "conflict") return CONFLICT_WORDS[context] ?? "That exists already.";
   if (code === "not_found" && ["member", "dm"].includes(context)) return "There is no such person.";
   if (code === "unauthorized" && context !== "login" && context !== "register") {

@@ -21,6 +21,8 @@ describe("errors in words", () => {
     [{ code: "conflict", message: "username taken" }, "register", "That username is taken. Try another."],
     [{ code: "unauthorized", message: "bad credentials" }, "login", "Wrong username or password."],
     [{ code: "not_found", message: "no user zed" }, "dm", "There is no such person."],
+    [{ code: "forbidden", message: "only the room's creator may remove other members" }, "remove",
+      "Only the person who created the room can remove people."],
     [{ code: "network", message: "the server cannot be reached" }, "login",
       "The server cannot be reached. Check your connection and try again."],
   ];

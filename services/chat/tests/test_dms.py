@@ -259,3 +259,22 @@ def test_any_member_adds_to_a_private_room_and_the_creator_removes(client, accou
     assert r.status_code == 204
     r = client.delete("/api/rooms/team/members/bob", headers=bob)
     assert r.status_code == 404 and r.get_json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("DELETE", "/api/rooms/mine/members/a%00b"),
+        ("DELETE", "/api/rooms/mine/members/%ED%A0%BD"),
+        ("DELETE", "/api/rooms/ge%00neral/members/alice"),
+        ("POST", "/api/rooms/%F0%9F%98%80/read"),
+        ("POST", "/api/rooms/a%00/members"),
+        ("GET", "/api/rooms/" + "x" * 65 + "/messages"),
+    ],
+)
+def test_names_in_paths_no_room_or_user_could_have_are_not_found(client, accounts, method, path):
+    body = {"seq": 1} if path.endswith("/read") else {"user": "alice"}
+    headers = accounts.headers("alice")
+    assert client.post("/api/rooms", json={"name": "mine"}, headers=headers).status_code == 201
+    r = client.open(path, method=method, json=body, headers=headers)
+    assert r.status_code == 404 and r.get_json()["error"]["code"] == "not_found"

@@ -161,3 +161,38 @@ def test_a_removed_member_stops_receiving_the_room_and_is_told(sio_client, clien
         received = drain(sio)
         assert named(received, "message") == [] and named(received, "room") == []
     assert carol_live.emit("join", {"room": "team"}, callback=True)["error"]["code"] == "forbidden"
+
+
+def test_a_big_rooms_notices_are_coalesced_to_about_one_a_second(sio_client, client, accounts):
+    from chat.realtime.notify import ACTIVITY_FLUSH_SECONDS, EXACT_ACTIVITY_MEMBERS
+
+    members = [f"member{i}" for i in range(EXACT_ACTIVITY_MEMBERS)]  # + alice: one too many
+    for name in members:
+        accounts.token(name)
+    alice = accounts.headers("alice")
+    client.post(
+        "/api/rooms", json={"name": "big", "private": True, "members": members}, headers=alice
+    )
+    watcher = sio_client("member0")
+    settle(watcher)
+    drain(watcher)
+    started = time.monotonic()
+    for i in range(10):
+        client.post("/api/rooms/big/messages", json={"text": f"m{i}"}, headers=alice)
+    elapsed = time.monotonic() - started
+    deadline = time.monotonic() + 10
+    notices = []
+    while time.monotonic() < deadline and not any(n["last_seq"] == 10 for n in notices):
+        notices += named(drain(watcher), "room")
+        time.sleep(0.05)
+    assert notices[-1] == {
+        "name": "big",
+        "kind": "private",
+        "private": True,
+        "last_seq": 10,
+        "last_read_seq": 0,
+        "unread": 10,
+        "members": sorted(["alice", *members]),
+    }
+    # At most one flush per ACTIVITY_FLUSH_SECONDS while the ten were sent, plus the last.
+    assert len(notices) <= 1 + elapsed / ACTIVITY_FLUSH_SECONDS, (len(notices), elapsed)

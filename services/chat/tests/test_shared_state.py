@@ -28,3 +28,16 @@ def test_more_simultaneous_callers_than_connections_all_get_through(redis_server
     assert failures == []
     assert len(state.members("chat:test:crowd")) == callers
     assert state.ping()
+
+
+def test_nonempty_names_the_keys_with_a_live_member_in_one_call(redis_server):
+    from chat.cluster.shared_state import MemoryState
+
+    for state in (RedisState(redis_server.url), MemoryState()):
+        state.add("chat:test:on", "a", ttl=60)
+        state.add("chat:test:expired", "b", ttl=-1)
+        state.add("chat:test:left", "c", ttl=60)
+        state.remove("chat:test:left", "c")
+        keys = ["chat:test:on", "chat:test:expired", "chat:test:left", "chat:test:never"]
+        assert state.nonempty(keys) == {"chat:test:on"}
+        assert state.nonempty([]) == set()

@@ -103,6 +103,19 @@ class Presence:
             return [sid for sid, sock in self.local.items() if sock.user == user]
         return [m.rsplit(_SEP, 1)[-1] for m in members]
 
+    def connected_users(self, users: list[str]) -> set[str]:
+        """Those of `users` with at least one live socket on any node (one round trip).
+
+        All of them while the shared state is unreachable: a notice to a user with no socket
+        costs an emit; a notice not sent to one who has a socket is lost.
+        """
+        try:
+            keys = self.state.nonempty([CONN_PREFIX + u for u in users])
+        except StateUnavailable as exc:
+            log.warning("presence not shared: %s", exc)
+            return set(users)
+        return {key[len(CONN_PREFIX) :] for key in keys}
+
     def online(self, room: str) -> list[str]:
         """Sorted distinct usernames with at least one live socket in the room, on any node."""
         return sorted({m.split(_SEP, 1)[0] for m in self.state.members(ROOM_PREFIX + room)})

@@ -42,6 +42,7 @@ class SharedState(Protocol):
     def remove(self, key: str, member: str) -> None: ...
     def refresh(self, entries: dict[str, list[str]], ttl: float) -> None: ...
     def members(self, key: str) -> list[str]: ...
+    def nonempty(self, keys: list[str]) -> set[str]: ...
     def sweep(self, prefix: str) -> list[str]: ...
     def hit(self, key: str, window: int) -> int: ...
     def ping(self) -> bool: ...
@@ -69,6 +70,9 @@ class MemoryState:
     def members(self, key: str) -> list[str]:
         now = time.time()
         return [m for m, exp in self._sets.get(key, {}).items() if exp > now]
+
+    def nonempty(self, keys: list[str]) -> set[str]:
+        return {key for key in keys if self.members(key)}
 
     def sweep(self, prefix: str) -> list[str]:
         now, changed = time.time(), []
@@ -161,6 +165,17 @@ class RedisState:
     @_unavailable_on_redis_error
     def members(self, key: str) -> list[str]:
         return self.redis.zrangebyscore(key, time.time(), "+inf")
+
+    @_unavailable_on_redis_error
+    def nonempty(self, keys: list[str]) -> set[str]:
+        """The keys with at least one live member: one round trip for all of them."""
+        if not keys:
+            return set()
+        now = time.time()
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.zcount(key, now, "+inf")
+        return {key for key, n in zip(keys, pipe.execute(), strict=True) if n}
 
     @_unavailable_on_redis_error
     def sweep(self, prefix: str) -> list[str]:

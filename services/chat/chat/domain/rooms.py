@@ -6,6 +6,7 @@ names, and a room or user keeps the spelling it was created with.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from sqlalchemy import func, insert, select, update
@@ -14,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from ..errors import Conflict, Forbidden, Invalid, NotFound
 from ..extensions import db
 from ..models import Membership, Room, User
+from ..schemas import ROOM_PATTERN, USERNAME_PATTERN
 from .accounts import Principal
 
 DEFAULT_ROOM = "general"
@@ -51,9 +53,15 @@ class Change:
 
 
 _room_cache: dict[str, RoomRef] = {}
+# Names from URL paths are not validated by a schema: one that no room or user could have is
+# simply unknown (and never reaches the database, which may refuse its characters).
+_ROOM_NAME = re.compile(ROOM_PATTERN)
+_USERNAME = re.compile(USERNAME_PATTERN)
 
 
 def _lookup(name: str) -> RoomRef | None:
+    if not _ROOM_NAME.fullmatch(name):
+        return None
     key = name.lower()
     ref = _room_cache.get(key)
     if ref is None:
@@ -108,7 +116,7 @@ def _check_free_name(name: str) -> None:
 
 def _users_named(names: set[str]) -> list:
     """(id, username) of the users with these names, compared case-insensitively."""
-    wanted = {n.lower() for n in names}
+    wanted = {n.lower() for n in names if _USERNAME.fullmatch(n)}
     if not wanted:
         return []
     return db.session.execute(
@@ -168,7 +176,7 @@ def view(principal: Principal, name: str) -> dict:
     if room is None:
         raise NotFound(f"room {name!r} does not exist")
     row = db.session.execute(
-        select(Room, Membership.last_read_seq)
+        select(*_ROOM_COLUMNS, Membership.last_read_seq)
         .outerjoin(
             Membership,
             (Membership.room_id == Room.id) & (Membership.user_id == principal.id),
@@ -176,10 +184,14 @@ def view(principal: Principal, name: str) -> dict:
         .where(Room.id == room.id)
     ).one()
     members = _members_of([room.id]) if room.private else {}
-    return _room_dict(row[0], row[1], members.get(room.id))
+    return _room_dict(row, row.last_read_seq, members.get(room.id))
 
 
-def _room_dict(room: Room, last_read_seq: int | None, members: list[str] | None) -> dict:
+# What a room object needs: plain columns, not ORM objects (10,000 rooms were ~4x slower).
+_ROOM_COLUMNS = (Room.id, Room.name, Room.kind, Room.private, Room.last_seq)
+
+
+def _room_dict(room, last_read_seq: int | None, members: list[str] | None) -> dict:
     item = {
         "name": room.name,
         "kind": room.kind,
@@ -215,7 +227,7 @@ def describe(principal: Principal, names: list[str] | None = None) -> list[dict]
     gaps), one for the members of the private ones; never one per room.
     """
     query = (
-        select(Room, Membership.last_read_seq)
+        select(*_ROOM_COLUMNS, Membership.last_read_seq)
         .join(Membership, Membership.room_id == Room.id)
         .where(Membership.user_id == principal.id)
         .order_by(func.lower(Room.name))
@@ -223,8 +235,8 @@ def describe(principal: Principal, names: list[str] | None = None) -> list[dict]
     if names is not None:
         query = query.where(func.lower(Room.name).in_([n.lower() for n in names]))
     rows = db.session.execute(query).all()
-    members = _members_of([r.id for r, _ in rows if r.private])
-    return [_room_dict(r, read, members.get(r.id)) for r, read in rows]
+    members = _members_of([r.id for r in rows if r.private])
+    return [_room_dict(r, r.last_read_seq, members.get(r.id)) for r in rows]
 
 
 def public_rooms(
@@ -232,7 +244,7 @@ def public_rooms(
 ) -> tuple[list[dict], bool]:
     """A page of public rooms by name (case-insensitive order), after the room `after`."""
     query = (
-        select(Room, Membership.last_read_seq)
+        select(*_ROOM_COLUMNS, Membership.last_read_seq)
         .outerjoin(
             Membership,
             (Membership.room_id == Room.id) & (Membership.user_id == principal.id),
@@ -244,7 +256,7 @@ def public_rooms(
     if after is not None:
         query = query.where(func.lower(Room.name) > after.lower())
     rows = db.session.execute(query).all()
-    return [_room_dict(r, read, None) for r, read in rows[:limit]], len(rows) > limit
+    return [_room_dict(r, r.last_read_seq, None) for r in rows[:limit]], len(rows) > limit
 
 
 def ensure_member(principal: Principal, room: RoomRef) -> bool:

@@ -15,7 +15,8 @@ Cost bound: a room of at most EXACT_ACTIVITY_MEMBERS members gets one `room` per
 message, at once (DMs and small groups: the push the product exists for). A bigger room's
 activity is coalesced: the worker that stored a message marks the room, and at most once
 every ACTIVITY_FLUSH_SECONDS it reads all read positions in one query and emits one `room`
-per member, so a 1,000-member room costs 1,000 emits per second at most, not per message.
+per member who has a socket anywhere (presence, one Redis round trip), so a 1,000-member
+room costs at most one emit per connected member per second, not per message.
 """
 
 from __future__ import annotations
@@ -121,7 +122,13 @@ def activity(room: RoomRef) -> None:
         log.warning("room activity for %s not sent: %s", room.name, exc)
 
 
-def _emit_activity(room: RoomRef, last_seq: int, positions: list[tuple[str, int]]) -> None:
+def _emit_activity(
+    room: RoomRef,
+    last_seq: int,
+    positions: list[tuple[str, int]],
+    only: set[str] | None = None,
+) -> None:
+    """One `room` per member (of those in `only`, when given) to their notify channel."""
     base: dict[str, Any] = {
         "name": room.name,
         "kind": room.kind,
@@ -131,6 +138,8 @@ def _emit_activity(room: RoomRef, last_seq: int, positions: list[tuple[str, int]
     if room.private:
         base["members"] = sorted((u for u, _ in positions), key=str.lower)
     for username, last_read_seq in positions:
+        if only is not None and username not in only:
+            continue
         event = {**base, "last_read_seq": last_read_seq}
         event["unread"] = max(last_seq - last_read_seq, 0)
         socketio.emit("room", event, to=notify_channel(room.name, username))
@@ -141,6 +150,7 @@ class ActivityCoalescer:
 
     def __init__(self, app: Flask) -> None:
         self.app = app
+        self.presence = app.extensions["chat.presence"]
         self.dirty: dict[int, RoomRef] = {}
         self.running = False
 
@@ -157,9 +167,11 @@ class ActivityCoalescer:
             with self.app.app_context():
                 for room in dirty.values():
                     try:
-                        positions = rooms.read_positions(room)
-                        if positions is not None:
-                            _emit_activity(room, *positions)
+                        last_seq, positions = rooms.read_positions(room)
+                        # Members with no socket anywhere are skipped (one Redis round
+                        # trip): most of a big room's members are offline at any moment.
+                        online = self.presence.connected_users([u for u, _ in positions])
+                        _emit_activity(room, last_seq, positions, only=online)
                     except Exception:  # one room's failure must not stop the others' flushes
                         log.exception("room activity flush failed for %s", room.name)
         self.running = False

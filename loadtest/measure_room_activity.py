@@ -1,0 +1,116 @@
+"""The worker CPU a message costs in a room of 1,000 members none of whom has joined it.
+
+    .venv/bin/python loadtest/measure_room_activity.py [--members 1000] [--messages 200]
+
+Starts a private redis-server and one real worker (gevent, SQLite in a temporary directory,
+or DATABASE_URL's PostgreSQL server in a database it creates and drops), makes `--members`
+users members of room `big` and none of `small`, posts `--messages` messages to each room
+over REST at 20 per second, and prints the worker's CPU seconds per message for both (from
+/proc: user + system time of the worker process) and their difference: the cost of the
+members' `room` notices. Bounded: a few hundred messages, a minute at most.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).parents[1] / "services" / p) for p in ("chat", "testkit")]
+
+import requests  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+
+from testkit.clients import register  # noqa: E402
+from testkit.processes import ChatWorker, PostgresDatabase, RedisServer  # noqa: E402
+
+RATE_PER_SECOND = 20
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def post_all(worker: ChatWorker, token: str, room: str, count: int) -> float:
+    """CPU seconds the worker spent per message while `count` messages were posted."""
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {token}"
+    before = cpu_seconds(worker.pid)
+    started = time.monotonic()
+    for i in range(count):
+        r = session.post(f"{worker.url}/api/rooms/{room}/messages", json={"text": f"m{i}"})
+        r.raise_for_status()
+        time.sleep(max(0.0, started + (i + 1) / RATE_PER_SECOND - time.monotonic()))
+    time.sleep(2.5)  # the last coalesced flush (at most one per second) runs in here
+    return (cpu_seconds(worker.pid) - before) / count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--members", type=int, default=1000)
+    parser.add_argument("--messages", type=int, default=200)
+    args = parser.parse_args()
+    server = os.environ.get("DATABASE_URL", "")
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        database = PostgresDatabase(server) if server.startswith("postgres") else None
+        url = database.url if database else f"sqlite:///{workdir / 'chat.db'}"
+        redis_server = RedisServer(workdir)
+        worker = None
+        try:
+            worker = ChatWorker(
+                workdir,
+                env={
+                    "DATABASE_URL": url,
+                    "REDIS_URL": redis_server.url,
+                    "RATE_LIMIT_MESSAGES": "100000",
+                },
+            )
+            _, token = register(worker.url, "sender")
+            for room in ("big", "small"):
+                requests.post(
+                    f"{worker.url}/api/rooms",
+                    json={"name": room},
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=10,
+                ).raise_for_status()
+            engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg2://", 1))
+            with engine.begin() as conn:
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO users (username, password_hash, created_at)"
+                        " VALUES (:n, 'x', CURRENT_TIMESTAMP)"
+                    ),
+                    [{"n": f"member{i}"} for i in range(args.members)],
+                )
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO memberships (room_id, user_id, last_read_seq)"
+                        " SELECT r.id, u.id, 0 FROM rooms r, users u"
+                        " WHERE r.name = 'big' AND u.username LIKE 'member%'"
+                    )
+                )
+            engine.dispose()
+            small = post_all(worker, token, "small", args.messages)
+            big = post_all(worker, token, "big", args.messages)
+            print(
+                f"{'PostgreSQL' if database else 'SQLite'}, Redis queue, 1 worker:"
+                f" room of 1 member {small * 1000:.2f} ms CPU per message;"
+                f" room of {args.members + 1} members none joined {big * 1000:.2f} ms;"
+                f" the notices cost {(big - small) * 1000:.2f} ms per message"
+                f" at {RATE_PER_SECOND} messages/s"
+            )
+        finally:
+            if worker is not None:
+                worker.stop()
+            redis_server.stop()
+            if database is not None:
+                database.drop()
+
+
+if __name__ == "__main__":
+    main()

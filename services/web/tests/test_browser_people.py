@@ -33,7 +33,9 @@ NOTIFICATION_STUB = """
     }
     window.Notification = TestNotification;
     let hidden = false;
-    Object.defineProperty(document, "visibilityState", {get: () => (hidden ? "hidden" : "visible")});
+    Object.defineProperty(document, "visibilityState", {
+        get: () => (hidden ? "hidden" : "visible"),
+    });
     Object.defineProperty(document, "hidden", {get: () => hidden});
     window.__setHidden = (value) => {
         hidden = value;
@@ -159,7 +161,10 @@ def test_a_hidden_tab_notifies_of_dms_and_mentions_and_counts_them_in_its_title(
     expect(alice.page).to_have_title("(3) Chat")
     alice.page.wait_for_function("window.__notifications.length >= 2")
     assert alice.page.evaluate("window.__notifications") == [
-        {"title": f"{bob_name} in #general mentioned you", "body": f"@{alice_name} can you review?"},
+        {
+            "title": f"{bob_name} in #general mentioned you",
+            "body": f"@{alice_name} can you review?",
+        },
         {"title": bob_name, "body": "psst, in private"},
     ]
 

@@ -26,7 +26,12 @@ def test_links_mentions_line_breaks_and_right_to_left_text(open_chat, user, chat
     links = alice.page.locator("#timeline .text a")
     expect(links).to_have_count(2)  # the https address and www.example.com, not javascript:
     assert links.evaluate_all("els => els.map(a => [a.href, a.rel, a.target, a.textContent])") == [
-        ["https://example.org/docs?a=1", "noopener noreferrer", "_blank", "https://example.org/docs?a=1"],
+        [
+            "https://example.org/docs?a=1",
+            "noopener noreferrer",
+            "_blank",
+            "https://example.org/docs?a=1",
+        ],
         ["https://www.example.com/", "noopener noreferrer", "_blank", "www.example.com"],
     ]
     mentions = alice.page.locator("#timeline .mention")
@@ -134,8 +139,12 @@ def test_a_phone_shows_my_name_room_names_and_badges_apart(open_chat, user, chat
     name, token = user("bartholomew")
     _, carol_token = user("carol")
     for room in ("design-reviews", "announcements"):
-        api_post(chat_server.url, carol_token, "/rooms",
-                 {"name": room, "private": True, "members": [name]})
+        api_post(
+            chat_server.url,
+            carol_token,
+            "/rooms",
+            {"name": room, "private": True, "members": [name]},
+        )
         for n in range(3):
             api_say(chat_server.url, carol_token, room, f"news {n}")
     page = open_chat(PHONE)

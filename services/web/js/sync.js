@@ -183,10 +183,17 @@ export class ChatSync {
     await this.refreshRooms();
   }
 
-  async refreshRooms() {
+  /** Reads my rooms; with `prune`, a room of mine the server no longer lists goes. */
+  async refreshRooms({ prune = false } = {}) {
     try {
       const { rooms } = await this.rest.listRooms();
       for (const info of rooms) this.#room(info.name, info);
+      if (prune) {
+        const listed = new Set(rooms.map((r) => r.name));
+        for (const room of [...this.rooms.values()]) {
+          if (room.member && !listed.has(room.name)) this.#removed(room.name);
+        }
+      }
       this.#tell("roomsChanged");
     } catch (err) {
       this.#tell("apiFailed", err);
@@ -222,11 +229,13 @@ export class ChatSync {
     s.on("typing", ({ room, user }) => this.#someoneTyping(room, user));
   }
 
-  #connected() {
+  async #connected() {
     this.#tell("connectionChanged", "connected");
-    // After a disconnect the `room`/`read` events of the gap are lost: one catch-up read.
-    if (this.connectedOnce) this.refreshRooms();
+    // After a disconnect the `room`/`room_removed`/`read` events of the gap are lost: one
+    // catch-up read, before the re-joins, so a room left meanwhile is not joined again.
+    if (this.connectedOnce) await this.refreshRooms({ prune: true });
     this.connectedOnce = true;
+    if (!this.socket.connected) return; // dropped again meanwhile: the next connect does it
     for (const room of this.rooms.values()) {
       if (room.wanted) this.#join(room);
       if (room.readOwed) this.#sendRead(room);

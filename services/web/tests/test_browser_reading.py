@@ -165,3 +165,39 @@ def test_a_phone_shows_my_name_room_names_and_badges_apart(open_chat, user, chat
     page.screenshot("phone-rooms")
     page.page.keyboard.press("Escape")
     page.screenshot("phone-room")
+
+
+STRICT_CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:"
+
+
+def test_the_page_runs_under_a_strict_content_security_policy(open_chat, user, chat_server):
+    """No inline script or style: everything works with script-src/style-src 'self'."""
+    page = open_chat()
+
+    def with_csp(route: Route) -> None:
+        response = route.fetch()
+        route.fulfill(
+            response=response,
+            headers={**response.headers, "content-security-policy": STRICT_CSP},
+        )
+
+    page.page.route(f"{chat_server.url}/", with_csp)
+    page.page.add_init_script(
+        "window.__violations = [];"
+        "document.addEventListener('securitypolicyviolation',"
+        " e => window.__violations.push(e.violatedDirective + ' ' + e.blockedURI));"
+    )
+    page.goto()
+    name, _ = user("alice")
+    page.log_in(name)
+    page.send("a link https://example.org and @alice\nover two lines")
+    page.expect_all_confirmed()
+    expect(page.page.locator("#timeline .text a")).to_have_count(1)
+    page.page.locator("#new-room summary").click()
+    page.page.locator("#browse-rooms summary").click()
+    expect(page.page.locator("#public-rooms .room-name")).to_have_text(["#general"])
+    assert page.page.evaluate("window.__violations") == []
+    # The policy is in force: an inline style attribute is refused and reported.
+    page.page.evaluate("document.body.setAttribute('style', 'color: red')")
+    page.page.wait_for_function("window.__violations.length === 1")
+    assert page.page.evaluate("window.__violations[0]").startswith("style-src")

@@ -254,6 +254,27 @@ describe("rooms pushed by the server", () => {
   });
 });
 
+describe("reconnecting", () => {
+  it("re-reads my rooms once: a room left meanwhile on another device goes, not re-joined", async () => {
+    const rooms = [roomInfo("general"), roomInfo("games")];
+    const t = setup({ rooms });
+    await t.sync.start();
+    t.socket.fire("connect");
+    t.sync.open("games");
+    t.sync.open("general");
+    await settle();
+    t.socket.fire("disconnect");
+    rooms.splice(1, 1); // left #games on the phone while this tab was offline
+    t.socket.fire("connect");
+    await settle();
+    await settle();
+    assert.equal(t.sync.rooms.has("games"), false);
+    assert.deepEqual(t.restCalls.map(([call]) => call), ["listRooms", "listRooms"]);
+    const joins = t.socket.sent("join").map((j) => j.room);
+    assert.deepEqual(joins, ["games", "general", "general"]);
+  });
+});
+
 describe("the outbox", () => {
   it("survives a reload and is sent once, with its client_id, when back", async () => {
     const storage = new MemoryStorage();

@@ -173,9 +173,10 @@ def test_a_big_rooms_notices_are_coalesced_to_about_one_a_second(sio_client, cli
     client.post(
         "/api/rooms", json={"name": "big", "private": True, "members": members}, headers=alice
     )
-    watcher = sio_client("member0")
-    settle(watcher)
-    drain(watcher)
+    watcher, live = sio_client("member0"), sio_client("member1")
+    settle(watcher, live)
+    assert live.emit("join", {"room": "big"}, callback=True)["ok"]
+    drain(watcher), drain(live)
     started = time.monotonic()
     for i in range(10):
         client.post("/api/rooms/big/messages", json={"text": f"m{i}"}, headers=alice)
@@ -196,3 +197,6 @@ def test_a_big_rooms_notices_are_coalesced_to_about_one_a_second(sio_client, cli
     }
     # At most one flush per ACTIVITY_FLUSH_SECONDS while the ten were sent, plus the last.
     assert len(notices) <= 1 + elapsed / ACTIVITY_FLUSH_SECONDS, (len(notices), elapsed)
+    # The flush skips a member whose every socket watches the room live.
+    received = drain(live)
+    assert len(named(received, "message")) == 10 and named(received, "room") == []

@@ -30,7 +30,7 @@ def test_more_simultaneous_callers_than_connections_all_get_through(redis_server
     assert state.ping()
 
 
-def test_nonempty_names_the_keys_with_a_live_member_in_one_call(redis_server):
+def test_live_counts_count_each_keys_live_members_in_one_call(redis_server):
     from chat.cluster.shared_state import MemoryState
 
     for state in (RedisState(redis_server.url), MemoryState()):
@@ -39,5 +39,11 @@ def test_nonempty_names_the_keys_with_a_live_member_in_one_call(redis_server):
         state.add("chat:test:left", "c", ttl=60)
         state.remove("chat:test:left", "c")
         keys = ["chat:test:on", "chat:test:expired", "chat:test:left", "chat:test:never"]
-        assert state.nonempty(keys) == {"chat:test:on"}
-        assert state.nonempty([]) == set()
+        state.add("chat:test:on", "d", ttl=60)
+        assert state.live_counts(keys) == {
+            "chat:test:on": 2,
+            "chat:test:expired": 0,
+            "chat:test:left": 0,
+            "chat:test:never": 0,
+        }
+        assert state.live_counts([]) == {}

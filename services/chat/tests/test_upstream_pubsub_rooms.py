@@ -25,7 +25,7 @@ class RecordingManager(socketio.PubSubManager):
 
 def test_upstream_room_changes_for_a_remote_sid_are_published():
     manager = RecordingManager()
-    server = socketio.Server(client_manager=manager)
+    server = socketio.Server(client_manager=manager, async_mode="threading")
     server.enter_room("sid-on-another-worker", "notify:dm-1-2:bob", namespace="/")
     server.leave_room("sid-on-another-worker", "room:dm-1-2", namespace="/")
     assert [(m["method"], m["sid"], m["room"], m["namespace"]) for m in manager.published] == [

@@ -13,6 +13,7 @@ recovery writes every local entry back.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 
 from .shared_state import SharedState, StateUnavailable
@@ -103,18 +104,20 @@ class Presence:
             return [sid for sid, sock in self.local.items() if sock.user == user]
         return [m.rsplit(_SEP, 1)[-1] for m in members]
 
-    def connected_users(self, users: list[str]) -> set[str]:
-        """Those of `users` with at least one live socket on any node (one round trip).
+    def outside(self, room: str, users: list[str]) -> set[str]:
+        """Those of `users` with a live socket, on any node, that has not joined `room`.
 
-        All of them while the shared state is unreachable: a notice to a user with no socket
-        costs an emit; a notice not sent to one who has a socket is lost.
+        Two round trips whatever the number of users: the room's entries, and each user's
+        socket count. All of them while the shared state is unreachable: a notice to a user
+        with no such socket costs an emit; one not sent to a user who has one is lost.
         """
         try:
-            keys = self.state.nonempty([CONN_PREFIX + u for u in users])
+            joined = Counter(m.split(_SEP, 1)[0] for m in self.state.members(ROOM_PREFIX + room))
+            counts = self.state.live_counts([CONN_PREFIX + u for u in users])
         except StateUnavailable as exc:
             log.warning("presence not shared: %s", exc)
             return set(users)
-        return {key[len(CONN_PREFIX) :] for key in keys}
+        return {u for u in users if counts.get(CONN_PREFIX + u, 0) > joined.get(u, 0)}
 
     def online(self, room: str) -> list[str]:
         """Sorted distinct usernames with at least one live socket in the room, on any node."""

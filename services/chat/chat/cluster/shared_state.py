@@ -42,7 +42,7 @@ class SharedState(Protocol):
     def remove(self, key: str, member: str) -> None: ...
     def refresh(self, entries: dict[str, list[str]], ttl: float) -> None: ...
     def members(self, key: str) -> list[str]: ...
-    def nonempty(self, keys: list[str]) -> set[str]: ...
+    def live_counts(self, keys: list[str]) -> dict[str, int]: ...
     def sweep(self, prefix: str) -> list[str]: ...
     def hit(self, key: str, window: int) -> int: ...
     def ping(self) -> bool: ...
@@ -71,8 +71,8 @@ class MemoryState:
         now = time.time()
         return [m for m, exp in self._sets.get(key, {}).items() if exp > now]
 
-    def nonempty(self, keys: list[str]) -> set[str]:
-        return {key for key in keys if self.members(key)}
+    def live_counts(self, keys: list[str]) -> dict[str, int]:
+        return {key: len(self.members(key)) for key in keys}
 
     def sweep(self, prefix: str) -> list[str]:
         now, changed = time.time(), []
@@ -167,15 +167,15 @@ class RedisState:
         return self.redis.zrangebyscore(key, time.time(), "+inf")
 
     @_unavailable_on_redis_error
-    def nonempty(self, keys: list[str]) -> set[str]:
-        """The keys with at least one live member: one round trip for all of them."""
+    def live_counts(self, keys: list[str]) -> dict[str, int]:
+        """How many live members each key has: one round trip for all of them."""
         if not keys:
-            return set()
+            return {}
         now = time.time()
         pipe = self.redis.pipeline(transaction=False)
         for key in keys:
             pipe.zcount(key, now, "+inf")
-        return {key for key, n in zip(keys, pipe.execute(), strict=True) if n}
+        return dict(zip(keys, pipe.execute(), strict=True))
 
     @_unavailable_on_redis_error
     def sweep(self, prefix: str) -> list[str]:

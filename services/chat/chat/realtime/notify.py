@@ -15,8 +15,9 @@ Cost bound: a room of at most EXACT_ACTIVITY_MEMBERS members gets one `room` per
 message, at once (DMs and small groups: the push the product exists for). A bigger room's
 activity is coalesced: the worker that stored a message marks the room, and at most once
 every ACTIVITY_FLUSH_SECONDS it reads all read positions in one query and emits one `room`
-per member who has a socket anywhere (presence, one Redis round trip), so a 1,000-member
-room costs at most one emit per connected member per second, not per message.
+per member who has a socket somewhere that has not joined the room (presence: two Redis
+round trips), so a 1,000-member room costs at most one emit per such member per second, and
+none for members who are offline or watching the room live.
 """
 
 from __future__ import annotations
@@ -168,10 +169,10 @@ class ActivityCoalescer:
                 for room in dirty.values():
                     try:
                         last_seq, positions = rooms.read_positions(room)
-                        # Members with no socket anywhere are skipped (one Redis round
-                        # trip): most of a big room's members are offline at any moment.
-                        online = self.presence.connected_users([u for u, _ in positions])
-                        _emit_activity(room, last_seq, positions, only=online)
+                        # Only members with a socket, somewhere, that has not joined the
+                        # room: most of a big room's members are offline or watching it.
+                        outside = self.presence.outside(room.name, [u for u, _ in positions])
+                        _emit_activity(room, last_seq, positions, only=outside)
                     except Exception:  # one room's failure must not stop the others' flushes
                         log.exception("room activity flush failed for %s", room.name)
         self.running = False

@@ -145,7 +145,8 @@ export class ChatApp {
     this.timelines.delete(room.name);
     if (this.openName === room.name) {
       this.openName = null;
-      const next = this.sync.myRooms()[0];
+      const mine = this.sync.myRooms();
+      const next = mine.find((r) => r.name === "general") ?? mine[0];
       if (next) this.open(next.name);
       else this.#showNoRoom();
     }

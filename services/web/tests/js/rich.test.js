@@ -21,6 +21,7 @@ describe("message text parts", () => {
 
   it("never links javascript: or data: and keeps them as the text they are", () => {
     for (const text of ["javascript:alert(1)", "JaVaScRiPt:alert(document.cookie)",
+      "javascript://example.com/%0Aalert(1)", "file:///etc/passwd", "vbscript://x.com/",
       "data:text/html,<script>alert(1)</script>", "<a href=\"javascript:x\">x</a>"]) {
       const ps = parts(text, "alice");
       assert.ok(ps.every((p) => p.type !== "link" || /^https?:|^mailto:/.test(p.href)), text);

@@ -1,13 +1,16 @@
 """The worker CPU a message costs in a room of 1,000 members none of whom has joined it.
 
     .venv/bin/python loadtest/measure_room_activity.py [--members 1000] [--messages 200]
+        [--connected 0]
 
 Starts a private redis-server and one real worker (gevent, SQLite in a temporary directory,
 or DATABASE_URL's PostgreSQL server in a database it creates and drops), makes `--members`
 users members of room `big` and none of `small`, posts `--messages` messages to each room
-over REST at 20 per second, and prints the worker's CPU seconds per message for both (from
-/proc: user + system time of the worker process) and their difference: the cost of the
-members' `room` notices. Bounded: a few hundred messages, a minute at most.
+over REST at 20 per second (with `--connected N`, N of the members are connected over
+Socket.IO, none joined, so each of them must get the `room` notices), and prints the
+worker's CPU seconds per message for both (from /proc: user + system time of the worker
+process) and their difference: the cost of the members' `room` notices. Bounded: a few
+hundred messages, a minute at most.
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ sys.path[:0] = [str(Path(__file__).parents[1] / "services" / p) for p in ("chat"
 import requests  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
-from testkit.clients import register  # noqa: E402
+from chat.domain.accounts import Principal, issue_token  # noqa: E402
+from testkit.clients import ChatClient, register  # noqa: E402
 from testkit.processes import ChatWorker, PostgresDatabase, RedisServer  # noqa: E402
 
 RATE_PER_SECOND = 20
+SECRET_KEY = "test-secret-key-shared-by-all-workers"  # what testkit's ChatWorker sets
 
 
 def cpu_seconds(pid: int) -> float:
@@ -53,6 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--members", type=int, default=1000)
     parser.add_argument("--messages", type=int, default=200)
+    parser.add_argument("--connected", type=int, default=0)
     args = parser.parse_args()
     server = os.environ.get("DATABASE_URL", "")
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,13 +100,24 @@ def main() -> None:
                         " WHERE r.name = 'big' AND u.username LIKE 'member%'"
                     )
                 )
+                ids = conn.execute(
+                    sa.text("SELECT id, username FROM users WHERE username LIKE 'member%'")
+                ).all()
             engine.dispose()
+            clients = [
+                ChatClient(worker.url, issue_token(Principal(uid, name), SECRET_KEY))
+                for uid, name in ids[: args.connected]
+            ]
             small = post_all(worker, token, "small", args.messages)
             big = post_all(worker, token, "big", args.messages)
+            notices = sum(len(c.received("room")) for c in clients)
+            for c in clients:
+                c.close()
             print(
                 f"{'PostgreSQL' if database else 'SQLite'}, Redis queue, 1 worker:"
                 f" room of 1 member {small * 1000:.2f} ms CPU per message;"
-                f" room of {args.members + 1} members none joined {big * 1000:.2f} ms;"
+                f" room of {args.members + 1} members none joined, {args.connected} of them"
+                f" connected ({notices} notices received) {big * 1000:.2f} ms;"
                 f" the notices cost {(big - small) * 1000:.2f} ms per message"
                 f" at {RATE_PER_SECOND} messages/s"
             )

@@ -108,6 +108,14 @@ def add_arguments(parser: Any) -> None:
         help="Password of the users the test registers.",
     )
     parser.add_argument(
+        "--chat-dms",
+        action="store_true",
+        default=False,
+        env_var="LOCUST_CHAT_DMS",
+        help="Pairs instead of rooms: users 2k and 2k+1 open their direct message "
+        "(POST /api/dms) and talk there (--chat-room-size is ignored).",
+    )
+    parser.add_argument(
         "--chat-connect-timeout",
         type=float,
         default=15.0,
@@ -180,6 +188,7 @@ class Scenario:
     password: str
     connect_timeout: float
     processes: int
+    dms: bool = False
 
     @classmethod
     def from_options(cls, options: Any, host: str | None) -> Scenario:
@@ -205,6 +214,7 @@ class Scenario:
             password=options.chat_password,
             connect_timeout=options.chat_connect_timeout,
             processes=max(1, options.chat_processes),
+            dms=bool(getattr(options, "chat_dms", False)),
         )
 
     def username(self, index: int) -> str:
@@ -216,6 +226,10 @@ class Scenario:
         if self.room_size <= 0:
             return f"{self.run_id}-all"
         return f"{self.run_id}-r{index // self.room_size}"
+
+    def partner_of(self, index: int) -> str:
+        """With --chat-dms: the user `index` talks to (2k with 2k+1)."""
+        return self.username(index ^ 1)
 
     def is_sender(self, index: int) -> bool:
         """Senders are spread evenly over the planned users: where index*k/U steps up."""

@@ -71,7 +71,9 @@ class ChatUser(HttpUser):
         self.coord.users.add(self)
         try:
             token = self.coord.tokens.get(self.username) or self._sign_up()
-            if token:
+            if token and self.sc.dms:
+                self.room = self._open_dm(token)
+            if token and self.room:
                 self._connect(token)
             if self.sio is not None:
                 self._join()
@@ -109,6 +111,23 @@ class ChatUser(HttpUser):
                 r.success()
         r = self.client.post("/api/tokens", json=creds)
         return r.json().get("token") if r.ok else None
+
+    def _open_dm(self, token: str) -> str | None:
+        """The DM with this user's partner (--chat-dms), once the partner has signed up."""
+        partner = self.sc.partner_of(self.index)
+        headers = {"Authorization": f"Bearer {token}"}
+        deadline = time.monotonic() + self.sc.connect_timeout
+        while True:
+            with self.client.post(
+                "/api/dms", json={"user": partner}, headers=headers, catch_response=True
+            ) as r:
+                if r.status_code in (200, 201):
+                    return r.json()["name"]
+                if r.status_code != 404 or time.monotonic() > deadline:
+                    r.failure(f"{r.status_code} {r.text[:200]}")
+                    return None
+                r.success()  # the partner has not signed up yet: ask again
+            time.sleep(0.2)
 
     def _connect(self, token: str) -> None:
         sio = LoadClient()

@@ -103,6 +103,15 @@ def test_distributed_locust_rooms_of_three_and_some_long_polling(two_workers, tm
     assert "connect,polling," in stats and "connect,websocket," in stats
 
 
+def test_dm_pairs_each_talk_in_their_direct_message(two_workers, tmp_path):
+    """--chat-dms: users 2k and 2k+1 open their DM (POST /api/dms) and talk there."""
+    summary = run_make(
+        "loadtest", tmp_path / "results", two_workers, SENDERS="3", LOCUST_ARGS="--chat-dms"
+    )
+    assert summary["rooms"] == 3
+    assert_every_member_got_every_message(summary, members_per_room=2)
+
+
 def test_the_node_peer_speaks_enough_of_the_contract(redis_server, tmp_path):
     require_program("node")
     peers = [NodePeer(tmp_path, redis_server.url, f"peer-{i}") for i in (1, 2)]

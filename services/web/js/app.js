@@ -60,6 +60,8 @@ export class ChatApp {
 
   async start() {
     $("me").textContent = this.user;
+    // Read positions used to be kept per browser; the server keeps them now.
+    localStorage.removeItem(`chat.lastRead.${this.user}`);
     // WebSocket first; where a proxy or network refuses it, fall back to long-polling
     // (nginx keeps a polling session on one worker with its affinity cookie).
     this.socket = io({

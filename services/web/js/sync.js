@@ -342,13 +342,31 @@ export class ChatSync {
     this.#tell("roomsChanged");
   }
 
+  // One read at a time per room: `room` events that arrive meanwhile (a busy room sends one a
+  // second at most) are covered by one more read when it returns, from where it ended.
   async #notifyFromRest(room, afterSeq) {
+    if (room.checking) {
+      room.checkAgain = true; // from where the running read ends, not from afterSeq
+      return;
+    }
+    room.checkedSeq = Math.max(room.checkedSeq, afterSeq);
+    room.checking = true;
     try {
-      const page = await this.rest.roomMessages(room.name,
-        { after: Math.max(afterSeq, room.lastSeq - NOTIFY_PAGE), limit: NOTIFY_PAGE });
-      for (const message of page.messages) this.#maybeNotify(room, message);
+      do {
+        room.checkAgain = false;
+        const after = Math.max(room.checkedSeq, room.lastSeq - NOTIFY_PAGE);
+        if (after >= room.lastSeq) break;
+        const page = await this.rest.roomMessages(room.name, { after, limit: NOTIFY_PAGE });
+        for (const message of page.messages) {
+          this.#maybeNotify(room, message);
+          room.checkedSeq = Math.max(room.checkedSeq, message.seq);
+        }
+        if (!page.messages.length) break;
+      } while (room.checkAgain && this.hidden);
     } catch (err) {
       this.#tell("apiFailed", err);
+    } finally {
+      room.checking = false;
     }
   }
 
@@ -392,7 +410,7 @@ export class ChatSync {
         name, kind: "public", private: false, members: null, creator: null,
         lastSeq: 0, lastReadSeq: 0, member: false, wanted: false, joined: false,
         log: new RoomLog(), hasOlder: false, online: [], typing: new Map(), error: null,
-        notifiedSeq: 0, readOwed: false,
+        notifiedSeq: 0, checkedSeq: 0, checking: false, checkAgain: false, readOwed: false,
       };
       this.rooms.set(name, room);
     }

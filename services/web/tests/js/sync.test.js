@@ -275,6 +275,46 @@ describe("reconnecting", () => {
   });
 });
 
+describe("leaving and scrolling back", () => {
+  it("leaving a room tells the server's socket room and drops it here at once", async () => {
+    const t = setup({ rooms: [roomInfo("general"), roomInfo("games")] });
+    await t.sync.start();
+    t.socket.fire("connect");
+    t.sync.open("games");
+    t.sync.leave("games");
+    assert.deepEqual(t.socket.sent("leave"), [{ room: "games" }]);
+    assert.equal(t.sync.rooms.has("games"), false);
+    assert.equal(t.sync.current, null);
+    t.socket.fire("room_removed", { room: "games" }); // the server's confirmation: no-op
+    assert.deepEqual(t.sync.myRooms().map((r) => r.name), ["general"]);
+  });
+
+  it("older pages come before the oldest held seq, until the server says there are no more", async () => {
+    const all = Array.from({ length: 120 }, (_, i) => message("archive", i + 1));
+    const t = setup({
+      rooms: [roomInfo("archive", { last_seq: 120, last_read_seq: 120 })],
+      history: { archive: all },
+      pages: {
+        archive: ({ before, limit }) => {
+          const older = all.filter((m) => m.seq < before);
+          return { messages: older.slice(-limit), more: older.length > limit };
+        },
+      },
+    });
+    await t.sync.start();
+    t.socket.fire("connect");
+    const room = t.sync.open("archive");
+    await settle();
+    assert.deepEqual([room.log.oldestSeq, room.hasOlder], [71, true]);
+    assert.equal((await t.sync.loadOlder(room)).length, 50);
+    assert.deepEqual([room.log.oldestSeq, room.hasOlder], [21, true]);
+    assert.equal((await t.sync.loadOlder(room)).length, 20);
+    assert.deepEqual([room.log.oldestSeq, room.hasOlder, room.log.contiguousSeq], [1, false, 120]);
+    assert.deepEqual(await t.sync.loadOlder(room), []); // nothing more asked
+    assert.equal(t.restCalls.length, 3);
+  });
+});
+
 describe("the outbox", () => {
   it("survives a reload and is sent once, with its client_id, when back", async () => {
     const storage = new MemoryStorage();
@@ -384,6 +424,26 @@ describe("notifications", () => {
       last_seq: 1, last_read_seq: 0, unread: 1 });
     await settle();
     assert.deepEqual(notified(t.events), [["dm-1", "are you there?", "dm"]]);
+  });
+
+  it("a busy room's activity while a read is under way costs one more read, not one each", async () => {
+    const t = await hiddenAlice();
+    t.history["dm-1"] = [];
+    const arrives = (seq) => {
+      t.history["dm-1"].push(message("dm-1", seq, "bob", `dm ${seq}`));
+      t.socket.fire("room", { name: "dm-1", kind: "dm", private: true, members: ["alice", "bob"],
+        last_seq: seq, last_read_seq: 0, unread: seq });
+    };
+    const before = t.restCalls.length;
+    arrives(1); // starts a read
+    arrives(2); // while it is under way
+    arrives(3);
+    arrives(4);
+    await settle();
+    await settle();
+    const reads = t.restCalls.slice(before).map(([, , q]) => q.after);
+    assert.deepEqual(reads, [0, 1]); // seq 1, then everything after it
+    assert.deepEqual(notified(t.events).map(([, text]) => text), ["dm 1", "dm 2", "dm 3", "dm 4"]);
   });
 
   it("a visible tab notifies nothing and fetches nothing", async () => {

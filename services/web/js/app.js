@@ -204,7 +204,12 @@ export class ChatApp {
     if (!("Notification" in window) || Notification.permission !== "granted") return;
     const where = room.kind === "dm" ? message.user : `${message.user} in ${displayName(room, this.user)}`;
     const title = reason === "mention" ? `${where} mentioned you` : where;
-    const n = new Notification(title, { body: message.text.slice(0, 200), tag: `chat-${room.name}` });
+    let n;
+    try {
+      n = new Notification(title, { body: message.text.slice(0, 200), tag: `chat-${room.name}` });
+    } catch {
+      return; // Chrome on Android: page notifications need a service worker; the title still counts
+    }
     n.onclick = () => {
       window.focus();
       this.open(room.name);

@@ -105,8 +105,13 @@ def test_an_idle_page_asks_nothing_and_a_dm_reaches_it_at_once(open_chat, user):
 def test_reading_on_one_device_clears_the_badge_on_the_other(open_chat, user, chat_server):
     alice_name, _ = user("alice")
     bob_name, bob_token = user("bob")
+    history = [f"before alice came {n}" for n in range(1, 31)]
+    for text in history:
+        api_say(chat_server.url, bob_token, "general", text)
     desk = open_chat()
     desk.log_in(alice_name)
+    desk.expect_texts(history)  # #general's past is there to read, not "unread"
+    expect(desk.page).to_have_title("Chat")
     phone = open_chat(PHONE)
     phone.log_in(alice_name)
 

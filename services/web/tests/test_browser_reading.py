@@ -4,7 +4,7 @@ reload, a phone-sized screen. Real Chromium against a real worker."""
 from __future__ import annotations
 
 import pytest
-from chat_page import PHONE, api_post, api_say, stored_texts
+from chat_page import PHONE, ChatPage, api_post, api_say, stored_texts
 from playwright.sync_api import Route, WebSocketRoute, expect
 
 from testkit.clients import DEFAULT_PASSWORD
@@ -133,6 +133,31 @@ def test_a_message_written_offline_survives_a_reload_and_is_sent_once(open_chat,
     assert stored_texts(chat_server.url, token, "general") == ["before", "written offline"]
     assert alice.page.evaluate(f"localStorage.getItem('chat.outbox.{name}')") is None
     assert not alice.warns_before_closing()
+
+
+def test_a_message_left_in_a_closed_tab_is_sent_when_the_person_is_back(
+    open_chat, user, chat_server, tmp_path
+):
+    alice = open_chat()
+    name, token = user("alice")
+    alice.log_in(name)
+    alice.expect_texts([])
+    context = alice.page.context
+    context.set_offline(True)
+    alice.expect_connection("offline")
+    alice.send("left in a closed tab")
+    expect(alice.page.locator("#timeline .message.pending")).to_have_count(1)
+    alice.page.close()  # the tab is gone; the browser (its storage) stays
+    context.set_offline(False)
+    assert stored_texts(chat_server.url, token, "general") == []
+
+    again = ChatPage(context.new_page(), chat_server.url, tmp_path)
+    again.goto()
+    again.log_in(name)  # a new tab: a new session, the same person
+    again.expect_texts(["left in a closed tab"])
+    again.expect_all_confirmed()
+    assert stored_texts(chat_server.url, token, "general") == ["left in a closed tab"]
+    assert again.errors == []
 
 
 def test_a_phone_shows_my_name_room_names_and_badges_apart(open_chat, user, chat_server):

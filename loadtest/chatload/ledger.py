@@ -173,7 +173,9 @@ def tally(summaries: list[dict[str, Any]]) -> Tally:
         for room, windows in s["windows"].items():
             rooms.add(room)
             for baseline, end, got in windows:
-                owed += max(0, (last_seq[room] if end is None else end) - baseline)
+                # A room nobody sent in (fewer senders than rooms) owes nothing.
+                newest = last_seq.get(room, baseline)
+                owed += max(0, (newest if end is None else end) - baseline)
                 delivered += got
     duplicated = sum(s["duplicates"] for s in summaries)
     return Tally(

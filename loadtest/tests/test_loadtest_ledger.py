@@ -83,6 +83,26 @@ def test_a_member_whose_join_never_succeeded_is_owed_nothing():
     assert tally([ledger.summary()]).owed == 0
 
 
+def test_a_room_nobody_sent_in_owes_nothing():
+    ledger = DeliveryLedger()
+    joined(ledger, "a", "quiet")
+    joined(ledger, "b", "busy")
+    ledger.sent("busy", 1)
+    assert ledger.receive("b", "busy", 1) is True
+    t = tally([ledger.summary()])
+    assert (t.owed, t.delivered, t.lost, t.rooms) == (1, 1, 0, 2)
+
+
+def test_dm_pairs_are_2k_and_2k_plus_1():
+    sc = scenario(dms=True)
+    assert [sc.partner_of(i) for i in (0, 1, 6, 7)] == [
+        sc.username(1),
+        sc.username(0),
+        sc.username(7),
+        sc.username(6),
+    ]
+
+
 def scenario(**kw) -> Scenario:
     base = dict(
         targets=["http://a", "http://b"],

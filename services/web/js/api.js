@@ -46,3 +46,25 @@ export function roomMessages(token, room, { before, after, limit = 50 } = {}) {
   if (after !== undefined) query.set("after", String(after));
   return request("GET", `/api/rooms/${encodeURIComponent(room)}/messages?${query}`, { token });
 }
+
+/** People whose username starts with `prefix` (case-insensitive, at most 20). */
+export const searchUsers = (token, prefix) =>
+  request("GET", `/api/users?${new URLSearchParams({ q: prefix })}`, { token });
+
+/** The direct-message room with `user`: created (201) or the existing one (200). */
+export const openDm = (token, user) => request("POST", "/api/dms", { token, body: { user } });
+
+/** One page of public rooms, in name order, after the name `after`. */
+export function publicRooms(token, { after, limit = 20 } = {}) {
+  const query = new URLSearchParams({ scope: "public", limit: String(limit) });
+  if (after) query.set("after", after);
+  return request("GET", `/api/rooms?${query}`, { token });
+}
+
+export const addMember = (token, room, user) =>
+  request("POST", `/api/rooms/${encodeURIComponent(room)}/members`, { token, body: { user } });
+
+/** Leaving (user = me) or, for the room's creator, removing someone. 204: no body. */
+export const removeMember = (token, room, user) =>
+  request("DELETE",
+    `/api/rooms/${encodeURIComponent(room)}/members/${encodeURIComponent(user)}`, { token });

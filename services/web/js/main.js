@@ -3,6 +3,7 @@
 
 import * as api from "./api.js";
 import { ChatApp } from "./app.js";
+import { checkPassword, checkUsername, explain } from "./words.js";
 
 const TOKEN_KEY = "chat.token";
 const USER_KEY = "chat.user";
@@ -23,6 +24,14 @@ function showAuth() {
     const username = form.username.value.trim();
     const password = form.password.value;
     $("auth-error").textContent = "";
+    if (action === "register") {
+      // The rules in words before asking the server, which would only say the same.
+      const problem = checkUsername(username) || checkPassword(password);
+      if (problem) {
+        $("auth-error").textContent = problem;
+        return;
+      }
+    }
     form.querySelectorAll("button").forEach((b) => { b.disabled = true; });
     try {
       if (action === "register") await api.register(username, password);
@@ -31,7 +40,7 @@ function showAuth() {
       sessionStorage.setItem(USER_KEY, user.username);
       startChat(token, user.username);
     } catch (err) {
-      $("auth-error").textContent = err.status === 401 ? "Wrong username or password." : err.message;
+      $("auth-error").textContent = explain(err, action);
     } finally {
       form.querySelectorAll("button").forEach((b) => { b.disabled = false; });
     }

@@ -1,9 +1,14 @@
-// One room's messages on screen, in seq order, each shown once.
+// One room's messages on screen, in seq order, each shown once. Which seqs are held and where
+// the gaps are is sync.js's (RoomLog); this is the DOM.
 //
 // A message can reach us several times: live, in a join ack, in a gap fill, as the ack of our
 // own send. It is shown once per seq, and our own pending message (known by its client_id until
 // the server gives it a seq) turns into the confirmed one instead of appearing twice.
-// User data only ever goes into the page through textContent.
+// User data only ever goes into the page through textContent (rich.js builds links and
+// mentions as nodes).
+
+import { render } from "./rich.js";
+import { mentions } from "./sync.js";
 
 // Consecutive messages by one author within this window share one author line.
 const GROUP_WINDOW_MS = 5 * 60 * 1000;
@@ -24,15 +29,12 @@ function element(tag, className, text) {
 }
 
 export class Timeline {
-  constructor(room, me) {
-    this.room = room;
+  /** title: how the room is named in "This is the beginning of …" (#room, or a DM's words). */
+  constructor(title, me) {
+    this.title = title;
     this.me = me;
     this.bySeq = new Map(); // seq -> <li>
     this.pending = new Map(); // client_id -> <li>, our messages the server has not confirmed
-    this.oldestSeq = null; // lowest seq on screen
-    this.contiguousSeq = 0; // every seq from oldestSeq up to this one is on screen
-    this.maxSeq = 0; // highest seq on screen; above contiguousSeq means a gap to fill
-    this.hasOlder = false;
 
     this.el = element("div", "room-timeline");
     this.edge = element("div", "history-edge");
@@ -44,9 +46,8 @@ export class Timeline {
   }
 
   setHasOlder(hasOlder) {
-    this.hasOlder = hasOlder;
     if (hasOlder) this.edge.replaceChildren(this.olderButton);
-    else this.edge.replaceChildren(element("p", "start", `This is the beginning of #${this.room}.`));
+    else this.edge.replaceChildren(element("p", "start", `This is the beginning of ${this.title}.`));
   }
 
   /** Show a message from the server; false if it was already on screen. */
@@ -64,21 +65,7 @@ export class Timeline {
     this.#setTime(li, new Date(message.created_at));
     this.bySeq.set(message.seq, li);
     this.#insertBySeq(li, message.seq);
-
-    if (this.oldestSeq === null) {
-      this.oldestSeq = message.seq;
-      this.contiguousSeq = message.seq;
-    } else if (message.seq < this.oldestSeq) {
-      this.oldestSeq = message.seq;
-    }
-    this.maxSeq = Math.max(this.maxSeq, message.seq);
-    while (this.bySeq.has(this.contiguousSeq + 1)) this.contiguousSeq += 1;
     return true;
-  }
-
-  /** An empty room was joined: the next message is seq 1, anything higher is a gap. */
-  markEmptyRoomSeen() {
-    if (this.oldestSeq === null) this.oldestSeq = 1;
   }
 
   /** Our own message, shown at once and marked as sending until the server confirms it. */
@@ -117,9 +104,14 @@ export class Timeline {
     const li = element("li", "message");
     li.dataset.user = user;
     if (user === this.me) li.classList.add("mine");
+    else if (mentions(text, this.me)) li.classList.add("mentions-me");
     const meta = element("div", "meta");
     meta.append(element("span", "author", user), " ", element("time"));
-    li.append(meta, element("div", "text", text));
+    // dir="auto": a line in Arabic or Hebrew runs right to left, each message on its own.
+    const body = element("div", "text");
+    body.dir = "auto";
+    body.replaceChildren(...render(text, this.me));
+    li.append(meta, body);
     return li;
   }
 
@@ -129,6 +121,8 @@ export class Timeline {
     time.dateTime = date.toISOString();
     time.textContent = localTime(date);
     time.title = dateTimeFormat.format(date);
+    // A continued message hides its author line: its time is shown on hover instead.
+    li.title = dateTimeFormat.format(date);
   }
 
   // Confirmed messages in seq order, then our pending ones in the order they were typed.

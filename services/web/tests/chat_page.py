@@ -44,8 +44,17 @@ class ChatPage:
     def __init__(self, page: Page, base_url: str, screenshots: Path) -> None:
         self.page, self.base_url, self.screenshots = page, base_url, screenshots
         self.errors: list[str] = []  # uncaught exceptions and dialogs: none should happen
+        self.leave_warnings = 0  # "leave the page?" asked (unsent messages), then confirmed
         page.on("pageerror", lambda exc: self.errors.append(f"uncaught: {exc}"))
-        page.on("dialog", lambda dialog: self.errors.append(f"dialog: {dialog.message}"))
+        page.on("dialog", self._dialog)
+
+    def _dialog(self, dialog) -> None:
+        if dialog.type == "beforeunload":
+            self.leave_warnings += 1
+            dialog.accept()
+        else:
+            self.errors.append(f"dialog: {dialog.message}")
+            dialog.dismiss()
 
     def goto(self) -> None:
         self.page.goto(self.base_url + "/")
@@ -85,6 +94,16 @@ class ChatPage:
         self.show_rooms()
         self.room_button(room).click()
         expect(self.page.locator("#room-title")).to_contain_text(f"#{room}")
+
+    def join_public_room(self, room: str) -> None:
+        """Browse public rooms and join one: it opens and becomes one of mine."""
+        self.show_rooms()
+        browse = self.page.locator("#browse-rooms")
+        if browse.get_attribute("open") is None:
+            browse.locator("summary").click()
+        self.page.get_by_role("button", name=f"Join #{room}", exact=True).click()
+        expect(self.page.locator("#room-title")).to_contain_text(f"#{room}")
+        expect(self.room_button(room)).to_be_visible()
 
     def create_room(
         self, name: str, *, private: bool = False, members: list[str] | None = None
@@ -154,6 +173,16 @@ class ChatPage:
 
     def scroll_top(self) -> float:
         return self.page.locator("#timeline").evaluate("el => el.scrollTop")
+
+    def warns_before_closing(self) -> bool:
+        """Whether closing the tab now would ask first (the page cancels beforeunload)."""
+        return self.page.evaluate(
+            """() => {
+                const e = new Event('beforeunload', {cancelable: true});
+                window.dispatchEvent(e);
+                return e.defaultPrevented;
+            }"""
+        )
 
     def screenshot(self, name: str) -> Path:
         width = self.page.viewport_size["width"]

@@ -48,6 +48,11 @@ class Conflict(ChatError):
 class RateLimited(ChatError):
     code, status = "rate_limited", 429
 
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        # Whole seconds until a retry can succeed: REST sends it as `Retry-After`.
+        self.retry_after = None if retry_after is None else max(1, int(retry_after + 0.999))
+
 
 class Unavailable(ChatError):
     code, status = "unavailable", 503
@@ -69,8 +74,10 @@ def from_unexpected(exc: Exception) -> ChatError:
     client_id), not a bug: it gets `unavailable`. Anything else is `internal`.
     """
     from sqlalchemy.exc import InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-    if isinstance(exc, OperationalError | InterfaceError):
+    # PoolTimeout: every pooled connection is busy (held by calls to a hung database).
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
         return Unavailable("the message store is unavailable; nothing was stored, try again")
     return ChatError("internal error", code="internal", status=500)
 

@@ -209,6 +209,8 @@ class ChatWorker(ManagedProcess):
             "SECRET_KEY": "test-secret-key-shared-by-all-workers",
             "ASYNC_MODE": "gevent",
             "PYTHONUNBUFFERED": "1",
+            # Tests register every user from 127.0.0.1; the tests of this limit set their own.
+            "RATE_LIMIT_REGISTRATIONS": "1000000",
             **dict(env),
         }
         super().__init__(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import current_app
 
+from ..cluster import rate_limit
 from ..domain import messages, rooms
 from ..domain.accounts import Principal
 from ..metrics import messages_stored
@@ -35,10 +36,17 @@ def list_rooms(principal: Principal) -> dict:
     body=RoomCreate,
     response=RoomOut,
     status=201,
-    errors=(409,),
+    errors=(409, 429),
 )
 def create_room(principal: Principal, payload: RoomCreate) -> dict:
-    return rooms.create_room(principal, payload.name, payload.private, payload.members)
+    limiter = current_app.extensions["chat.rate_limiter"]
+    return rooms.create_room(
+        principal,
+        payload.name,
+        payload.private,
+        payload.members,
+        before_create=lambda: limiter.check(principal.username, rate_limit.ROOM_CREATIONS),
+    )
 
 
 @endpoint(

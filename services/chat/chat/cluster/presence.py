@@ -115,8 +115,13 @@ class Presence:
         try:
             for room in dirty:
                 users = self.online(room)
-                if users != self._last_sent.get(room):
-                    self._last_sent[room] = users
+                if users != self._last_sent.get(room, []):
+                    # Only rooms with someone online are remembered: the map stays as big as
+                    # what is live, not every room ever joined.
+                    if users:
+                        self._last_sent[room] = users
+                    else:
+                        self._last_sent.pop(room, None)
                     out.append((room, users))
         except StateUnavailable:
             self.dirty |= dirty  # announce them once the state is back

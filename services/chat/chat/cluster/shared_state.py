@@ -1,4 +1,4 @@
-"""Expiring sets and windowed counters, in Redis for a cluster or in memory for one worker.
+"""Expiring sets, in Redis for a cluster or in memory for one worker (rate limits: rate_limit.py).
 
 Both backends keep the same semantics, so presence and rate limits behave the same on a
 laptop and in a cluster; only Redis makes them visible across workers.
@@ -43,7 +43,6 @@ class SharedState(Protocol):
     def refresh(self, entries: dict[str, list[str]], ttl: float) -> None: ...
     def members(self, key: str) -> list[str]: ...
     def sweep(self, prefix: str) -> list[str]: ...
-    def hit(self, key: str, window: int) -> int: ...
     def ping(self) -> bool: ...
 
 
@@ -52,7 +51,6 @@ class MemoryState:
 
     def __init__(self) -> None:
         self._sets: dict[str, dict[str, float]] = defaultdict(dict)
-        self._counters: dict[str, tuple[float, int]] = {}
 
     def add(self, key: str, member: str, ttl: float) -> None:
         self._sets[key][member] = time.time() + ttl
@@ -84,16 +82,6 @@ class MemoryState:
                 del self._sets[key]
         return changed
 
-    def hit(self, key: str, window: int) -> int:
-        now = time.time()
-        start, count = self._counters.get(key, (now, 0))
-        if now - start >= window:
-            start, count = now, 0
-        self._counters[key] = (start, count + 1)
-        if len(self._counters) > 100_000:  # forget idle users' windows
-            self._counters = {k: v for k, v in self._counters.items() if now - v[0] < window}
-        return count + 1
-
     def ping(self) -> bool:
         return True
 
@@ -115,8 +103,20 @@ def _unavailable_on_redis_error(method: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
+# Drops a set's expired entries, and the set's name from the index once it is empty, in one
+# step: a worker adding an entry between the two could otherwise be dropped from the index
+# (and its set never swept). So the index names only sets with live entries.
+_SWEEP_SCRIPT = """
+local removed = redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 0 then
+    redis.call('SREM', KEYS[2], KEYS[1])
+end
+return removed
+"""
+
+
 class RedisState:
-    """Cluster-wide state: sorted sets scored by expiry time, INCR counters with EXPIRE."""
+    """Cluster-wide state: sorted sets scored by expiry time, indexed while they have entries."""
 
     # Names every key with a set in it, so a sweep need not SCAN the keyspace.
     INDEX = "chat:ttlsets"
@@ -134,6 +134,7 @@ class RedisState:
         )
         self.down_until = 0.0
         self.last_error = ""
+        self._sweep = self.redis.register_script(_SWEEP_SCRIPT)
 
     @_unavailable_on_redis_error
     def add(self, key: str, member: str, ttl: float) -> None:
@@ -170,19 +171,10 @@ class RedisState:
         now = time.time()
         pipe = self.redis.pipeline(transaction=False)
         for key in keys:
-            pipe.zremrangebyscore(key, "-inf", now)
+            self._sweep(keys=[key, self.INDEX], args=[now], client=pipe)
         removed = pipe.execute()
         # Only the worker whose ZREMRANGEBYSCORE removed entries reports the change.
         return [key for key, n in zip(keys, removed, strict=True) if n]
-
-    @_unavailable_on_redis_error
-    def hit(self, key: str, window: int) -> int:
-        bucket = f"{key}:{int(time.time() // window)}"
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.incr(bucket)
-        pipe.expire(bucket, window * 2)
-        count, _ = pipe.execute()
-        return int(count)
 
     @_unavailable_on_redis_error
     def ping(self) -> bool:

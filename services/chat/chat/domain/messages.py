@@ -202,14 +202,16 @@ def join(
     room_name: str,
     since: int | None,
     enter: Callable[[RoomRef], None],
+    before_create: Callable[[], None] | None = None,
 ) -> tuple[RoomRef, list[dict], bool]:
     """Enter a room (creating a public one on first use) and read what the joiner missed.
 
     `enter` subscribes the caller to the room's live events. It runs before history is read,
     so a message committed in between arrives live, in history, or both (the client drops
-    the duplicate by seq), but never in neither.
+    the duplicate by seq), but never in neither. `before_create` runs before a room is
+    created and may refuse (a limit on new rooms).
     """
-    room = room_for(principal, room_name, create_public=True)
+    room = room_for(principal, room_name, create_public=True, before_create=before_create)
     enter(room)
     if since is None:
         messages, more = _page(room, after=None, before=None, limit=JOIN_LATEST)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -54,15 +55,24 @@ def is_member(user_id: int, room: RoomRef) -> bool:
     )
 
 
-def room_for(principal: Principal, name: str, *, create_public: bool = False) -> RoomRef:
+def room_for(
+    principal: Principal,
+    name: str,
+    *,
+    create_public: bool = False,
+    before_create: Callable[[], None] | None = None,
+) -> RoomRef:
     """The room a caller may use; NotFound or Forbidden otherwise.
 
     A private room a caller does not belong to is Forbidden, as the API contract says.
+    `before_create` runs before a public room is created and may refuse (raise).
     """
     room = _lookup(name)
     if room is None:
         if not create_public:
             raise NotFound(f"room {name!r} does not exist")
+        if before_create is not None:
+            before_create()
         room = _create(principal, name, private=False, members=[])
     if room.private and not is_member(principal.id, room):
         raise Forbidden(f"you are not a member of room {name!r}")
@@ -95,10 +105,21 @@ def _create(principal: Principal, name: str, *, private: bool, members: list[str
     return RoomRef(room.id, name, private)
 
 
-def create_room(principal: Principal, name: str, private: bool, members: list[str]) -> dict:
-    """Create a room; Conflict if the name is taken. The creator is a member of a private room."""
+def create_room(
+    principal: Principal,
+    name: str,
+    private: bool,
+    members: list[str],
+    before_create: Callable[[], None] | None = None,
+) -> dict:
+    """Create a room; Conflict if the name is taken. The creator is a member of a private room.
+
+    `before_create` runs once the name is known to be free and may refuse (raise).
+    """
     if _lookup(name) is not None:
         raise Conflict(f"room {name!r} already exists")
+    if before_create is not None:
+        before_create()
     room = _create(principal, name, private=private, members=members)
     return describe(principal, [room.name])[0]
 

@@ -13,8 +13,9 @@ from flask_socketio import ConnectionRefusedError, Namespace, join_room, leave_r
 from pydantic import BaseModel, ValidationError
 
 from .. import metrics, schemas
+from ..cluster import rate_limit
 from ..domain import messages
-from ..domain.accounts import Principal, verify_token
+from ..domain.accounts import Principal, authenticate_token
 from ..domain.rooms import RoomRef
 from ..errors import (
     ChatError,
@@ -97,7 +98,7 @@ class ChatNamespace(Namespace):
         cfg = current_app.config
         try:
             token = schemas.ConnectAuth.model_validate(auth).token
-            principal = verify_token(token, cfg["SECRET_KEY"], cfg["TOKEN_TTL_SECONDS"])
+            principal = authenticate_token(token, cfg["SECRET_KEY"], cfg["TOKEN_TTL_SECONDS"])
         except (ValidationError, Unauthorized) as exc:
             message = exc.message if isinstance(exc, ChatError) else "auth.token is required"
             metrics.events_refused.labels("connect", "unauthorized").inc()
@@ -140,7 +141,15 @@ class ChatNamespace(Namespace):
             join_room(publish.channel(room.name))
             self.presence.enter(sid, room.name)
 
-        room, history, more = messages.join(principal, payload.room, payload.since, enter)
+        limiter = self.rate_limiter
+        limiter.check(principal.username, rate_limit.JOINS)
+        room, history, more = messages.join(
+            principal,
+            payload.room,
+            payload.since,
+            enter,
+            before_create=lambda: limiter.check(principal.username, rate_limit.ROOM_CREATIONS),
+        )
         ack = {"ok": True, "room": room.name, "messages": history}
         if more:
             ack["more"] = True
@@ -164,7 +173,10 @@ class ChatNamespace(Namespace):
     def on_typing(self, principal: Principal, payload: schemas.TypingEvent) -> dict:
         if publish.channel(payload.room) not in self._rooms_of(request.sid):
             raise Forbidden("join the room first")
-        publish.typing(payload.room, principal.username, skip_sid=request.sid)
+        # Coalesced: one broadcast per user and room per TYPING_INTERVAL_SECONDS; the others
+        # are acked and dropped (clients show a notice for a few seconds anyway).
+        if self.rate_limiter.hit(rate_limit.TYPING, f"{principal.username}|{payload.room}"):
+            publish.typing(payload.room, principal.username, skip_sid=request.sid)
         return {"ok": True}
 
     def _rooms_of(self, sid: str) -> list[str]:

@@ -7,6 +7,7 @@ CPU-heavy C calls (password hashing) on a native thread so they do not stall the
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from typing import TypeVar
@@ -46,15 +47,34 @@ def patch(mode: str | None = None) -> str:
 
 
 # No answer for this long is a hung server. PostgreSQL's own statement_timeout (the same
-# setting) ends slow statements on a live server first; this bound holds when the server
-# cannot answer at all (frozen, or its host gone without a RST). Set from the config.
+# setting) ends slow statements on a live server; this bound holds when the server cannot
+# answer at all (frozen, or its host gone without a RST). Set from the config.
 _database_deadline: float | None = None
 
 
 def set_database_timeout(seconds: float | None) -> None:
-    """Give up on a PostgreSQL call that has waited `seconds` (+1) without any answer."""
+    """Give up on a PostgreSQL call that has waited `seconds` without any answer."""
     global _database_deadline
-    _database_deadline = None if seconds is None else seconds + 1.0
+    _database_deadline = seconds
+
+
+@functools.cache
+def _database_timeout_class() -> type[Exception]:
+    """psycopg2.OperationalError's subclass for a call that got no answer in time.
+
+    Made on first use: this module is imported before monkey-patching, psycopg2 need not be.
+    """
+    from psycopg2 import OperationalError
+
+    return type("DatabaseTimeout", (OperationalError,), {})
+
+
+def is_database_timeout(exc: BaseException) -> bool:
+    """Whether `exc` (or the driver error SQLAlchemy wrapped in it) is our no-answer timeout.
+
+    Unlike other failures, the statement may have reached the server and run once it woke.
+    """
+    return isinstance(getattr(exc, "orig", exc), _database_timeout_class())
 
 
 def _wait_with_deadline(conn) -> None:
@@ -77,7 +97,7 @@ def _wait_with_deadline(conn) -> None:
             # An OperationalError, so SQLAlchemy wraps it as one (the client gets
             # `unavailable`); psycopg2 closes a connection whose wait callback raised, and
             # SQLAlchemy, seeing it closed, discards it from the pool.
-            raise OperationalError(f"PostgreSQL did not answer within {timeout:.0f} s")
+            raise _database_timeout_class()(f"PostgreSQL did not answer within {timeout:.0f} s")
 
 
 def _wait_fd(fd: int, read: bool, timeout: float | None) -> bool:

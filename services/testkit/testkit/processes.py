@@ -373,6 +373,33 @@ class PostgresServer:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def pids(self) -> list[int]:
+        """The postmaster and every process it started (backends, background workers)."""
+        postmaster = int((self.datadir / "postmaster.pid").read_text().split()[0])
+        children: dict[int, list[int]] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:  # the process ended meanwhile
+                continue
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        out, todo = [], [postmaster]
+        while todo:
+            pid = todo.pop()
+            out.append(pid)
+            todo.extend(children.get(pid, []))
+        return out
+
+    def freeze(self) -> None:
+        """SIGSTOP the whole server: connections stay open and the kernel still accepts new
+        ones, but nothing is answered (a hung server, unlike a stopped one)."""
+        for pid in self.pids():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in self.pids():
+            os.kill(pid, signal.SIGCONT)
+
     def remove(self) -> None:
         """Stop the server at once and delete its directory."""
         self.stop(mode="immediate")

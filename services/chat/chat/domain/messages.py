@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from ..config import AUTOCOMMIT_BIND
 from ..errors import Conflict, NotFound, Unavailable
 from ..extensions import db
+from ..green import is_database_timeout
 from ..models import Message, Room, utcnow
 from ..realtime import publish
 from .accounts import Principal
@@ -49,8 +50,14 @@ def post_message(principal: Principal, room_name: str, text: str, client_id: str
         if client_id is None:
             raise
         return Posted(_stored_retry(principal, room, client_id), created=False)
-    except OperationalError:
+    except OperationalError as exc:
         db.session.rollback()
+        if is_database_timeout(exc):
+            # The statement may have reached the server and will run when it wakes up.
+            raise Unavailable(
+                "the message store did not answer in time; the message may have been stored: "
+                "retry with the same client_id"
+            ) from None
         raise Unavailable("the message store is unavailable; the message was not sent") from None
     publish.message(room.name, payload)
     return Posted(payload, created=True)

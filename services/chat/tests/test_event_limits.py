@@ -1,0 +1,116 @@
+"""Every event kind has a limit, and Redis holds only what is live.
+
+Against real worker processes: `typing` is coalesced (one broadcast per user and room per
+TYPING_INTERVAL_SECONDS), joins and room creations are limited per user (`rate_limited`,
+429 with Retry-After on REST), and the presence index in a private Redis shrinks back to
+the sets with live entries once their sockets leave.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+import redis
+import requests
+
+from testkit.clients import ChatClient, register
+from testkit.processes import wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def new_room() -> str:
+    return f"r-{uuid.uuid4().hex[:10]}"
+
+
+def test_a_typing_burst_is_broadcast_once_per_interval(start_worker):
+    worker = start_worker(TYPING_INTERVAL_SECONDS="2")
+    room = new_room()
+    typist_name, typist_token = register(worker.url)
+    _, reader_token = register(worker.url)
+    typist, reader = ChatClient(worker.url, typist_token), ChatClient(worker.url, reader_token)
+    try:
+        assert typist.join(room)["ok"] and reader.join(room)["ok"]
+        acks = [typist.call("typing", {"room": room}) for _ in range(300)]
+        assert acks == [{"ok": True}] * 300  # every one acked; the excess is not broadcast
+        marker = typist.send(room, "marker after the burst")["message"]
+        reader.wait_for("message", lambda m: m["id"] == marker["id"])
+        assert reader.received("typing") == [{"room": room, "user": typist_name}]
+
+        time.sleep(2.1)  # the interval passes: the next notice goes out again
+        assert typist.call("typing", {"room": room}) == {"ok": True}
+        marker = typist.send(room, "second marker")["message"]
+        reader.wait_for("message", lambda m: m["id"] == marker["id"])
+        assert reader.received("typing") == [{"room": room, "user": typist_name}] * 2
+    finally:
+        typist.close()
+        reader.close()
+
+
+def test_joins_and_room_creations_are_limited_per_user(start_worker):
+    worker = start_worker(RATE_LIMIT_JOINS="8", RATE_LIMIT_ROOM_CREATIONS="3")
+    _, token = register(worker.url)
+    _, other_token = register(worker.url)
+    headers = {"Authorization": f"Bearer {token}"}
+    client = ChatClient(worker.url, token)
+    try:
+        created = [new_room() for _ in range(3)]
+        for room in created:  # joining a new name creates the room
+            assert client.join(room)["ok"] is True
+        ack = client.join(new_room())
+        assert ack["ok"] is False and ack["error"]["code"] == "rate_limited", ack
+        assert ack["error"]["message"] == "more than 3 new rooms in 3600 s; slow down"
+        r = requests.post(
+            f"{worker.url}/api/rooms", json={"name": new_room()}, headers=headers, timeout=10
+        )
+        assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limited"
+        assert 3500 <= int(r.headers["Retry-After"]) <= 3600
+        # Existing rooms can still be joined (4 joins so far, the refused one included)...
+        for room in ["general", *created]:
+            assert client.join(room)["ok"] is True
+        # ...until the join limit itself runs out.
+        ack = client.join("general")
+        assert ack["ok"] is False and ack["error"]["code"] == "rate_limited", ack
+        assert ack["error"]["message"] == "more than 8 joins in 60 s; slow down"
+
+        # The limits are per user: another user creates rooms as usual, and the room list
+        # holds exactly the rooms that were admitted.
+        other = ChatClient(worker.url, other_token)
+        try:
+            assert other.join(new_room())["ok"] is True
+        finally:
+            other.close()
+        names = {
+            room["name"]
+            for room in requests.get(f"{worker.url}/api/rooms", headers=headers, timeout=10).json()[
+                "rooms"
+            ]
+        }
+        assert set(created) <= names and len(names) == len(created) + 2  # + general, other's
+    finally:
+        client.close()
+
+
+def test_the_presence_index_holds_only_live_sets(start_worker, redis_server):
+    worker = start_worker(REDIS_URL=redis_server.url, PRESENCE_TTL_SECONDS="3")
+    index = redis.Redis(port=redis_server.port, decode_responses=True)
+    stayer_name, stayer_token = register(worker.url)
+    _, sprayer_token = register(worker.url)
+    stayer = ChatClient(worker.url, stayer_token)
+    assert stayer.join("general")["ok"]
+    sprayer = ChatClient(worker.url, sprayer_token)
+    rooms = [new_room() for _ in range(15)]
+    for room in rooms:
+        assert sprayer.join(room)["ok"] is True
+    assert index.scard("chat:ttlsets") >= len(rooms) + 2
+    sprayer.close()  # its 15 rooms and its connection set empty out
+    live = {"chat:presence:general", f"chat:conns:{stayer_name}"}
+    wait_for(lambda: index.smembers("chat:ttlsets") == live, 20, "the index to shrink")
+    for room in rooms[:3]:  # and so does a room left while connected
+        assert stayer.join(room)["ok"] is True
+        assert stayer.call("leave", {"room": room}) == {"ok": True}
+    wait_for(lambda: index.smembers("chat:ttlsets") == live, 20, "the index to shrink again")
+    assert stayer.join("general")["ok"]
+    stayer.close()

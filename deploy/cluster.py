@@ -131,15 +131,24 @@ class Process:
 
 
 class RedisServer(Process):
-    """A private redis-server for this cluster only: safe to stop, kill or restart."""
+    """A private redis-server for this cluster only: safe to stop, kill or restart.
 
-    def __init__(self, run_dir: Path, port: int) -> None:
-        self.port, self.dir = port, run_dir / "redis"
+    It requires a password: whoever reaches Redis can publish into the message queue, that
+    is emit into any room. The password is in a config file only its owner reads (not on the
+    command line, which every local user can see) and in REDIS_URL.
+    """
+
+    def __init__(self, run_dir: Path, port: int, password: str) -> None:
+        self.port, self.dir, self.password = port, run_dir / "redis", password
         self.dir.mkdir(parents=True, exist_ok=True)
+        config = self.dir / "redis.conf"
+        config.touch(mode=0o600)
+        config.write_text(f"requirepass {password}\n")
         super().__init__(
             "redis",
             [
                 require_program("redis-server"),
+                str(config),
                 "--port",
                 str(port),
                 "--bind",
@@ -156,15 +165,21 @@ class RedisServer(Process):
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
 
     def wait_ready(self, timeout: float = 10) -> None:
         def ready() -> bool:
             if not self.alive():
                 raise ClusterError(f"redis-server exited:\n{tail(self.log_text())}")
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
+                s.sendall(f"AUTH {self.password}\r\nPING\r\n".encode())
+                answer = b""
+                while answer.count(b"\r\n") < 2:
+                    chunk = s.recv(64)
+                    if not chunk:
+                        break
+                    answer += chunk
+                return answer == b"+OK\r\n+PONG\r\n"
 
         wait_until(ready, timeout, f"redis-server on port {self.port}")
 
@@ -379,7 +394,7 @@ class Cluster:
                 "choose another HTTP_PORT (workers use HTTP_PORT+1..+WORKERS)"
             )
         if not self.given_redis_url:
-            self.redis = RedisServer(self.run_dir, free_port())
+            self.redis = RedisServer(self.run_dir, free_port(), self._kept_secret("redis_password"))
             self.redis.start()
             self.redis.wait_ready()
         self._prepare_database()
@@ -446,6 +461,8 @@ class Cluster:
             "CHAT_DATA_DIR": str(self.run_dir / "data"),
             # Migrated once above; N workers racing to migrate one database would collide.
             "AUTO_MIGRATE": "0",
+            # nginx appends the client's address to X-Forwarded-For (login throttling).
+            "TRUSTED_PROXY_HOPS": "1",
             "PYTHONUNBUFFERED": "1",
             **self.extra_env,
         }
@@ -454,10 +471,14 @@ class Cluster:
         """One SECRET_KEY for all workers (tokens from one verify on all), kept across runs."""
         if os.environ.get("SECRET_KEY"):
             return os.environ["SECRET_KEY"]
-        path = self.run_dir / "secret_key"
+        return self._kept_secret("secret_key")
+
+    def _kept_secret(self, name: str) -> str:
+        """A random secret kept in the run directory (readable by its owner only)."""
+        path = self.run_dir / name
         if not path.exists():
+            path.touch(mode=0o600)
             path.write_text(secrets.token_urlsafe(48))
-            path.chmod(0o600)
         return path.read_text().strip()
 
     def stop(self) -> None:

@@ -28,6 +28,26 @@ from testkit.processes import require_program
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 WORKERS = ["worker1", "worker2", "worker3"]
+# What the operator must give: compose refuses to run without any of them.
+SECRETS = {
+    "SECRET_KEY": "compose-config-test-secret-key-0123456789",
+    "POSTGRES_PASSWORD": "pg-password-for-the-test",
+    "REDIS_PASSWORD": "redis-password-for-the-test",
+}
+
+
+def compose_config(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """`docker-compose config` of the repository's compose file, with only `env` set of ours."""
+    docker_compose = require_program("docker-compose")
+    base = {k: v for k, v in os.environ.items() if k not in SECRETS}
+    return subprocess.run(
+        [docker_compose, "-f", str(COMPOSE_FILE), "config", *args],
+        env={**base, **env},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def yaml_interpreter(docker_compose: str) -> str:
@@ -41,15 +61,7 @@ def yaml_interpreter(docker_compose: str) -> str:
 def compose() -> dict:
     """`docker-compose config` of the repository's compose file, as a dict."""
     docker_compose = require_program("docker-compose")
-    env = {**os.environ, "SECRET_KEY": "compose-config-test"}
-    out = subprocess.run(
-        [docker_compose, "-f", str(COMPOSE_FILE), "config"],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = compose_config(SECRETS)
     assert out.returncode == 0, out.stderr
     to_json = "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"
     parsed = subprocess.run(
@@ -63,19 +75,27 @@ def compose() -> dict:
     return json.loads(parsed.stdout)
 
 
-def test_compose_refuses_to_start_without_a_shared_secret_key():
-    docker_compose = require_program("docker-compose")
-    env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
-    out = subprocess.run(
-        [docker_compose, "-f", str(COMPOSE_FILE), "config", "-q"],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+@pytest.mark.parametrize("missing", sorted(SECRETS))
+def test_compose_refuses_to_start_without_each_secret(missing):
+    out = compose_config({k: v for k, v in SECRETS.items() if k != missing}, "-q")
     assert out.returncode != 0
-    assert "SECRET_KEY" in out.stderr
+    assert f"set {missing}" in out.stderr, out.stderr
+
+
+def test_the_secrets_reach_postgres_redis_and_the_workers(compose):
+    services = compose["services"]
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == SECRETS["POSTGRES_PASSWORD"]
+    command = services["redis"]["command"]
+    assert command[command.index("--requirepass") + 1] == SECRETS["REDIS_PASSWORD"]
+    assert services["redis"]["environment"]["REDISCLI_AUTH"] == SECRETS["REDIS_PASSWORD"]
+    for name in [*WORKERS, "migrate"]:
+        env = services[name]["environment"]
+        assert env["DATABASE_URL"] == (
+            f"postgresql://chat:{SECRETS['POSTGRES_PASSWORD']}@postgres:5432/chat"
+        )
+        assert env["SECRET_KEY"] == SECRETS["SECRET_KEY"]
+    for name in WORKERS:
+        assert services[name]["environment"]["TRUSTED_PROXY_HOPS"] == "1"
 
 
 def test_compose_has_postgres_redis_migrate_three_workers_and_nginx(compose):
@@ -92,7 +112,9 @@ def test_workers_run_the_launchers_worker_command_from_one_image(compose):
         assert worker["environment"]["NODE_ID"] == name
         assert worker["environment"]["AUTO_MIGRATE"] == "0"
         assert worker["environment"]["DATABASE_URL"].startswith("postgresql://")
-        assert worker["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+        assert worker["environment"]["REDIS_URL"] == (
+            f"redis://:{SECRETS['REDIS_PASSWORD']}@redis:6379/0"
+        )
         assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert len({services[n]["image"] for n in WORKERS}) == 1
     assert len({services[n]["environment"]["SECRET_KEY"] for n in WORKERS}) == 1

@@ -31,19 +31,33 @@ def test_a_typing_burst_is_broadcast_once_per_interval(start_worker):
     typist_name, typist_token = register(worker.url)
     _, reader_token = register(worker.url)
     typist, reader = ChatClient(worker.url, typist_token), ChatClient(worker.url, reader_token)
+    notice = {"room": room, "user": typist_name}
+
+    def typing_seen_after_marker(text: str) -> list:
+        """The typing notices the reader got before the typist's message `text` arrived."""
+        marker = typist.send(room, text)["message"]
+        reader.wait_for("message", lambda m: m["id"] == marker["id"])
+        return reader.received("typing")
+
     try:
         assert typist.join(room)["ok"] and reader.join(room)["ok"]
+        # A burst: every one acked, one broadcast.
         acks = [typist.call("typing", {"room": room}) for _ in range(300)]
-        assert acks == [{"ok": True}] * 300  # every one acked; the excess is not broadcast
-        marker = typist.send(room, "marker after the burst")["message"]
-        reader.wait_for("message", lambda m: m["id"] == marker["id"])
-        assert reader.received("typing") == [{"room": room, "user": typist_name}]
+        assert acks == [{"ok": True}] * 300
+        assert typing_seen_after_marker("marker 1") == [notice]
 
-        time.sleep(2.1)  # the interval passes: the next notice goes out again
+        # A message ends the typing notice on clients: the author's next typing goes out at
+        # once, and the burst after it is coalesced again.
+        for _ in range(50):
+            assert typist.call("typing", {"room": room}) == {"ok": True}
+        assert typing_seen_after_marker("marker 2") == [notice] * 2
+
+        # Without a message, the next notice goes out once the interval has passed.
         assert typist.call("typing", {"room": room}) == {"ok": True}
-        marker = typist.send(room, "second marker")["message"]
-        reader.wait_for("message", lambda m: m["id"] == marker["id"])
-        assert reader.received("typing") == [{"room": room, "user": typist_name}] * 2
+        assert typist.call("typing", {"room": room}) == {"ok": True}  # coalesced
+        time.sleep(2.1)
+        assert typist.call("typing", {"room": room}) == {"ok": True}
+        assert typing_seen_after_marker("marker 3") == [notice] * 4
     finally:
         typist.close()
         reader.close()

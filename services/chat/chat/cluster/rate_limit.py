@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 # The rules by name. What each counts, per what key, and who checks it:
 MESSAGES = "messages"  # messages sent, per user (Socket.IO and REST)
-TYPING = "typing"  # typing broadcasts, per user and room: excess ones are coalesced away
+TYPING = "typing"  # typing broadcasts, per user, room and worker: excess ones are dropped
 JOINS = "joins"  # join events, per user
 ROOM_CREATIONS = "room_creations"  # rooms (and direct conversations) created, per user
 READS = "reads"  # read markers, per user
@@ -46,13 +46,18 @@ class Rule:
     amount: int
     seconds: int
     what: str  # for the refusal message: "more than {amount} {what} in {seconds} s"
+    # Counted in this worker's memory even with Redis: for what must cost no round trip and
+    # can be reset at once (typing, on every message), where a per-worker bound suffices.
+    local: bool = False
 
 
 def rules_from_config(cfg: Mapping[str, Any]) -> dict[str, Rule]:
     """Every rule, with its amount (and the messages' window) from the settings."""
     return {
         MESSAGES: Rule(cfg["RATE_LIMIT_MESSAGES"], cfg["RATE_LIMIT_WINDOW_SECONDS"], "messages"),
-        TYPING: Rule(1, cfg["TYPING_INTERVAL_SECONDS"], "typing notices"),
+        # A user's typing in a room comes through their socket's worker: coalescing there
+        # bounds it (one per worker the user has sockets on) without a Redis call per key.
+        TYPING: Rule(1, cfg["TYPING_INTERVAL_SECONDS"], "typing notices", local=True),
         JOINS: Rule(cfg["RATE_LIMIT_JOINS"], MINUTE, "joins"),
         ROOM_CREATIONS: Rule(cfg["RATE_LIMIT_ROOM_CREATIONS"], HOUR, "new rooms"),
         READS: Rule(cfg["RATE_LIMIT_READS"], MINUTE, "read markers"),
@@ -84,11 +89,14 @@ class RateLimiter:
     def __init__(self, state: SharedState, rules: Mapping[str, Rule]) -> None:
         self.storage = make_storage(state)
         self.strategy = MovingWindowRateLimiter(self.storage)
-        self.rules = dict(rules)
-        self._items = {
-            name: RateLimitItemPerSecond(rule.amount, rule.seconds, namespace=name)
-            for name, rule in self.rules.items()
-        }
+        self.local_strategy = (
+            self.strategy
+            if isinstance(self.storage, MemoryStorage)
+            else MovingWindowRateLimiter(MemoryStorage())
+        )
+        self.rules: dict[str, Rule] = {}
+        self._items: dict[str, RateLimitItemPerSecond] = {}
+        self.configure(rules)
         # After a storage error, skip the storage for a moment instead of each call waiting
         # out the timeout (as RedisState does).
         self._down_until = 0.0
@@ -98,6 +106,9 @@ class RateLimiter:
         self.rules.update(rules)
         for name, rule in rules.items():
             self._items[name] = RateLimitItemPerSecond(rule.amount, rule.seconds, namespace=name)
+
+    def _strategy(self, rule: str) -> MovingWindowRateLimiter:
+        return self.local_strategy if self.rules[rule].local else self.strategy
 
     def check(self, key: str, rule: str = MESSAGES) -> None:
         """Count one hit of `rule` for `key`; RateLimited (with retry_after) past the limit."""
@@ -110,11 +121,11 @@ class RateLimiter:
 
     def hit(self, rule: str, key: str) -> bool:
         """Count one hit; False (and nothing counted) when the limit is reached."""
-        return self._call(True, self.strategy.hit, self._items[rule], key)
+        return self._call(True, self._strategy(rule).hit, self._items[rule], key)
 
     def exhausted(self, rule: str, key: str) -> bool:
         """Whether the next hit would be refused (counts nothing)."""
-        return not self._call(True, self.strategy.test, self._items[rule], key)
+        return not self._call(True, self._strategy(rule).test, self._items[rule], key)
 
     def refuse_if_exhausted(self, rule: str, key: str) -> None:
         """RateLimited if the next hit would be refused (counts nothing)."""
@@ -127,10 +138,15 @@ class RateLimiter:
 
     def retry_after(self, rule: str, key: str) -> float:
         """Seconds until the oldest hit in the window leaves it (a hit is admitted again)."""
-        stats = self._call(None, self.strategy.get_window_stats, self._items[rule], key)
+        stats = self._call(None, self._strategy(rule).get_window_stats, self._items[rule], key)
         if stats is None:
             return 1.0
         return max(0.0, stats.reset_time - time.time())
+
+    def clear(self, rule: str, key: str) -> None:
+        """Forget `key`'s hits of a local rule (a memory operation, no round trip)."""
+        assert self.rules[rule].local, rule
+        self.local_strategy.clear(self._items[rule], key)
 
     def _call(self, fallback: Any, method, *args: Any) -> Any:
         if time.monotonic() < self._down_until:

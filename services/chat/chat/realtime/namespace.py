@@ -167,6 +167,9 @@ class ChatNamespace(Namespace):
         posted = messages.post_message(principal, payload.room, payload.text, payload.client_id)
         if posted.created:
             metrics.messages_stored.inc()
+            # Clients stop showing the author as typing when the message lands; the author's
+            # next `typing` is news, not a repeat to coalesce.
+            self.rate_limiter.clear(rate_limit.TYPING, _typing_key(principal, payload.room))
         return {"ok": True, "message": posted.message}
 
     @event("typing", schemas.TypingEvent)
@@ -175,9 +178,13 @@ class ChatNamespace(Namespace):
             raise Forbidden("join the room first")
         # Coalesced: one broadcast per user and room per TYPING_INTERVAL_SECONDS; the others
         # are acked and dropped (clients show a notice for a few seconds anyway).
-        if self.rate_limiter.hit(rate_limit.TYPING, f"{principal.username}|{payload.room}"):
+        if self.rate_limiter.hit(rate_limit.TYPING, _typing_key(principal, payload.room)):
             publish.typing(payload.room, principal.username, skip_sid=request.sid)
         return {"ok": True}
 
     def _rooms_of(self, sid: str) -> list[str]:
         return socketio.server.rooms(sid, namespace=self.namespace)
+
+
+def _typing_key(principal: Principal, room: str) -> str:
+    return f"{principal.username}|{room}"

@@ -8,6 +8,7 @@ a free port; never the machine's shared one), a real chat worker on it, real cli
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,7 @@ import requests
 
 from testkit.clients import ChatClient, RoomFollower, register
 from testkit.processes import PostgresServer, wait_for
+from testkit.rawsocket import RawWebSocket
 
 pytestmark = pytest.mark.e2e
 
@@ -73,6 +75,15 @@ def test_database_outage_refuses_sends_and_recovers(private_postgres, start_work
     assert r.status_code == 503 and r.json()["error"]["code"] == "unavailable", r.text
     health = requests.get(worker.url + "/healthz", timeout=10)
     assert health.status_code == 503 and health.json()["checks"]["database"]["ok"] is False
+    # A connect needs the database (is the token's session ended?): refused `unavailable`.
+    raw = RawWebSocket(worker.url)
+    try:
+        answer = raw.connect({"token": token})
+    finally:
+        raw.close()
+    assert answer.startswith("44"), answer
+    refusal = json.loads(answer[2:])
+    assert refusal["message"] == "unavailable" and refusal["data"]["code"] == "unavailable"
 
     time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - down_at)))
     private_postgres.start()

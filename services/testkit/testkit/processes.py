@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -393,12 +394,18 @@ class PostgresServer:
     def freeze(self) -> None:
         """SIGSTOP the whole server: connections stay open and the kernel still accepts new
         ones, but nothing is answered (a hung server, unlike a stopped one)."""
-        for pid in self.pids():
-            os.kill(pid, signal.SIGSTOP)
+        self._signal_all(signal.SIGSTOP)
 
     def thaw(self) -> None:
+        self._signal_all(signal.SIGCONT)
+
+    def _signal_all(self, sig: int) -> None:
+        if not (self.datadir / "postmaster.pid").exists():
+            return
         for pid in self.pids():
-            os.kill(pid, signal.SIGCONT)
+            # A backend may have ended since it was listed.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
 
     def remove(self) -> None:
         """Stop the server at once and delete its directory."""

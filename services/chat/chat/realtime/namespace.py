@@ -105,6 +105,13 @@ class ChatNamespace(Namespace):
             raise ConnectionRefusedError(
                 "unauthorized", {"code": "unauthorized", "message": message}
             ) from None
+        except Exception as exc:  # the session check could not reach the database
+            db.session.rollback()
+            err = from_unexpected(exc)
+            if err.code == "internal":
+                log.exception("unexpected error in connect handler")
+            metrics.events_refused.labels("connect", err.code).inc()
+            raise ConnectionRefusedError(err.code, err.to_dict()["error"]) from None
         sid = request.sid
         if self.presence.connect(sid, principal.username) > cfg["MAX_CONNECTIONS_PER_USER"]:
             self.presence.disconnect(sid)

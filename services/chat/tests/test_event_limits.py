@@ -25,8 +25,9 @@ def new_room() -> str:
     return f"r-{uuid.uuid4().hex[:10]}"
 
 
-def test_a_typing_burst_is_broadcast_once_per_interval(start_worker):
-    worker = start_worker(TYPING_INTERVAL_SECONDS="2")
+@pytest.mark.parametrize("async_mode", ["gevent", "eventlet"])
+def test_a_typing_burst_is_broadcast_once_per_interval(start_worker, async_mode):
+    worker = start_worker(TYPING_INTERVAL_SECONDS="2", ASYNC_MODE=async_mode)
     room = new_room()
     typist_name, typist_token = register(worker.url)
     _, reader_token = register(worker.url)

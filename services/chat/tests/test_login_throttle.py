@@ -29,11 +29,14 @@ LIMITS = {
 }
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "memory-eventlet", "redis"])
 def workers(request, start_worker, tmp_path) -> list:
-    """One worker (memory storage), or two sharing a private Redis and one database."""
+    """One worker (memory storage; gevent or eventlet), or two sharing a private Redis and
+    one database."""
     if request.param == "memory":
         return [start_worker(**LIMITS)]
+    if request.param == "memory-eventlet":
+        return [start_worker(**LIMITS, ASYNC_MODE="eventlet")]
     redis_server = request.getfixturevalue("redis_server")
     env = {**LIMITS, "REDIS_URL": redis_server.url, "DATABASE_URL": f"sqlite:///{tmp_path}/c.db"}
     return [start_worker(**env), start_worker(**env)]

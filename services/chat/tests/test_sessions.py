@@ -56,8 +56,9 @@ def wait_cut_off(client: ChatClient, since: float) -> float:
     return time.monotonic() - since
 
 
-def test_log_out_ends_this_token_and_no_other(start_worker):
-    worker = start_worker()
+@pytest.mark.parametrize("async_mode", ["gevent", "eventlet"])
+def test_log_out_ends_this_token_and_no_other(start_worker, async_mode):
+    worker = start_worker(ASYNC_MODE=async_mode)
     name, token_a = register(worker.url)
     token_b = token_of(worker.url, name)
     socket_a, socket_b = ChatClient(worker.url, token_a), ChatClient(worker.url, token_b)

@@ -127,12 +127,17 @@ def verify_token(token: str | None, secret_key: str, max_age: int) -> Principal:
     if not isinstance(data, dict) or not isinstance(data.get("uid"), int):
         raise Unauthorized("invalid token")
     jti, issued = data.get("jti"), data.get("iat")
-    return Principal(
+    principal = Principal(
         id=data["uid"],
         username=str(data.get("name", "")),
         jti=jti if isinstance(jti, str) else None,
         issued_ms=issued if isinstance(issued, int) else int(signed_at.timestamp() * 1000),
     )
+    # itsdangerous counts the age in whole seconds; the open sockets' check counts in ms:
+    # both refuse a token at the same instant.
+    if _now_ms() - principal.issued_ms > max_age * 1000:
+        raise Unauthorized("token expired")
+    return principal
 
 
 def require_live_session(principal: Principal) -> Principal:

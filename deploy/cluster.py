@@ -136,15 +136,25 @@ class Process:
 
 
 class RedisServer(Process):
-    """A private redis-server for this cluster only: safe to stop, kill or restart."""
+    """A private redis-server for this cluster only: safe to stop, kill or restart.
 
-    def __init__(self, run_dir: Path, port: int) -> None:
-        self.port, self.dir = port, run_dir / "redis"
+    The cluster's requires a password: whoever reaches Redis can publish into the message
+    queue, that is emit into any room. The password is in a config file only its owner reads
+    (not on the command line, which every local user can see) and in REDIS_URL. Without a
+    password (a test's Sentinel master) it takes any client.
+    """
+
+    def __init__(self, run_dir: Path, port: int, password: str | None = None) -> None:
+        self.port, self.dir, self.password = port, run_dir / "redis", password
         self.dir.mkdir(parents=True, exist_ok=True)
+        config = self.dir / "redis.conf"
+        config.touch(mode=0o600)
+        config.write_text(f"requirepass {password}\n" if password else "")
         super().__init__(
             "redis",
             [
                 require_program("redis-server"),
+                str(config),
                 "--port",
                 str(port),
                 "--bind",
@@ -161,21 +171,32 @@ class RedisServer(Process):
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def wait_ready(self, timeout: float = 10) -> None:
-        self.wait_port(self.port, self, timeout)
+        self.wait_port(self.port, self, timeout, self.password)
 
     @staticmethod
-    def wait_port(port: int, process: Process, timeout: float = 10) -> None:
-        """Until the redis-server `process` answers PING on `port`."""
+    def wait_port(
+        port: int, process: Process, timeout: float = 10, password: str | None = None
+    ) -> None:
+        """Until the redis-server `process` answers PING on `port` (after AUTH, given one)."""
 
         def ready() -> bool:
             if not process.alive():
                 raise ClusterError(f"redis-server exited:\n{tail(process.log_text())}")
             with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
+                auth = f"AUTH {password}\r\n" if password else ""
+                s.sendall(f"{auth}PING\r\n".encode())
+                expected = (b"+OK\r\n" if password else b"") + b"+PONG\r\n"
+                answer = b""
+                while len(answer) < len(expected):
+                    chunk = s.recv(64)
+                    if not chunk:
+                        break
+                    answer += chunk
+                return answer == expected
 
         wait_until(ready, timeout, f"redis-server on port {port}")
 
@@ -514,7 +535,7 @@ class Cluster:
             self.redis_cluster = RedisClusterNodes(self.run_dir)
             self.redis_cluster.start()
         elif not self.given_redis_url:
-            self.redis = RedisServer(self.run_dir, free_port())
+            self.redis = RedisServer(self.run_dir, free_port(), self._kept_secret("redis_password"))
             self.redis.start()
             self.redis.wait_ready()
         self._prepare_database()
@@ -587,6 +608,8 @@ class Cluster:
             "CHAT_DATA_DIR": str(self.run_dir / "data"),
             # Migrated once above; N workers racing to migrate one database would collide.
             "AUTO_MIGRATE": "0",
+            # nginx appends the client's address to X-Forwarded-For (login throttling).
+            "TRUSTED_PROXY_HOPS": "1",
             "PYTHONUNBUFFERED": "1",
             **self.extra_env,
         }
@@ -595,10 +618,14 @@ class Cluster:
         """One SECRET_KEY for all workers (tokens from one verify on all), kept across runs."""
         if os.environ.get("SECRET_KEY"):
             return os.environ["SECRET_KEY"]
-        path = self.run_dir / "secret_key"
+        return self._kept_secret("secret_key")
+
+    def _kept_secret(self, name: str) -> str:
+        """A random secret kept in the run directory (readable by its owner only)."""
+        path = self.run_dir / name
         if not path.exists():
+            path.touch(mode=0o600)
             path.write_text(secrets.token_urlsafe(48))
-            path.chmod(0o600)
         return path.read_text().strip()
 
     def stop(self) -> None:

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cluster import Cluster  # noqa: E402
 
-from testkit.processes import require_program  # noqa: E402
+from testkit.processes import HARNESS_LIMITS, require_program  # noqa: E402
 
 
 @pytest.fixture
@@ -32,6 +32,7 @@ def start_cluster(tmp_path: Path) -> Iterator:
 
     def start(**options) -> Cluster:
         run_dir = tmp_path / f"cluster-{len(started) + 1}"
+        options["env"] = {**HARNESS_LIMITS, **options.get("env", {})}
         cluster = Cluster(run_dir, http_port=None, **options)
         started.append(cluster)
         return cluster.start()
@@ -47,7 +48,10 @@ def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster
     require_program("nginx")
     require_program("redis-server")
     cluster = Cluster(
-        tmp_path_factory.mktemp("shared-cluster"), http_port=None, async_mode="gevent"
+        tmp_path_factory.mktemp("shared-cluster"),
+        http_port=None,
+        async_mode="gevent",
+        env=HARNESS_LIMITS,
     )
     try:
         yield cluster.start()

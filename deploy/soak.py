@@ -32,7 +32,7 @@ sys.path[:0] = [str(REPO / "deploy"), str(REPO / "services" / "testkit")]
 from cluster import Cluster  # noqa: E402
 
 from testkit.clients import RoomFollower, register  # noqa: E402
-from testkit.processes import process_open_fds, process_rss_kb  # noqa: E402
+from testkit.processes import HARNESS_LIMITS, process_open_fds, process_rss_kb  # noqa: E402
 
 
 def setting(name: str, default: int) -> int:
@@ -58,6 +58,7 @@ class Soak:
             workers=WORKERS,
             http_port=None,
             database_url=os.environ.get("DATABASE_URL"),
+            env=HARNESS_LIMITS,
         )
         self.followers: list[RoomFollower] = []
         self.latencies: list[float] = []

@@ -44,7 +44,7 @@ from cluster import Cluster  # noqa: E402
 
 from chatload import sendwindow  # noqa: E402
 from chatload.accounts import DEFAULT_PASSWORD, register  # noqa: E402
-from chatload.stack import DEFAULT_POSTGRES, LOAD_RATE_LIMIT, NodePeer  # noqa: E402
+from chatload.stack import DEFAULT_POSTGRES, LOAD_LIMITS, NodePeer  # noqa: E402
 from testkit.processes import PostgresDatabase, RedisServer, free_port  # noqa: E402
 
 USER_PREFIX = "bench"
@@ -232,7 +232,7 @@ class Setup:
                 http_port=None,
                 database_url=database_url,
                 async_mode=sc.async_mode,
-                env={"SECRET_KEY": secret, "RATE_LIMIT_MESSAGES": LOAD_RATE_LIMIT, **sc.env},
+                env={"SECRET_KEY": secret, **LOAD_LIMITS, **sc.env},
             ).start()
         else:
             self.redis = RedisServer(workdir)

@@ -31,6 +31,26 @@ from testkit.processes import require_program
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 WORKERS = ["worker1", "worker2", "worker3"]
+# What the operator must give: compose refuses to run without any of them.
+SECRETS = {
+    "SECRET_KEY": "compose-config-test-secret-key-0123456789",
+    "POSTGRES_PASSWORD": "pg-password-for-the-test",
+    "REDIS_PASSWORD": "redis-password-for-the-test",
+}
+
+
+def compose_config(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """`docker-compose config` of the repository's compose file, with only `env` set of ours."""
+    docker_compose = require_program("docker-compose")
+    base = {k: v for k, v in os.environ.items() if k not in SECRETS}
+    return subprocess.run(
+        [docker_compose, "-f", str(COMPOSE_FILE), "config", *args],
+        env={**base, **env},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def yaml_interpreter(docker_compose: str) -> str:
@@ -44,15 +64,7 @@ def yaml_interpreter(docker_compose: str) -> str:
 def compose() -> dict:
     """`docker-compose config` of the repository's compose file, as a dict."""
     docker_compose = require_program("docker-compose")
-    env = {**os.environ, "SECRET_KEY": "compose-config-test"}
-    out = subprocess.run(
-        [docker_compose, "-f", str(COMPOSE_FILE), "config"],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = compose_config(SECRETS)
     assert out.returncode == 0, out.stderr
     to_json = "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"
     parsed = subprocess.run(
@@ -66,19 +78,27 @@ def compose() -> dict:
     return json.loads(parsed.stdout)
 
 
-def test_compose_refuses_to_start_without_a_shared_secret_key():
-    docker_compose = require_program("docker-compose")
-    env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
-    out = subprocess.run(
-        [docker_compose, "-f", str(COMPOSE_FILE), "config", "-q"],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+@pytest.mark.parametrize("missing", sorted(SECRETS))
+def test_compose_refuses_to_start_without_each_secret(missing):
+    out = compose_config({k: v for k, v in SECRETS.items() if k != missing}, "-q")
     assert out.returncode != 0
-    assert "SECRET_KEY" in out.stderr
+    assert f"set {missing}" in out.stderr, out.stderr
+
+
+def test_the_secrets_reach_postgres_redis_and_the_workers(compose):
+    services = compose["services"]
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == SECRETS["POSTGRES_PASSWORD"]
+    command = services["redis"]["command"]
+    assert command[command.index("--requirepass") + 1] == SECRETS["REDIS_PASSWORD"]
+    assert services["redis"]["environment"]["REDISCLI_AUTH"] == SECRETS["REDIS_PASSWORD"]
+    for name in [*WORKERS, "migrate"]:
+        env = services[name]["environment"]
+        assert env["DATABASE_URL"] == (
+            f"postgresql://chat:{SECRETS['POSTGRES_PASSWORD']}@postgres:5432/chat"
+        )
+        assert env["SECRET_KEY"] == SECRETS["SECRET_KEY"]
+    for name in WORKERS:
+        assert services[name]["environment"]["TRUSTED_PROXY_HOPS"] == "1"
 
 
 REDIS_CLUSTER = ["redis-node-1", "redis-node-2", "redis-node-3", "redis-cluster-create"]
@@ -109,6 +129,23 @@ def test_the_redis_cluster_profile_creates_a_three_primary_cluster(compose):
     assert set(services["redis-cluster-create"]["depends_on"]) == set(REDIS_CLUSTER[:3])
 
 
+def test_the_redis_cluster_nodes_require_the_password_and_the_workers_can_name_them(compose):
+    services = compose["services"]
+    for name in REDIS_CLUSTER[:3]:
+        command = services[name]["command"]
+        assert command[command.index("--requirepass") + 1] == SECRETS["REDIS_PASSWORD"]
+        assert command[command.index("--masterauth") + 1] == SECRETS["REDIS_PASSWORD"]
+    for name in REDIS_CLUSTER:
+        assert services[name]["environment"]["REDISCLI_AUTH"] == SECRETS["REDIS_PASSWORD"]
+    nodes = "redis-node-1:6379,redis-node-2:6379,redis-node-3:6379"
+    out = compose_config(
+        {**SECRETS, "COMPOSE_REDIS_SCHEME": "redis+cluster", "COMPOSE_REDIS_NODES": nodes}
+    )
+    assert out.returncode == 0, out.stderr
+    url = f"redis+cluster://:{SECRETS['REDIS_PASSWORD']}@{nodes}"
+    assert out.stdout.count(f"REDIS_URL: {url}\n") == len(WORKERS)
+
+
 def test_workers_run_the_launchers_worker_command_from_one_image(compose):
     services = compose["services"]
     for name in WORKERS:
@@ -120,7 +157,9 @@ def test_workers_run_the_launchers_worker_command_from_one_image(compose):
         assert worker["environment"]["SID_TAG"] == name
         assert worker["environment"]["AUTO_MIGRATE"] == "0"
         assert worker["environment"]["DATABASE_URL"].startswith("postgresql://")
-        assert worker["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+        assert worker["environment"]["REDIS_URL"] == (
+            f"redis://:{SECRETS['REDIS_PASSWORD']}@redis:6379"
+        )
         assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert len({services[n]["image"] for n in WORKERS}) == 1
     assert len({services[n]["environment"]["SECRET_KEY"] for n in WORKERS}) == 1

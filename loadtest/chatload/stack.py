@@ -36,6 +36,9 @@ NODE_PEER_DIR = LOADTEST_DIR / "node-peer"
 # The server's own limit (30 per 10 s) is for people; a load test's senders outpace it on
 # purpose, so the stack lifts it out of the way.
 LOAD_RATE_LIMIT = "1000000"
+# Every limit a load test runs into by design: messages, and registrations (thousands of
+# users from one address).
+LOAD_LIMITS = {"RATE_LIMIT_MESSAGES": LOAD_RATE_LIMIT, "RATE_LIMIT_REGISTRATIONS": LOAD_RATE_LIMIT}
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
@@ -95,7 +98,7 @@ class Stack:
                 env = {
                     "REDIS_URL": self.redis.url,
                     "ASYNC_MODE": async_mode,
-                    "RATE_LIMIT_MESSAGES": LOAD_RATE_LIMIT,
+                    **LOAD_LIMITS,
                     **extra_env,
                 }
                 if database == "postgresql":

@@ -19,6 +19,7 @@ def main() -> None:
     cfg = app.config
     liveness = app.extensions["chat.liveness"]
     liveness.start()
+    app.extensions["chat.sessions"].start()
     drain = serving.Drain(
         socketio,
         on_exit=liveness.stop,

@@ -19,6 +19,22 @@ MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
 # The browser client's files under WEB_ROOT that are served; everything else there is not.
 PUBLIC_WEB_PATHS = ("js/", "vendor/", "style.css", "favicon")
 log = logging.getLogger("chat")
+# On every response (nginx passes them through). The page loads only its own files: scripts
+# from /js and /vendor (no inline script, no eval), its stylesheet, and talks to its own origin
+# over HTTP and WebSocket ('self' covers ws: and wss: of the same host in CSP Level 3).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    # Tokens never travel in URLs, but room names do: other sites learn only our origin.
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+    # frame-ancestors for browsers that predate it: the page is never framed (clickjacking).
+    "X-Frame-Options": "DENY",
+}
 
 
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
@@ -36,6 +52,10 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
             app.config["SQLALCHEMY_DATABASE_URI"], app.config["SQLALCHEMY_ENGINE_OPTIONS"]
         ),
     )
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        from . import green
+
+        green.set_database_timeout(app.config["DATABASE_TIMEOUT_SECONDS"])
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS_DIR)
     _init_realtime(app)
@@ -44,6 +64,12 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from .realtime.hardening import guard_engineio_http
 
     app.wsgi_app = guard_engineio_http(app.wsgi_app, app.config["MAX_HTTP_BUFFER_SIZE"])
+    if app.config["TRUSTED_PROXY_HOPS"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # The client's address (login throttling) from the proxies' X-Forwarded-For.
+        hops = app.config["TRUSTED_PROXY_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops)
 
     from .domain.rooms import forget_cached_rooms
 
@@ -61,7 +87,7 @@ def _init_realtime(app: Flask) -> None:
     from .cluster.liveness import Liveness
     from .cluster.mq import ShardedRedisManager
     from .cluster.presence import Presence
-    from .cluster.rate_limit import RateLimiter
+    from .cluster.rate_limit import RateLimiter, rules_from_config
     from .cluster.shared_state import make_state
     from .realtime import hardening
     from .realtime.namespace import ChatNamespace
@@ -69,7 +95,7 @@ def _init_realtime(app: Flask) -> None:
     cfg = app.config
     state = make_state(cfg["REDIS_URL"])
     presence = Presence(state, cfg["NODE_ID"], cfg["PRESENCE_TTL_SECONDS"])
-    limiter = RateLimiter(state, cfg["RATE_LIMIT_MESSAGES"], cfg["RATE_LIMIT_WINDOW_SECONDS"])
+    limiter = RateLimiter(state, rules_from_config(cfg))
     manager = None
     if cfg["REDIS_URL"]:
         manager = ShardedRedisManager(
@@ -108,6 +134,9 @@ def _init_realtime(app: Flask) -> None:
     app.extensions["chat.presence"] = presence
     app.extensions["chat.rate_limiter"] = limiter
     app.extensions["chat.liveness"] = Liveness(socketio, presence, state, manager, app=app)
+    from .realtime.sessions import SessionGuard
+
+    app.extensions["chat.sessions"] = SessionGuard(app, socketio, namespace)
 
 
 def _library_logger(name: str) -> logging.Logger:
@@ -134,7 +163,16 @@ def _register_http(app: Flask) -> None:
     def chat_error(err: ChatError):
         if err.status >= 500:
             db.session.rollback()
-        return err.to_dict(), err.status
+        headers = {}
+        if getattr(err, "retry_after", None):
+            headers["Retry-After"] = str(err.retry_after)
+        return err.to_dict(), err.status, headers
+
+    @app.after_request
+    def security_headers(response):
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
 
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException):

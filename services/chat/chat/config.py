@@ -39,10 +39,26 @@ def _data_dir() -> Path:
     return path
 
 
+# Tokens are HMAC-signed with SECRET_KEY: a short key can be guessed offline from one token.
+# 32 characters of a random key are far beyond any search; the generated key has 64.
+MIN_SECRET_KEY_LENGTH = 32
+
+
+class ConfigError(SystemExit):
+    """A setting the worker refuses to run with; the message says which and why."""
+
+
 def _secret_key(data_dir: Path) -> str:
     """SECRET_KEY from the environment, else one kept in the data dir so restarts keep tokens."""
     if os.environ.get("SECRET_KEY"):
-        return os.environ["SECRET_KEY"]
+        key = os.environ["SECRET_KEY"]
+        if len(key) < MIN_SECRET_KEY_LENGTH:
+            raise ConfigError(
+                f"SECRET_KEY is {len(key)} characters; at least {MIN_SECRET_KEY_LENGTH} are "
+                "required (for example: python3 -c 'import secrets; "
+                "print(secrets.token_urlsafe(48))')"
+            )
+        return key
     path = data_dir / "secret_key"
     if not path.exists():
         path.write_text(secrets.token_urlsafe(48))
@@ -96,6 +112,35 @@ class Config:
         # A person types at most a few messages a second; 30 per 10 s stops floods, not chat.
         self.RATE_LIMIT_MESSAGES = _env_int("RATE_LIMIT_MESSAGES", 30)
         self.RATE_LIMIT_WINDOW_SECONDS = _env_int("RATE_LIMIT_WINDOW_SECONDS", 10)
+        # The other limits (windows in cluster/rate_limit.py). A person logs in a few times a
+        # day and mistypes a password now and then; a guesser needs thousands of tries.
+        self.RATE_LIMIT_LOGIN_FAILURES = _env_int("RATE_LIMIT_LOGIN_FAILURES", 10)
+        # Per client address: an office behind one NAT address holds many mistyping people.
+        self.RATE_LIMIT_LOGIN_FAILURES_PER_ADDRESS = _env_int(
+            "RATE_LIMIT_LOGIN_FAILURES_PER_ADDRESS", 50
+        )
+        # Per client address and hour; a load test that registers thousands raises it.
+        self.RATE_LIMIT_REGISTRATIONS = _env_int("RATE_LIMIT_REGISTRATIONS", 20)
+        # Per user and minute: a client rejoining its rooms after reconnects, not a sprayer.
+        self.RATE_LIMIT_JOINS = _env_int("RATE_LIMIT_JOINS", 120)
+        # Per user and hour, rooms and direct conversations together: each one is listed for
+        # every user (GET /api/rooms) and kept forever.
+        self.RATE_LIMIT_ROOM_CREATIONS = _env_int("RATE_LIMIT_ROOM_CREATIONS", 20)
+        # Per user and minute: read markers follow what a person scrolls past.
+        self.RATE_LIMIT_READS = _env_int("RATE_LIMIT_READS", 120)
+        # At most one `typing` broadcast per user and room this often; clients show it a few
+        # seconds, so more often adds nothing a reader sees.
+        self.TYPING_INTERVAL_SECONDS = _env_int("TYPING_INTERVAL_SECONDS", 2)
+        # How often each worker checks its sockets' tokens (revoked, expired): the bound on how
+        # long an ended session's open socket keeps working.
+        self.SESSION_CHECK_SECONDS = _env_int("SESSION_CHECK_SECONDS", 2)
+        # Proxies in front that append the client's address to X-Forwarded-For (nginx: 1).
+        # 0 trusts no header: the address is the peer's, which a client cannot forge.
+        self.TRUSTED_PROXY_HOPS = _env_int("TRUSTED_PROXY_HOPS", 0)
+        # PostgreSQL: how long a statement, a connection attempt or a wait for a pooled
+        # connection may take before the call fails as `unavailable`. A chat query takes
+        # milliseconds; a frozen server must not hold requests (and /healthz) for minutes.
+        self.DATABASE_TIMEOUT_SECONDS = _env_int("DATABASE_TIMEOUT_SECONDS", 3)
         # Presence entries live this long without a heartbeat: the bound on a dead worker's ghosts.
         self.PRESENCE_TTL_SECONDS = _env_int("PRESENCE_TTL_SECONDS", 15)
         # A worker keeps a room's message-queue channel this long after the room's last local
@@ -131,7 +176,9 @@ class Config:
             Path(__file__).resolve().parents[2] / "web"
         )
         self.LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
-        self.SQLALCHEMY_ENGINE_OPTIONS = _engine_options(self.SQLALCHEMY_DATABASE_URI)
+        self.SQLALCHEMY_ENGINE_OPTIONS = _engine_options(
+            self.SQLALCHEMY_DATABASE_URI, self.DATABASE_TIMEOUT_SECONDS
+        )
 
 
 # The bind of the message hot path: one autocommitted statement stores a message (see
@@ -147,7 +194,7 @@ def database_binds(url: str, engine_options: dict) -> dict:
     return {AUTOCOMMIT_BIND: {**engine_options, "url": url, "isolation_level": "AUTOCOMMIT"}}
 
 
-def _engine_options(url: str) -> dict:
+def _engine_options(url: str, timeout: int = 3) -> dict:
     if url.startswith("sqlite"):
         # Several workers may share one SQLite file: wait for the write lock instead of failing.
         return {"connect_args": {"timeout": 15, "check_same_thread": False}}
@@ -155,4 +202,20 @@ def _engine_options(url: str) -> dict:
     # a connection the server dropped. Without it the first request on such a connection fails
     # as `unavailable` (a retry succeeds), and SQLAlchemy, seeing a disconnect, discards every
     # connection pooled before it, so a database restart costs each worker about one request.
-    return {"pool_size": 10, "max_overflow": 20}
+    return {
+        "pool_size": 10,
+        "max_overflow": 20,
+        # A request waits this long for a pooled connection, then is `unavailable`.
+        "pool_timeout": timeout,
+        "connect_args": {
+            "connect_timeout": timeout,
+            # The server ends a statement running longer (a lock wait, a runaway query).
+            "options": f"-c statement_timeout={timeout * 1000}",
+            # The kernel notices a peer that vanished (host down, network cut) within about
+            # idle + interval * count seconds, instead of the default two hours.
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 2,
+        },
+    }

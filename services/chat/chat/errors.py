@@ -48,6 +48,11 @@ class Conflict(ChatError):
 class RateLimited(ChatError):
     code, status = "rate_limited", 429
 
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        # Whole seconds until a retry can succeed: REST sends it as `Retry-After`.
+        self.retry_after = None if retry_after is None else max(1, int(retry_after + 0.999))
+
 
 class Unavailable(ChatError):
     code, status = "unavailable", 503
@@ -71,8 +76,10 @@ def from_unexpected(exc: Exception) -> ChatError:
     (schemas.storable), this is the net under them. Anything else is `internal`.
     """
     from sqlalchemy.exc import DataError, InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-    if isinstance(exc, OperationalError | InterfaceError):
+    # PoolTimeout: every pooled connection is busy (held by calls to a hung database).
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
         return Unavailable("the message store is unavailable; nothing was stored, try again")
     if isinstance(exc, UnicodeError | DataError):
         return Invalid("the input cannot be stored (not valid text, or out of range)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -35,6 +36,20 @@ class User(db.Model):
     username: Mapped[str] = mapped_column(String(32), unique=True, index=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Tokens issued at or before this instant (ms since the epoch) are refused: "log out
+    # everywhere" and a password change move it to now.
+    tokens_valid_after: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class TokenRevocation(db.Model):
+    """One ended token ("log out" on one device), kept until the token would have expired."""
+
+    __tablename__ = "token_revocations"
+
+    jti: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    # ms since the epoch; rows past it are deleted (the token is refused as expired anyway).
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
 
 
 ROOM_KINDS = ("public", "private", "dm")

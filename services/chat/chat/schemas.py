@@ -98,6 +98,14 @@ class Credentials(Payload):
     password: Annotated[str, Field(min_length=8, max_length=256), STORABLE]
 
 
+Password = Annotated[str, Field(min_length=8, max_length=256)]
+
+
+class PasswordChange(Payload):
+    current_password: Annotated[str, Field(min_length=1, max_length=256)]
+    new_password: Password
+
+
 class UserOut(BaseModel):
     id: int
     username: str

@@ -27,10 +27,16 @@ def app(database_url: str, tmp_path) -> Flask:
             "SQLALCHEMY_ENGINE_OPTIONS": {},
             "ASYNC_MODE": "threading",
             "REDIS_URL": None,
-            "SECRET_KEY": "unit-test-secret",
+            "SECRET_KEY": "unit-test-secret-of-at-least-32-chars",
             "NODE_ID": "unit-node",
             "WEB_ROOT": str(tmp_path / "web"),
             "RATE_LIMIT_MESSAGES": 1000,
+            # Unit tests register, join and create rooms far more often than a person does;
+            # the tests of each limit set their own.
+            "RATE_LIMIT_REGISTRATIONS": 100_000,
+            "RATE_LIMIT_JOINS": 100_000,
+            "RATE_LIMIT_ROOM_CREATIONS": 100_000,
+            "RATE_LIMIT_READS": 100_000,
         }
     )
     yield app

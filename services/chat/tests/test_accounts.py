@@ -88,7 +88,10 @@ def test_tokens_expire_and_cannot_be_forged():
     from chat.domain.accounts import Principal
 
     token = issue_token(Principal(1, "alice"), "key-1")
-    assert verify_token(token, "key-1", max_age=60) == Principal(1, "alice")
+    principal = verify_token(token, "key-1", max_age=60)
+    assert (principal.id, principal.username) == (1, "alice")
+    assert principal.jti is not None and len(principal.jti) == 32  # this token's own id
+    assert principal != verify_token(issue_token(Principal(1, "alice"), "key-1"), "key-1", 60)
     with pytest.raises(Unauthorized, match="invalid"):
         verify_token(token, "another-key", max_age=60)
     with pytest.raises(Unauthorized, match="invalid"):

@@ -19,6 +19,9 @@ def test_openapi_documents_every_endpoint_with_its_schemas(client):
         ("/api/rooms/{room}/members", "post"),
         ("/api/rooms/{room}/members/{username}", "delete"),
         ("/api/rooms/{room}/read", "post"),
+        ("/api/tokens/current", "delete"),
+        ("/api/tokens", "delete"),
+        ("/api/users/me/password", "put"),
     }
     assert set(doc["paths"]["/api/dms"]["post"]["responses"]) >= {"200", "201", "404"}
     room = doc["components"]["schemas"]["RoomOut"]["properties"]
@@ -37,6 +40,14 @@ def test_openapi_documents_every_endpoint_with_its_schemas(client):
     }
     assert history["limit"]["schema"]["maximum"] == 100
     assert history["room"]["in"] == "path"
+    logout = doc["paths"]["/api/tokens/current"]["delete"]
+    assert set(logout["responses"]) == {"204", "400", "401"}
+    assert logout["security"] == [{"bearer": []}]
+    password = doc["paths"]["/api/users/me/password"]["put"]
+    assert password["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/PasswordChange"
+    }
+    assert set(password["responses"]) == {"204", "400", "401", "403", "429"}
 
 
 def test_unknown_api_paths_and_methods_answer_in_the_error_shape(client):

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from chat.cluster import rate_limit
 from chat.extensions import socketio
 
 
@@ -202,7 +203,8 @@ def test_bad_payloads_get_an_error_ack_and_store_nothing(
 
 
 def test_flooding_is_rate_limited(app, sio_client):
-    app.extensions["chat.rate_limiter"].limit = 5
+    limiter = app.extensions["chat.rate_limiter"]
+    limiter.configure({rate_limit.MESSAGES: rate_limit.Rule(5, 10, "messages")})
     alice = sio_client("alice")
     acks = [
         alice.emit(

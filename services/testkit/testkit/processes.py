@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -16,6 +17,10 @@ from pathlib import Path
 import requests
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
+# Test harnesses and load tests register every user from 127.0.0.1, far past the per-address
+# registration limit meant for people (RATE_LIMIT_REGISTRATIONS); the tests of that limit
+# set their own value.
+HARNESS_LIMITS = {"RATE_LIMIT_REGISTRATIONS": "1000000"}
 # A worker migrates and binds in about a second; 30 s covers a loaded CI machine.
 START_TIMEOUT_SECONDS = 30
 # The green-thread libraries a production worker runs on (ASYNC_MODE); every protection the
@@ -348,6 +353,7 @@ class ChatWorker(ManagedProcess):
             "SECRET_KEY": "test-secret-key-shared-by-all-workers",
             "ASYNC_MODE": "gevent",
             "PYTHONUNBUFFERED": "1",
+            **HARNESS_LIMITS,
             **dict(env),
         }
         super().__init__(
@@ -506,6 +512,39 @@ class PostgresServer:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def pids(self) -> list[int]:
+        """The postmaster and every process it started (backends, background workers)."""
+        postmaster = int((self.datadir / "postmaster.pid").read_text().split()[0])
+        children: dict[int, list[int]] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:  # the process ended meanwhile
+                continue
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        out, todo = [], [postmaster]
+        while todo:
+            pid = todo.pop()
+            out.append(pid)
+            todo.extend(children.get(pid, []))
+        return out
+
+    def freeze(self) -> None:
+        """SIGSTOP the whole server: connections stay open and the kernel still accepts new
+        ones, but nothing is answered (a hung server, unlike a stopped one)."""
+        self._signal_all(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self._signal_all(signal.SIGCONT)
+
+    def _signal_all(self, sig: int) -> None:
+        if not (self.datadir / "postmaster.pid").exists():
+            return
+        for pid in self.pids():
+            # A backend may have ended since it was listed.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
 
     def remove(self) -> None:
         """Stop the server at once and delete its directory."""

@@ -15,7 +15,7 @@ from flask import Blueprint, current_app, request
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
-from ..domain.accounts import Principal, verify_token
+from ..domain.accounts import Principal, authenticate_token
 from ..errors import Invalid, Unauthorized, invalid_from_validation
 from ..schemas import ErrorOut
 
@@ -28,7 +28,7 @@ def bearer_principal() -> Principal:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("Authorization: Bearer <token> is required")
     cfg = current_app.config
-    return verify_token(token.strip(), cfg["SECRET_KEY"], cfg["TOKEN_TTL_SECONDS"])
+    return authenticate_token(token.strip(), cfg["SECRET_KEY"], cfg["TOKEN_TTL_SECONDS"])
 
 
 def endpoint(
@@ -94,6 +94,8 @@ def endpoint(
             result = view(*args, **path_args)
             if isinstance(result, tuple):
                 return result
+            if status == 204:
+                return "", 204
             return (result, status) if status != 200 else result
 
         bp.add_url_rule(path, view_func=wrapper, methods=[method])
@@ -151,7 +153,7 @@ def openapi_document() -> dict[str, Any]:
                 "required": True,
                 "content": {"application/json": {"schema": ref(op["body"])}},
             }
-        ok: dict[str, Any] = {"description": "OK"}
+        ok: dict[str, Any] = {"description": "No content" if op["status"] == 204 else "OK"}
         if op["response"] is not None:
             ok["content"] = {"application/json": {"schema": ref(op["response"])}}
         for success in (op["status"], *op["also"]):

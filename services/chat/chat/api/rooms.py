@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import current_app
 
+from ..cluster import rate_limit
 from ..domain import messages, rooms
 from ..domain.accounts import Principal
 from ..metrics import messages_stored
@@ -51,10 +52,17 @@ def list_rooms(principal: Principal, query: RoomsQuery) -> dict:
     body=RoomCreate,
     response=RoomOut,
     status=201,
-    errors=(409,),
+    errors=(409, 429),
 )
 def create_room(principal: Principal, payload: RoomCreate) -> dict:
-    change = rooms.create_room(principal, payload.name, payload.private, payload.members)
+    limiter = current_app.extensions["chat.rate_limiter"]
+    change = rooms.create_room(
+        principal,
+        payload.name,
+        payload.private,
+        payload.members,
+        before_create=lambda: limiter.check(principal.username, rate_limit.ROOM_CREATIONS),
+    )
     notify.added(change)
     return change.room
 
@@ -68,10 +76,15 @@ def create_room(principal: Principal, payload: RoomCreate) -> dict:
     response=RoomOut,
     status=201,
     also=(200,),
-    errors=(404,),
+    errors=(404, 429),
 )
 def open_dm(principal: Principal, payload: DmCreate) -> tuple[dict, int]:
-    change = rooms.open_dm(principal, payload.user)
+    limiter = current_app.extensions["chat.rate_limiter"]
+    change = rooms.open_dm(
+        principal,
+        payload.user,
+        before_create=lambda: limiter.check(principal.username, rate_limit.ROOM_CREATIONS),
+    )
     if change.created:
         notify.added(change)
         return change.room, 201
@@ -120,9 +133,10 @@ def remove_member(principal: Principal, room: str, username: str) -> str:
     body=ReadPosition,
     response=ReadOut,
     path_params=RoomPath,
-    errors=(403, 404),
+    errors=(403, 404, 429),
 )
 def mark_read(principal: Principal, payload: ReadPosition, room: str) -> dict:
+    current_app.extensions["chat.rate_limiter"].check(principal.username, rate_limit.READS)
     name, last_read_seq, moved = rooms.mark_read(principal, room, payload.seq)
     if moved:
         notify.read(principal.username, name, last_read_seq, skip_sid=None)

@@ -1,4 +1,4 @@
-"""Expiring sets and windowed counters, in Redis for a cluster or in memory for one worker.
+"""Expiring sets, in Redis for a cluster or in memory for one worker (rate limits: rate_limit.py).
 
 Both backends keep the same semantics, so presence and rate limits behave the same on a
 laptop and in a cluster; only Redis makes them visible across workers.
@@ -32,9 +32,10 @@ REDIS_RETRY_AFTER_SECONDS = 1.0
 # and made presence and rate limits fail open for a second under a disconnect storm.
 REDIS_POOL_SIZE = 50
 # A stamp marks "this changed"; readers only compare it with the one they saw last. It
-# expires so that rooms nobody uses any more leave nothing behind; a reader that finds it
-# gone reads once more and is none the worse.
-STAMP_TTL_SECONDS = 86400
+# expires so that rooms nobody uses any more leave nothing behind within two minutes (a
+# client joining thousands of new names must not grow Redis for a day); a reader that finds
+# it gone reads the room's list once more and is none the worse.
+STAMP_TTL_SECONDS = 120
 
 
 def new_stamp() -> str:
@@ -59,7 +60,6 @@ class SharedState(Protocol):
     def ensure(self, key: str, value: str) -> str: ...
     def live_counts(self, keys: list[str]) -> dict[str, int]: ...
     def sweep(self, keys: list[str]) -> list[str]: ...
-    def hit(self, key: str, window: int) -> int: ...
     def ping(self) -> bool: ...
 
 
@@ -68,7 +68,6 @@ class MemoryState:
 
     def __init__(self) -> None:
         self._sets: dict[str, dict[str, float]] = defaultdict(dict)
-        self._counters: dict[str, tuple[float, int]] = {}
         self._values: dict[str, str] = {}
 
     def add(self, key: str, member: str, ttl: float, stamp: str | None = None) -> None:
@@ -129,16 +128,6 @@ class MemoryState:
                 del self._sets[key]
         return changed
 
-    def hit(self, key: str, window: int) -> int:
-        now = time.time()
-        start, count = self._counters.get(key, (now, 0))
-        if now - start >= window:
-            start, count = now, 0
-        self._counters[key] = (start, count + 1)
-        if len(self._counters) > 100_000:  # forget idle users' windows
-            self._counters = {k: v for k, v in self._counters.items() if now - v[0] < window}
-        return count + 1
-
     def ping(self) -> bool:
         return True
 
@@ -167,7 +156,7 @@ def _set_ttl(ttl: float) -> int:
 
 
 class RedisState:
-    """Cluster-wide state: sorted sets scored by expiry time, INCR counters with EXPIRE."""
+    """Cluster-wide state: sorted sets scored by expiry time, indexed while they have entries."""
 
     def __init__(self, url: str) -> None:
         # Short timeouts and a single retry, on a broken connection only (what a restarted
@@ -276,15 +265,6 @@ class RedisState:
         removed = pipe.execute()
         # Only the worker whose ZREMRANGEBYSCORE removed entries reports the change.
         return [key for key, n in zip(keys, removed, strict=True) if n]
-
-    @_unavailable_on_redis_error
-    def hit(self, key: str, window: int) -> int:
-        bucket = f"{key}:{int(time.time() // window)}"
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.incr(bucket)
-        pipe.expire(bucket, window * 2)
-        count, _ = pipe.execute()
-        return int(count)
 
     @_unavailable_on_redis_error
     def ping(self) -> bool:

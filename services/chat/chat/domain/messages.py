@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from ..config import AUTOCOMMIT_BIND
 from ..errors import Conflict, NotFound, Unavailable
 from ..extensions import db
+from ..green import is_database_timeout
 from ..models import Membership, Message, Room, utcnow
 from ..realtime import publish
 from .accounts import Principal
@@ -50,8 +51,14 @@ def post_message(principal: Principal, room_name: str, text: str, client_id: str
         if client_id is None:
             raise
         return Posted(_stored_retry(principal, room, client_id), created=False)
-    except OperationalError:
+    except OperationalError as exc:
         db.session.rollback()
+        if is_database_timeout(exc):
+            # The statement may have reached the server and will run when it wakes up.
+            raise Unavailable(
+                "the message store did not answer in time; the message may have been stored: "
+                "retry with the same client_id"
+            ) from None
         raise Unavailable("the message store is unavailable; the message was not sent") from None
     publish.message(room.name, payload)
     return Posted(payload, created=True)
@@ -228,6 +235,7 @@ def join(
     room_name: str,
     since: int | None,
     enter: Callable[[RoomRef], None],
+    before_create: Callable[[], None] | None = None,
 ) -> tuple[RoomRef, list[dict], bool, bool]:
     """Enter a room (creating a public one on first use) and read what the joiner missed.
 
@@ -236,9 +244,10 @@ def join(
 
     `enter` subscribes the caller to the room's live events. It runs before history is read,
     so a message committed in between arrives live, in history, or both (the client drops
-    the duplicate by seq), but never in neither.
+    the duplicate by seq), but never in neither. `before_create` runs before a room is
+    created and may refuse (a limit on new rooms).
     """
-    room = room_for(principal, room_name, create_public=True)
+    room = room_for(principal, room_name, create_public=True, before_create=before_create)
     became_member = not room.private and ensure_member(principal, room)
     enter(room)
     if since is None:

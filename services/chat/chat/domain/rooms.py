@@ -7,6 +7,7 @@ names, and a room or user keeps the spelling it was created with.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import func, insert, select, update
@@ -93,16 +94,25 @@ def is_member(user_id: int, room: RoomRef) -> bool:
     )
 
 
-def room_for(principal: Principal, name: str, *, create_public: bool = False) -> RoomRef:
+def room_for(
+    principal: Principal,
+    name: str,
+    *,
+    create_public: bool = False,
+    before_create: Callable[[], None] | None = None,
+) -> RoomRef:
     """The room a caller may use; NotFound or Forbidden otherwise.
 
     A private room a caller does not belong to is Forbidden, as the API contract says.
+    `before_create` runs before a public room is created and may refuse (raise).
     """
     room = _lookup(name)
     if room is None:
         if not create_public:
             raise NotFound(f"room {name!r} does not exist")
         _check_free_name(name)
+        if before_create is not None:
+            before_create()
         room, _ = _create(
             principal, name, private=False, members=[], creator_member=False, existing_ok=True
         )
@@ -175,14 +185,23 @@ def require_user(principal: Principal) -> None:
         raise Unauthorized("the token's user does not exist; log in again")
 
 
-def create_room(principal: Principal, name: str, private: bool, members: list[str]) -> Change:
+def create_room(
+    principal: Principal,
+    name: str,
+    private: bool,
+    members: list[str],
+    before_create: Callable[[], None] | None = None,
+) -> Change:
     """Create a room; Conflict if the name is taken (whatever its case).
 
     The creator is a member of a private room; `added` lists every member (creator too).
+    `before_create` runs once the name is known to be free and may refuse (raise).
     """
     _check_free_name(name)
     if _lookup(name) is not None:
         raise Conflict(f"room {name!r} already exists")
+    if before_create is not None:
+        before_create()
     room, added = _create(principal, name, private=private, members=members)
     return Change(room=view(principal, room.name), created=True, added=added)
 
@@ -296,8 +315,12 @@ def ensure_member(principal: Principal, room: RoomRef) -> bool:
     return True
 
 
-def open_dm(principal: Principal, username: str) -> Change:
+def open_dm(
+    principal: Principal, username: str, before_create: Callable[[], None] | None = None
+) -> Change:
     """The caller's DM with `username`, created if there is none (`created` says which).
+
+    `before_create` runs only when the DM is about to be created and may refuse (raise).
 
     One DM per pair: `dm_key` is unique, so when both sides create it at once (on two
     workers) one INSERT fails and that side returns the other's room. A DM with yourself is
@@ -312,6 +335,8 @@ def open_dm(principal: Principal, username: str) -> Change:
     existing = db.session.scalar(select(Room.name).where(Room.dm_key == key))
     if existing is not None:
         return Change(room=view(principal, existing))
+    if before_create is not None:
+        before_create()
     name = f"{DM_PREFIX}{low}-{high}"
     room = Room(name=name, private=True, kind="dm", dm_key=key, created_by=principal.id)
     room.last_seq = 0

@@ -13,8 +13,9 @@ from flask_socketio import ConnectionRefusedError, Namespace, join_room, leave_r
 from pydantic import BaseModel, ValidationError
 
 from .. import metrics, schemas
+from ..cluster import rate_limit
 from ..domain import messages, rooms
-from ..domain.accounts import Principal, verify_token
+from ..domain.accounts import Principal, authenticate_token
 from ..domain.rooms import RoomRef
 from ..errors import (
     ChatError,
@@ -109,13 +110,20 @@ class ChatNamespace(Namespace):
         cfg = current_app.config
         try:
             token = schemas.ConnectAuth.model_validate(auth).token
-            principal = verify_token(token, cfg["SECRET_KEY"], cfg["TOKEN_TTL_SECONDS"])
+            principal = authenticate_token(token, cfg["SECRET_KEY"], cfg["TOKEN_TTL_SECONDS"])
         except (ValidationError, Unauthorized) as exc:
             message = exc.message if isinstance(exc, ChatError) else "auth.token is required"
             metrics.events_refused.labels("connect", "unauthorized").inc()
             raise ConnectionRefusedError(
                 "unauthorized", {"code": "unauthorized", "message": message}
             ) from None
+        except Exception as exc:  # the session check could not reach the database
+            db.session.rollback()
+            err = from_unexpected(exc)
+            if err.code == "internal":
+                log.exception("unexpected error in connect handler")
+            metrics.events_refused.labels("connect", err.code).inc()
+            raise ConnectionRefusedError(err.code, err.to_dict()["error"]) from None
         sid = request.sid
         if self.presence.connect(sid, principal.username) > cfg["MAX_CONNECTIONS_PER_USER"]:
             self.presence.disconnect(sid)
@@ -171,8 +179,14 @@ class ChatNamespace(Namespace):
             leave_room(notify.notify_channel(room.name, principal.username))
             self.presence.enter(sid, room.name)
 
+        limiter = self.rate_limiter
+        limiter.check(principal.username, rate_limit.JOINS)
         room, history, more, new_member = messages.join(
-            principal, payload.room, payload.since, enter
+            principal,
+            payload.room,
+            payload.since,
+            enter,
+            before_create=lambda: limiter.check(principal.username, rate_limit.ROOM_CREATIONS),
         )
         if new_member:
             change = rooms.Change(
@@ -207,10 +221,14 @@ class ChatNamespace(Namespace):
         if posted.created:
             metrics.messages_stored.inc()
             notify.activity(rooms.lookup(posted.message["room"]))
+            # Clients stop showing the author as typing when the message lands; the author's
+            # next `typing` is news, not a repeat to coalesce.
+            self.rate_limiter.clear(rate_limit.TYPING, _typing_key(principal, payload.room))
         return {"ok": True, "message": posted.message}
 
     @event("read", schemas.ReadEvent)
     def on_read(self, principal: Principal, payload: schemas.ReadEvent) -> dict:
+        self.rate_limiter.check(principal.username, rate_limit.READS)
         name, last_read_seq, moved = rooms.mark_read(principal, payload.room, payload.seq)
         if moved:
             notify.read(principal.username, name, last_read_seq, skip_sid=request.sid)
@@ -220,8 +238,15 @@ class ChatNamespace(Namespace):
     def on_typing(self, principal: Principal, payload: schemas.TypingEvent) -> dict:
         if publish.channel(payload.room) not in self._rooms_of(request.sid):
             raise Forbidden("join the room first")
-        publish.typing(payload.room, principal.username, skip_sid=request.sid)
+        # Coalesced: one broadcast per user and room per TYPING_INTERVAL_SECONDS; the others
+        # are acked and dropped (clients show a notice for a few seconds anyway).
+        if self.rate_limiter.hit(rate_limit.TYPING, _typing_key(principal, payload.room)):
+            publish.typing(payload.room, principal.username, skip_sid=request.sid)
         return {"ok": True}
 
     def _rooms_of(self, sid: str) -> list[str]:
         return socketio.server.rooms(sid, namespace=self.namespace)
+
+
+def _typing_key(principal: Principal, room: str) -> str:
+    return f"{principal.username}|{room}"

@@ -1,0 +1,64 @@
+"""Cut off sockets whose session ended: a revoked, superseded or expired token.
+
+A token is checked when a socket connects; afterwards the socket would live on with it. Each
+worker checks its own sockets' tokens every SESSION_CHECK_SECONDS (two queries for all of
+them, `accounts.ended_sessions`), tells each ended one `session_ended` and disconnects it.
+Every worker runs the check on its own sockets, so a logout on any worker reaches the
+sockets on all of them within one interval plus the query's time.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from ..domain import accounts
+from ..errors import from_unexpected
+
+log = logging.getLogger(__name__)
+
+
+class SessionGuard:
+    def __init__(self, app: Flask, socketio, namespace) -> None:
+        self.app, self.socketio, self.namespace = app, socketio, namespace
+        self.interval = app.config["SESSION_CHECK_SECONDS"]
+        self.running = False
+
+    def start(self) -> None:
+        """Start the periodic check; once per worker process, after the server exists."""
+        if self.running:
+            return
+        self.running = True
+        self.socketio.start_background_task(self._loop)
+
+    def stop(self) -> None:
+        self.running = False
+
+    def _loop(self) -> None:
+        while self.running:
+            self.socketio.sleep(self.interval)
+            try:
+                self.check()
+            except Exception as exc:
+                err = from_unexpected(exc)
+                if err.code == "internal":
+                    log.exception("session check failed; retrying")
+                else:  # the database is down: the sockets stay until it is back
+                    log.warning("session check skipped: %s (%s)", err.message, type(exc).__name__)
+
+    def check(self) -> list[str]:
+        """Disconnect this worker's sockets whose session ended; returns their sids."""
+        with self.app.app_context():
+            ended = accounts.ended_sessions(
+                dict(self.namespace.principals), self.app.config["TOKEN_TTL_SECONDS"]
+            )
+        for sid in ended:
+            log.info("session ended: disconnecting %s", sid)
+            self.socketio.emit(
+                "session_ended",
+                {"code": "unauthorized", "message": "session ended: log in again"},
+                to=sid,
+            )
+            self.socketio.server.disconnect(sid, namespace=self.namespace.namespace)
+        return ended

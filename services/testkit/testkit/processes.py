@@ -139,6 +139,30 @@ def process_open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def _redis_argv(binary: str, port: int, workdir: Path, *extra: str) -> list[str]:
+    """A redis-server on loopback that persists nothing (tests restart it empty)."""
+    return [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        *extra,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(workdir),
+    ]
+
+
+def _wait_for_redis(port: int) -> None:
+    import redis
+
+    wait_for(lambda: redis.Redis(port=port).ping(), 10, f"redis-server on {port}")
+
+
 class RedisServer(ManagedProcess):
     """A private redis-server on a free port: safe to stop, restart or flush."""
 
@@ -147,25 +171,9 @@ class RedisServer(ManagedProcess):
         self.port = port or free_port()
         self.workdir = workdir
         super().__init__(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(workdir),
-            ],
-            None,
-            workdir / f"redis-{self.port}.log",
+            _redis_argv(binary, self.port, workdir), None, workdir / f"redis-{self.port}.log"
         )
-        import redis
-
-        wait_for(lambda: redis.Redis(port=self.port).ping(), 10, f"redis-server on {self.port}")
+        _wait_for_redis(self.port)
 
     @property
     def url(self) -> str:
@@ -201,35 +209,22 @@ class RedisClusterNode(ManagedProcess):
         self.bus_port = getattr(self, "bus_port", None) or free_port()
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
-        super().__init__(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--cluster-enabled",
-                "yes",
-                "--cluster-port",
-                str(self.bus_port),
-                "--cluster-config-file",
-                f"nodes-{self.port}.conf",
-                # A stopped node's slots are unserved, not failed over: there are no replicas.
-                "--cluster-node-timeout",
-                "5000",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(workdir),
-            ],
-            None,
-            workdir / f"redis-{self.port}.log",
+        argv = _redis_argv(
+            binary,
+            self.port,
+            workdir,
+            "--cluster-enabled",
+            "yes",
+            "--cluster-port",
+            str(self.bus_port),
+            "--cluster-config-file",
+            f"nodes-{self.port}.conf",
+            # A stopped node's slots are unserved, not failed over: there are no replicas.
+            "--cluster-node-timeout",
+            "5000",
         )
-        import redis
-
-        wait_for(lambda: redis.Redis(port=self.port).ping(), 10, f"redis-server on {self.port}")
+        super().__init__(argv, None, workdir / f"redis-{self.port}.log")
+        _wait_for_redis(self.port)
 
     @property
     def name(self) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import current_app
 
 from ..cluster import rate_limit
@@ -55,16 +57,29 @@ def list_rooms(principal: Principal, query: RoomsQuery) -> dict:
     errors=(409, 429),
 )
 def create_room(principal: Principal, payload: RoomCreate) -> dict:
-    limiter = current_app.extensions["chat.rate_limiter"]
     change = rooms.create_room(
         principal,
         payload.name,
         payload.private,
         payload.members,
-        before_create=lambda: limiter.check(principal.username, rate_limit.ROOM_CREATIONS),
+        before_create=_room_creation_limit(principal),
     )
     notify.added(change)
     return change.room
+
+
+def _room_creation_limit(principal: Principal) -> Callable[[], None]:
+    """Counts one new room (or DM) against the caller's limit; `rate_limited` past it."""
+    limiter = current_app.extensions["chat.rate_limiter"]
+    return lambda: limiter.check(principal.username, rate_limit.ROOM_CREATIONS)
+
+
+def _created_or_found(change: rooms.Change) -> tuple[dict, int]:
+    """201 and the `room` event to everyone added when the change created something; else 200."""
+    if change.created:
+        notify.added(change)
+        return change.room, 201
+    return change.room, 200
 
 
 @endpoint(
@@ -79,16 +94,9 @@ def create_room(principal: Principal, payload: RoomCreate) -> dict:
     errors=(404, 429),
 )
 def open_dm(principal: Principal, payload: DmCreate) -> tuple[dict, int]:
-    limiter = current_app.extensions["chat.rate_limiter"]
-    change = rooms.open_dm(
-        principal,
-        payload.user,
-        before_create=lambda: limiter.check(principal.username, rate_limit.ROOM_CREATIONS),
+    return _created_or_found(
+        rooms.open_dm(principal, payload.user, before_create=_room_creation_limit(principal))
     )
-    if change.created:
-        notify.added(change)
-        return change.room, 201
-    return change.room, 200
 
 
 @endpoint(
@@ -104,11 +112,7 @@ def open_dm(principal: Principal, payload: DmCreate) -> tuple[dict, int]:
     errors=(403, 404),
 )
 def add_member(principal: Principal, payload: MemberAdd, room: str) -> tuple[dict, int]:
-    change = rooms.add_member(principal, room, payload.user)
-    if change.created:
-        notify.added(change)
-        return change.room, 201
-    return change.room, 200
+    return _created_or_found(rooms.add_member(principal, room, payload.user))
 
 
 @endpoint(

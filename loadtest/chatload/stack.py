@@ -36,9 +36,18 @@ NODE_PEER_DIR = LOADTEST_DIR / "node-peer"
 # The server's own limit (30 per 10 s) is for people; a load test's senders outpace it on
 # purpose, so the stack lifts it out of the way.
 LOAD_RATE_LIMIT = "1000000"
-# Every limit a load test runs into by design: messages, and registrations (thousands of
-# users from one address).
-LOAD_LIMITS = {"RATE_LIMIT_MESSAGES": LOAD_RATE_LIMIT, "RATE_LIMIT_REGISTRATIONS": LOAD_RATE_LIMIT}
+# Every limit a load test runs into by design: messages, registrations (thousands of users
+# from one address), and the joins, room and DM creations and read markers they make.
+LOAD_LIMITS = {
+    name: LOAD_RATE_LIMIT
+    for name in (
+        "RATE_LIMIT_MESSAGES",
+        "RATE_LIMIT_REGISTRATIONS",
+        "RATE_LIMIT_JOINS",
+        "RATE_LIMIT_ROOM_CREATIONS",
+        "RATE_LIMIT_READS",
+    )
+}
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 

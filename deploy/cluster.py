@@ -212,23 +212,35 @@ class RedisClusterNodes:
     """A private Redis Cluster of `primaries` redis-servers (no replicas) on loopback.
 
     Each node gets two free ports (clients, cluster bus); `redis-cli --cluster create` spreads
-    the 16384 slots over them. The workers get `redis+cluster://h:p,h:p,h:p` as REDIS_URL.
+    the 16384 slots over them. The workers get `redis+cluster://:pw@h:p,h:p,h:p` as REDIS_URL.
+    Like the single RedisServer, every node requires the password (in a config file only its
+    owner reads, not on a command line), given one. The cluster is created anew on every
+    start: a node table left by an earlier run (other ports, other node ids) is removed, or
+    `--cluster create` refuses the nodes as "not empty".
     """
 
-    def __init__(self, run_dir: Path, primaries: int = 3) -> None:
+    def __init__(self, run_dir: Path, primaries: int = 3, password: str | None = None) -> None:
         self.dir = run_dir / "redis-cluster"
+        self.password = password
         self.nodes: list[Process] = []
         self.ports: list[int] = []
         for i in range(1, primaries + 1):
             port, bus_port = free_port(), free_port()
             node_dir = self.dir / f"node-{i}"
             node_dir.mkdir(parents=True, exist_ok=True)
+            (node_dir / "nodes.conf").unlink(missing_ok=True)
+            config = node_dir / "redis.conf"
+            config.touch(mode=0o600)
+            config.write_text(
+                f"requirepass {password}\nmasterauth {password}\n" if password else ""
+            )
             self.ports.append(port)
             self.nodes.append(
                 Process(
                     f"redis-cluster-{i}",
                     [
                         require_program("redis-server"),
+                        str(config),
                         *("--port", str(port), "--bind", "127.0.0.1"),
                         *("--cluster-enabled", "yes", "--cluster-port", str(bus_port)),
                         *("--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000"),
@@ -240,12 +252,15 @@ class RedisClusterNodes:
 
     @property
     def url(self) -> str:
-        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis+cluster://{auth}" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
 
     def start(self, timeout: float = 30) -> None:
         for node, port in zip(self.nodes, self.ports, strict=True):
             node.start()
-            RedisServer.wait_port(port, node)
+            RedisServer.wait_port(port, node, password=self.password)
+        # redis-cli reads the password from the environment (not visible in `ps`).
+        cli_env = {**os.environ, "REDISCLI_AUTH": self.password} if self.password else None
         out = subprocess.run(
             [
                 require_program("redis-cli"),
@@ -257,6 +272,7 @@ class RedisClusterNodes:
             capture_output=True,
             text=True,
             timeout=60,
+            env=cli_env,
         )
         if out.returncode != 0:
             raise ClusterError(
@@ -270,6 +286,7 @@ class RedisClusterNodes:
                     capture_output=True,
                     text=True,
                     timeout=5,
+                    env=cli_env,
                 ).stdout
                 if "cluster_state:ok" not in info:
                     return False
@@ -532,7 +549,9 @@ class Cluster:
                 "choose another HTTP_PORT (workers use HTTP_PORT+1..+WORKERS)"
             )
         if not self.given_redis_url and self.redis_mode == "cluster":
-            self.redis_cluster = RedisClusterNodes(self.run_dir)
+            self.redis_cluster = RedisClusterNodes(
+                self.run_dir, password=self._kept_secret("redis_password")
+            )
             self.redis_cluster.start()
         elif not self.given_redis_url:
             self.redis = RedisServer(self.run_dir, free_port(), self._kept_secret("redis_password"))

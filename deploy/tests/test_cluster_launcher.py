@@ -14,6 +14,7 @@ from pathlib import Path
 
 import cluster as launcher
 import pytest
+import redis
 import requests
 from cluster import Cluster, ClusterError, free_port_block, port_is_free
 
@@ -89,6 +90,12 @@ def test_up_returns_when_everything_answers_and_down_stops_every_process(tmp_pat
 
 def test_up_with_redis_cluster_starts_three_primaries_under_the_workers(tmp_path):
     run_dir, port = tmp_path / "cluster", free_port_block(4)
+    # Up, down and up again in the same run directory: the second cluster is created anew
+    # (the first one's node tables named other ports and node ids).
+    up = run_launcher("up", run_dir, port, workers=3, redis="cluster")
+    assert up.returncode == 0, up.stderr
+    down = run_launcher("down", run_dir, port)
+    assert down.returncode == 0, down.stderr
     up = run_launcher("up", run_dir, port, workers=3, redis="cluster")
     assert up.returncode == 0, up.stderr
     processes = recorded_processes(run_dir)
@@ -101,8 +108,16 @@ def test_up_with_redis_cluster_starts_three_primaries_under_the_workers(tmp_path
             "nginx",
         ]
         state = json.loads((run_dir / launcher.STATE_FILE).read_text())
-        assert state["redis_url"].startswith("redis+cluster://127.0.0.1:")
-        assert len(state["redis_url"].split(",")) == 3
+        # Every node requires the run directory's Redis password, which the workers' REDIS_URL
+        # carries (the state file shows it redacted): the delivery below goes through them.
+        password = (run_dir / "redis_password").read_text().strip()
+        assert state["redis_url"].startswith("redis+cluster://:***@127.0.0.1:")
+        node_ports = [int(a.rsplit(":", 1)[1]) for a in state["redis_url"].split(",")]
+        assert len(node_ports) == 3
+        for node_port in node_ports:
+            with pytest.raises(redis.AuthenticationError):
+                redis.Redis(port=node_port).ping()
+            assert redis.Redis(port=node_port, password=password).ping()
         workers = [f"http://127.0.0.1:{port + i}" for i in (1, 2, 3)]
         # A room's member on worker 1, its messages posted on worker 2: only worker 1's
         # listener receives them.

@@ -144,7 +144,7 @@ class RoomsQuery(Payload):
     model_config = ConfigDict(extra="forbid", strict=False)  # query strings arrive as text
 
     scope: Literal["mine", "public"] = "mine"
-    limit: Annotated[int, Field(ge=1, le=100)] = 50
+    limit: Annotated[int, Field(ge=1, le=100), QUERY_INT] = 50
     after: RoomName | None = None
 
 

@@ -220,6 +220,20 @@ def test_a_query_number_that_is_not_plain_decimal_in_range_is_invalid(
     assert storage_worker.tracebacks() == before
 
 
+@pytest.mark.parametrize(
+    "query",
+    [q for q in LENIENT_NUMBERS if q.startswith("limit=")]
+    + ["limit=%2B5", "limit=%205", "limit=%D9%A3", "limit=0x10", "limit=1_0"],
+)
+def test_the_public_room_pages_limit_is_plain_decimal_in_range(storage_worker, account, query):
+    _, token = account
+    before = storage_worker.tracebacks()
+    assert_invalid(api(storage_worker, "GET", f"/api/rooms?scope=public&{query}", token))
+    assert storage_worker.tracebacks() == before
+    r = api(storage_worker, "GET", "/api/rooms?scope=public&limit=100", token)
+    assert r.status_code == 200 and r.json()["more"] is False
+
+
 def test_plain_decimal_query_numbers_at_their_bounds_are_accepted(storage_worker, account):
     _, token = account
     assert api(

@@ -1,7 +1,8 @@
 """The rate limiter decides alike on both storages, and a window edge admits no extra burst.
 
 One schedule of hits, replayed on a clock the test controls, against the in-memory storage
-(one worker) and against a real private redis-server (a cluster): the admits and refusals
+(one worker), against a real private redis-server and against a real Redis Cluster (a
+cluster of workers on either): the admits and refusals
 must be the same, and never more than `amount` in any `seconds`-long interval (the old
 fixed window admitted twice the limit across its edge).
 """
@@ -53,15 +54,17 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 def limiter(request, monkeypatch) -> tuple[RateLimiter, Clock]:
     clock = Clock()
     for module in (limits_memory, limits_redis, rate_limit):
         monkeypatch.setattr(module, "time", clock)
     if request.param == "memory":
         state = MemoryState()
-    else:
+    elif request.param == "redis":
         state = RedisState(request.getfixturevalue("redis_server").url)
+    else:  # a real 3-primary Redis Cluster, as `REDIS_URL=redis+cluster://...` names it
+        state = RedisState(request.getfixturevalue("redis_cluster").url)
     rules = {rate_limit.MESSAGES: Rule(AMOUNT, SECONDS, "messages")}
     return RateLimiter(state, rules), clock
 

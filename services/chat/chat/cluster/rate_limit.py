@@ -16,11 +16,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from limits import RateLimitItemPerSecond
-from limits.storage import MemoryStorage, RedisStorage, Storage
+from limits.storage import MemoryStorage, RedisClusterStorage, RedisStorage, Storage
 from limits.strategies import MovingWindowRateLimiter
 
 from ..errors import RateLimited
-from .shared_state import REDIS_RETRY_AFTER_SECONDS, MemoryState, RedisState, SharedState
+from .shared_state import (
+    CLUSTER_SCHEME,
+    REDIS_CALL_TIMEOUT_SECONDS,
+    REDIS_POOL_SIZE,
+    REDIS_RETRY_AFTER_SECONDS,
+    MemoryState,
+    RedisState,
+    SharedState,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +79,17 @@ def rules_from_config(cfg: Mapping[str, Any]) -> dict[str, Rule]:
 
 def make_storage(state: SharedState) -> Storage:
     """`limits`' storage over the same backend as the shared state (and its Redis pool)."""
+    if isinstance(state, RedisState) and state.url.startswith(CLUSTER_SCHEME):
+        # A RedisCluster has no single connection pool to share: `limits` builds its own
+        # cluster client from the same URL (same scheme), with the shared state's timeouts.
+        # Each limit is one key, so its Lua script runs on the key's node.
+        return RedisClusterStorage(
+            state.url,
+            key_prefix="chat:limits",
+            socket_timeout=REDIS_CALL_TIMEOUT_SECONDS,
+            socket_connect_timeout=REDIS_CALL_TIMEOUT_SECONDS,
+            max_connections=REDIS_POOL_SIZE * 20,
+        )
     if isinstance(state, RedisState):
         pool = state.redis.connection_pool
         return RedisStorage("redis://", connection_pool=pool, key_prefix="chat:limits")

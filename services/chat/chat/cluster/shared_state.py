@@ -159,6 +159,7 @@ class RedisState:
     """Cluster-wide state: sorted sets scored by expiry time, indexed while they have entries."""
 
     def __init__(self, url: str) -> None:
+        self.url = url
         # Short timeouts and a single retry, on a broken connection only (what a restarted
         # Redis leaves in the pool): redis-py's default of 10 retries with backoff would hold a
         # handler for seconds while Redis is down.

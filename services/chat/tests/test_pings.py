@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 
 import engineio
 from engineio import packet as eio_packet
@@ -151,3 +152,58 @@ def test_a_failing_socket_does_not_stop_the_others_pings(monkeypatch):
     assert wheel.ping_due(now=0.0) == 0  # nothing due yet
     assert wheel.ping_due(now=float("inf")) == 1
     assert queued(server, second) == [eio_packet.PING]
+
+
+def test_upstream_engineio_starts_no_service_task_when_told_not_to(monkeypatch):
+    # The wheel turns Engine.IO's client monitor off through this switch and does its work;
+    # when this fails, the monitor would run beside the wheel (harmless, but the cost is back).
+    server = engineio.Server(async_mode="threading")
+    assert server.start_service_task is True  # the default: monitor_clients
+    assert (
+        engineio.Server(async_mode="threading", monitor_clients=False).start_service_task is False
+    )
+    server.start_service_task = False
+    started: list = []
+    monkeypatch.setattr(server, "start_background_task", lambda target: started.append(target))
+    handshake(server)
+    assert server._service_task not in started
+
+
+def test_upstream_engineio_check_ping_timeout_closes_a_socket_pinged_too_long_ago():
+    server = engineio.Server(async_mode="threading", ping_timeout=5)
+    sid = handshake(server)
+    sock = server.sockets[sid]
+    sock.last_ping = time.time() - 1
+    assert sock.check_ping_timeout() is True and not sock.closed
+    sock.last_ping = time.time() - 6
+    assert sock.check_ping_timeout() is False and sock.closed
+
+
+def test_a_socket_that_does_not_answer_its_ping_is_closed_and_dropped_by_the_wheel():
+    server = engineio.Server(async_mode="threading", ping_interval=PING_INTERVAL, ping_timeout=1)
+    pings.install(server)
+    assert server.start_service_task is False
+    disconnected: list[str] = []
+    server.on("disconnect", lambda sid, reason: disconnected.append(sid))
+    silent, answering = handshake(server), handshake(server)
+    wait_for(lambda: not server.sockets[answering].queue.empty(), 10, "the first PINGs")
+    pong(server, answering)  # the other one never answers
+
+    # ping_timeout (1 s) plus a tick after its PING, the silent socket is closed and gone.
+    wait_for(lambda: silent not in server.sockets, 10, "the silent socket closed")
+    assert disconnected == [silent]
+    assert answering in server.sockets and not server.sockets[answering].closed
+
+
+def test_a_closed_socket_leaves_the_server_at_its_next_turn_on_the_wheel(monkeypatch):
+    server = engineio.Server(async_mode="threading", ping_interval=PING_INTERVAL)
+    wheel = pings.PingWheel(server)
+    monkeypatch.setattr(wheel, "_task", object())  # no background task: driven by hand
+    sid = handshake(server)
+    sock = server.sockets[sid]
+    sock.last_ping = None
+    wheel.add(sock)
+    sock.close(wait=False, abort=True)  # closed by the server; nobody polls it again
+    assert sid in server.sockets
+    assert wheel.ping_due(now=float("inf")) == 0
+    assert sid not in server.sockets and len(wheel) == 0 and wheel.awaiting_pong == 0

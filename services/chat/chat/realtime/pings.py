@@ -15,9 +15,17 @@ What Engine.IO's `_send_ping` did after its sleep is done the same way (skip a c
 closed socket; set `last_ping`; send a PING packet), at most a tick later: far inside the
 client's allowance of `pingInterval + pingTimeout` (45 s by default).
 
-Relies on python-engineio 4.x calling `schedule_ping` after the handshake and on each PONG
-and on what `_send_ping` does; `test_upstream_engineio_*` in tests/test_pings.py check that,
-and `install` refuses another major version (tested on 4.15.1).
+The wheel also does the work of Engine.IO's service task, which it turns off (the switch
+`monitor_clients=False` sets): that task visited every socket once per ping_timeout, one
+wake-up per socket (400 a second at 8,000 sockets), to close those whose PONG is overdue and
+drop closed ones from the server's table. Here each pinged socket goes on a second queue,
+also in due order, and is checked once, ping_timeout (plus a tick) after its PING; every
+open socket is on one of the two queues, so a closed one is dropped within an interval.
+
+Relies on python-engineio 4.x calling `schedule_ping` after the handshake and on each PONG,
+on what `_send_ping` and `check_ping_timeout` do, and on `start_service_task`;
+`test_upstream_engineio_*` in tests/test_pings.py check that, and `install` refuses another
+major version (tested on 4.15.1).
 """
 
 from __future__ import annotations
@@ -59,10 +67,19 @@ class PingWheel:
     def __init__(self, eio_server) -> None:
         self.server = eio_server
         self._due: collections.deque = collections.deque()  # (monotonic due time, socket)
+        # Pinged sockets, checked for their PONG once ping_timeout has passed (the job of
+        # Engine.IO's service task, which this replaces: see `install`).
+        self._pong_due: collections.deque = collections.deque()
         self._task = None
 
     def __len__(self) -> int:
+        """Sockets waiting for their next PING."""
         return len(self._due)
+
+    @property
+    def awaiting_pong(self) -> int:
+        """Pinged sockets not checked yet for their PONG."""
+        return len(self._pong_due)
 
     def add(self, sock) -> None:
         """PING `sock` once `ping_interval` seconds have passed (Engine.IO's _send_ping)."""
@@ -73,11 +90,14 @@ class PingWheel:
     def ping_due(self, now: float) -> int:
         """Send the PINGs due at `now`; returns how many went out."""
         due, sent = self._due, 0
+        pong_at = now + self.server.ping_timeout + TICK_SECONDS
         while due and due[0][0] <= now:
             _, sock = due.popleft()
             if sock.closing or sock.closed:
+                self._forget(sock)
                 continue
             sock.last_ping = time.time()
+            self._pong_due.append((pong_at, sock))
             try:
                 sock.send(eio_packet.Packet(eio_packet.PING))
                 sent += 1
@@ -87,10 +107,42 @@ class PingWheel:
                 log.exception("sending a PING to %s failed", sock.sid)
         return sent
 
+    def check_pongs(self, now: float) -> int:
+        """Close the sockets whose PONG is overdue at `now`; returns how many were closed.
+
+        What Engine.IO's service task did for every socket in turn: `check_ping_timeout`
+        closes a socket pinged more than ping_timeout ago and not answered since (a PONG
+        sets last_ping to None and puts the socket back on the PING queue); a closed socket
+        leaves the server's table (a long-polling session that nobody polls any more would
+        stay in it otherwise).
+        """
+        pending, closed = self._pong_due, 0
+        while pending and pending[0][0] <= now:
+            _, sock = pending.popleft()
+            if sock.closed:
+                self._forget(sock)
+            elif sock.last_ping and not sock.closing:
+                try:
+                    if sock.check_ping_timeout():
+                        # Not overdue by Engine.IO's wall clock yet (it moved): look again.
+                        pending.append((now + TICK_SECONDS, sock))
+                    else:
+                        closed += 1
+                        self._forget(sock)
+                except Exception:
+                    log.exception("checking %s for its PONG failed", sock.sid)
+        return closed
+
+    def _forget(self, sock) -> None:
+        if sock.closed and self.server.sockets.get(sock.sid) is sock:
+            del self.server.sockets[sock.sid]
+
     def _run(self) -> None:
         while True:
             try:
-                self.ping_due(time.monotonic())
+                now = time.monotonic()
+                self.ping_due(now)
+                self.check_pongs(now)
             except Exception:
                 log.exception("ping wheel failed; retrying")
             self.server.sleep(TICK_SECONDS)
@@ -123,5 +175,8 @@ def install(eio_server) -> PingWheel:
     wheel = getattr(eio_server, "chat_ping_wheel", None)
     if wheel is None:
         wheel = eio_server.chat_ping_wheel = PingWheel(eio_server)
+    # The wheel checks the PONGs: no service task (what `monitor_clients=False` sets). That
+    # task woke once per socket every ping_timeout (400 wake-ups a second at 8,000 sockets).
+    eio_server.start_service_task = False
     _EngineIOSocket.schedule_ping = _schedule_ping
     return wheel

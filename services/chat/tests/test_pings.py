@@ -173,10 +173,12 @@ def test_upstream_engineio_check_ping_timeout_closes_a_socket_pinged_too_long_ag
     server = engineio.Server(async_mode="threading", ping_timeout=5)
     sid = handshake(server)
     sock = server.sockets[sid]
+    # Engine.IO's own method (the socket class may be a subclass of ours: socket_limits).
+    check = pings._EngineIOSocket.check_ping_timeout
     sock.last_ping = time.time() - 1
-    assert sock.check_ping_timeout() is True and not sock.closed
+    assert check(sock) is True and not sock.closed
     sock.last_ping = time.time() - 6
-    assert sock.check_ping_timeout() is False and sock.closed
+    assert check(sock) is False and sock.closed
 
 
 def test_a_socket_that_does_not_answer_its_ping_is_closed_and_dropped_by_the_wheel():
@@ -205,5 +207,24 @@ def test_a_closed_socket_leaves_the_server_at_its_next_turn_on_the_wheel(monkeyp
     wheel.add(sock)
     sock.close(wait=False, abort=True)  # closed by the server; nobody polls it again
     assert sid in server.sockets
-    assert wheel.ping_due(now=float("inf")) == 0
+    due = float("inf")  # whatever the monotonic clock says
+    assert wheel.ping_due(now=due) == 0 and wheel.check_pongs(now=due) == 0
     assert sid not in server.sockets and len(wheel) == 0 and wheel.awaiting_pong == 0
+
+
+def test_a_socket_still_closing_is_dropped_once_its_close_has_finished(monkeypatch):
+    server = engineio.Server(async_mode="threading", ping_interval=PING_INTERVAL)
+    wheel = pings.PingWheel(server)
+    monkeypatch.setattr(wheel, "_task", object())  # no background task: driven by hand
+    sid = handshake(server)
+    sock = server.sockets[sid]
+    sock.last_ping = None
+    wheel.add(sock)
+    sock.closing = True  # a close running in a task of its own (socket_limits' cut)
+    due = float("inf")  # whatever the monotonic clock says
+    wheel.ping_due(now=due)
+    wheel.check_pongs(now=due)
+    assert sid in server.sockets and wheel.awaiting_pong == 1  # looked at again next tick
+    sock.closed = True
+    wheel.check_pongs(now=due)
+    assert sid not in server.sockets and wheel.awaiting_pong == 0

@@ -94,7 +94,7 @@ class PingWheel:
         while due and due[0][0] <= now:
             _, sock = due.popleft()
             if sock.closing or sock.closed:
-                self._forget(sock)
+                self._pong_due.append((now, sock))  # dropped from the table once closed
                 continue
             sock.last_ping = time.time()
             self._pong_due.append((pong_at, sock))
@@ -116,21 +116,28 @@ class PingWheel:
         leaves the server's table (a long-polling session that nobody polls any more would
         stay in it otherwise).
         """
-        pending, closed = self._pong_due, 0
+        pending, closed, later = self._pong_due, 0, []
         while pending and pending[0][0] <= now:
             _, sock = pending.popleft()
             if sock.closed:
                 self._forget(sock)
-            elif sock.last_ping and not sock.closing:
+            elif sock.closing:
+                # Being closed (possibly by a task of its own): dropped once it is closed.
+                later.append(sock)
+            elif sock.last_ping:
                 try:
-                    if sock.check_ping_timeout():
-                        # Not overdue by Engine.IO's wall clock yet (it moved): look again.
-                        pending.append((now + TICK_SECONDS, sock))
-                    else:
+                    if not sock.check_ping_timeout():
                         closed += 1
-                        self._forget(sock)
+                    # Closed now, or soon (a close may run in a task of its own), or not
+                    # overdue by Engine.IO's wall clock yet (it moved): look again next tick.
+                    later.append(sock)
                 except Exception:
                     log.exception("checking %s for its PONG failed", sock.sid)
+        for sock in later:
+            if sock.closed:
+                self._forget(sock)
+            else:
+                pending.append((now + TICK_SECONDS, sock))
         return closed
 
     def _forget(self, sock) -> None:

@@ -51,6 +51,12 @@ def pong(server: engineio.Server, sid: str) -> None:
     request(server, "POST", f"EIO=4&transport=polling&sid={sid}", b"3")
 
 
+def polled(server: engineio.Server, sid: str) -> list[int]:
+    """Packet types a long-poll GET of the session returns (as a client reads them)."""
+    body = request(server, "GET", f"EIO=4&transport=polling&sid={sid}")
+    return [int(p[:1]) for p in body.split(b"\x1e")]
+
+
 def queued(server: engineio.Server, sid: str) -> list[int]:
     """Packet types waiting in a session's queue (taken out)."""
     q, out = server.sockets[sid].queue, []
@@ -114,7 +120,7 @@ def test_the_wheel_pings_each_open_socket_once_after_the_interval_and_again_afte
     # In due order: once the last socket has its PING, the closed one (first) was passed.
     wait_for(lambda: not server.sockets[sids[-1]].queue.empty(), 10, "the wheel's PINGs")
     for sid in sids:
-        assert queued(server, sid) == [eio_packet.PING]
+        assert polled(server, sid) == [eio_packet.PING]
         assert server.sockets[sid].last_ping is not None
     assert queued(server, closed) == []
     assert len(wheel) == 0
@@ -123,7 +129,7 @@ def test_the_wheel_pings_each_open_socket_once_after_the_interval_and_again_afte
     pong(server, sids[0])
     assert len(wheel) == 1 and server.sockets[sids[0]].last_ping is None
     wait_for(lambda: not server.sockets[sids[0]].queue.empty(), 10, "the second PING")
-    assert queued(server, sids[0]) == [eio_packet.PING]
+    assert polled(server, sids[0]) == [eio_packet.PING]
 
 
 def test_a_server_without_a_wheel_keeps_engineio_s_own_ping_task(monkeypatch):
@@ -189,6 +195,7 @@ def test_a_socket_that_does_not_answer_its_ping_is_closed_and_dropped_by_the_whe
     server.on("disconnect", lambda sid, reason: disconnected.append(sid))
     silent, answering = handshake(server), handshake(server)
     wait_for(lambda: not server.sockets[answering].queue.empty(), 10, "the first PINGs")
+    assert polled(server, answering) == [eio_packet.PING]
     pong(server, answering)  # the other one never answers
 
     # ping_timeout (1 s) plus a tick after its PING, the silent socket is closed and gone.

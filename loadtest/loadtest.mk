@@ -4,6 +4,7 @@
 #   make loadtest-dist WORKERS=4       one locust master, WORKERS locust worker processes
 #   make loadtest-stack                the same scenario against chat workers it starts itself
 #   make peer-deps / peer-up / loadtest-peer / loadtest-browser-like   the Node baseline peer
+#   make bench-density CLIENTS=8000    idle connections: one chat worker, then one Node peer
 
 TARGET ?= http://127.0.0.1:8080
 # Comma-separated base URLs to spread the users over (instead of TARGET); set by the stack.
@@ -26,6 +27,9 @@ STACK_WORKERS ?= 2
 STACK_ASYNC_MODE ?= gevent
 STACK_DATABASE ?= sqlite
 PEERS ?= 2
+CLIENTS ?= 8000
+IDLE ?= 30
+DENSITY_SERVERS ?= chat,node
 LOADTEST_STAMP := $(shell date +%Y%m%d-%H%M%S)
 RESULTS ?= loadtest/results/$(LOADTEST_STAMP)
 NODE_PEER := loadtest/node-peer
@@ -38,7 +42,7 @@ SCENARIO_ARGS = --host $(TARGET) $(if $(TARGETS),--chat-targets $(TARGETS)) \
 REPORT_ARGS = --csv $(RESULTS)/locust --csv-full-history --html $(RESULTS)/report.html
 
 .PHONY: loadtest loadtest-ui loadtest-dist loadtest-stack peer-deps peer-up loadtest-peer \
-	loadtest-browser-like
+	loadtest-browser-like bench-density
 
 TEST_PREREQS += peer-deps
 
@@ -88,3 +92,12 @@ loadtest-browser-like: peer-deps
 	node $(NODE_PEER)/browser-like-client.js --targets $(or $(TARGETS),$(TARGET)) \
 		--users $(USERS) --senders $(SENDERS) --rate $(RATE) --duration $(DURATION) \
 		--message-size $(MSG_SIZE) --grace $(GRACE)
+
+# Memory per connection, idle CPU, connect rate with CLIENTS idle WebSocket clients, the chat
+# worker then the Node peer (chatload/density.py). Each side holds CLIENTS sockets: the open-file
+# limit goes up to the hard limit first.
+bench-density: deps peer-deps
+	@mkdir -p $(RESULTS)
+	ulimit -n $$(ulimit -Hn) && PYTHONPATH=loadtest $(PY) -m chatload.density \
+		--clients $(CLIENTS) --idle $(IDLE) --servers $(DENSITY_SERVERS) \
+		--workdir $(RESULTS)/density --json $(RESULTS)/density.json

@@ -123,6 +123,9 @@ def _init_realtime(app: Flask) -> None:
         engineio_logger=_library_logger("engineio.server"),
     )
     hardening.harden(socketio.server)
+    from .realtime import pings
+
+    pings.install(socketio.server.eio)
     if cfg["SID_TAG"]:
         from .realtime.sticky import tag_session_ids
 

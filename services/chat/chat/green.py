@@ -25,6 +25,14 @@ def patch(mode: str | None = None) -> str:
     if mode not in SUPPORTED_MODES:
         raise SystemExit(f"ASYNC_MODE must be one of {', '.join(SUPPORTED_MODES)}, not {mode!r}")
     if mode == "gevent":
+        import gevent
+
+        # gevent records, for each greenlet it creates, its spawner and the 10 innermost
+        # frames of the spawning stack (for its debugging tools; nothing here reads them).
+        # Engine.IO creates a greenlet per socket every ping interval: at 8,000 idle sockets
+        # those records were most of the objects that outlive a young collection, and so of
+        # the garbage collector's work (docs/BENCHMARKS.md, "Connection density").
+        gevent.config.track_greenlet_tree = False
         from gevent import monkey
 
         monkey.patch_all()

@@ -103,6 +103,9 @@ def _init_realtime(app: Flask) -> None:
             unsubscribe_delay=cfg["MQ_UNSUBSCRIBE_DELAY_SECONDS"],
             on_received=lambda kind: metrics.mq_received.labels(kind).inc(),
         )
+        # A message's `room` notices (one per member) and typing are best effort: while
+        # Redis hangs they do not each wait out the publish timeout (cluster/mq.py).
+        manager.best_effort_events = frozenset({"room", "typing"})
     socketio.init_app(
         app,
         async_mode=cfg["ASYNC_MODE"],

@@ -71,6 +71,12 @@ SUBSCRIBE_WAIT_SECONDS = 2.0
 # Publishing runs inside event handlers and is tried twice: a hung Redis may cost a handler
 # twice this, never block it (the message is stored and acked regardless).
 PUBLISH_TIMEOUT_SECONDS = 0.5
+# After a publish failed (or went unconfirmed), best-effort emits (`best_effort_events`: the
+# notices that ride along with a message, one per member) skip the queue for this long instead
+# of each waiting out the timeout: a hung Redis held a handler 6.5 s for one message and its
+# notices. Messages and heartbeats are always tried, so a lost message is still detected and
+# caught up; a skipped notice is made good by the next one (it carries the room's state).
+PUBLISH_PAUSE_SECONDS = 1.0
 # After this worker put another worker's socket into a room (a cross-node enter_room, on
 # the control channel), that worker may not hold the room's channel yet: for this long, the
 # room's emits from here also go on the control channel, with an id receivers dedupe by.
@@ -123,6 +129,10 @@ class ShardedRedisManager(PubSubManager):
     """python-socketio's pub/sub manager on Redis sharded pub/sub (one Redis or a Cluster)."""
 
     name = "redis-sharded"
+
+    # Events whose emits may skip the queue while publishing fails (the app names them).
+    best_effort_events: frozenset[str] = frozenset()
+    _publish_paused_until = 0.0  # see PUBLISH_PAUSE_SECONDS
 
     def __init__(
         self,
@@ -230,6 +240,10 @@ class ShardedRedisManager(PubSubManager):
             "callback": None,
             "host_id": self.host_id,
         }
+        if event in self.best_effort_events and self._publish_paused():
+            return super().emit(
+                event, data, namespace=namespace, room=room, skip_sid=skip_sid, ignore_queue=True
+            )
         twice = self._mark_twice(message)
         pending = self._send(message)
         try:
@@ -243,6 +257,12 @@ class ShardedRedisManager(PubSubManager):
                 self._confirm(message, *pending)
             if twice:
                 self._publish(message, control=True)
+
+    def _publish_paused(self) -> bool:
+        return time.monotonic() < self._publish_paused_until
+
+    def _pause_publishing(self) -> None:
+        self._publish_paused_until = time.monotonic() + PUBLISH_PAUSE_SECONDS
 
     def _publish(self, data: dict, control: bool = False) -> None:
         """Publish one envelope on its channel; tried twice, then logged (never raised)."""
@@ -261,6 +281,7 @@ class ShardedRedisManager(PubSubManager):
                     self._refresh_topology()
                 if attempt == 2:
                     log.warning("message queue publish failed (%s: %s)", type(exc).__name__, exc)
+                    self._pause_publishing()
         if twice:
             self._publish(data, control=True)
 
@@ -313,6 +334,7 @@ class ShardedRedisManager(PubSubManager):
             # lost it, the link's reconnect or the heartbeat's gap makes workers re-send.
             conn.disconnect()
             log.warning("message queue publish unconfirmed: %s", exc)
+            self._pause_publishing()
         finally:
             client.connection_pool.release(conn)
 

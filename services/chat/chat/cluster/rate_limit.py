@@ -28,6 +28,7 @@ from .shared_state import (
     MemoryState,
     RedisState,
     SharedState,
+    quick_retry,
 )
 
 log = logging.getLogger(__name__)
@@ -89,10 +90,15 @@ def make_storage(state: SharedState) -> Storage:
             socket_timeout=REDIS_CALL_TIMEOUT_SECONDS,
             socket_connect_timeout=REDIS_CALL_TIMEOUT_SECONDS,
             max_connections=REDIS_POOL_SIZE * 20,
+            retry=quick_retry(),
         )
     if isinstance(state, RedisState):
         pool = state.redis.connection_pool
-        return RedisStorage("redis://", connection_pool=pool, key_prefix="chat:limits")
+        # The client `limits` builds on our pool takes redis-py's default retries (timeouts
+        # retried with backoff: 6.5 s per message while Redis hung) unless given ours.
+        return RedisStorage(
+            "redis://", connection_pool=pool, key_prefix="chat:limits", retry=quick_retry()
+        )
     assert isinstance(state, MemoryState), state
     return MemoryStorage()
 

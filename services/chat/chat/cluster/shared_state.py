@@ -155,19 +155,23 @@ def _set_ttl(ttl: float) -> int:
     return int(ttl * 2) + 1
 
 
+def quick_retry() -> Retry:
+    """One retry, on a broken connection only (what a restarted Redis leaves in the pool):
+    redis-py's default (retries with backoff, timeouts included) would hold a handler for
+    seconds while Redis hangs."""
+    return Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
+
+
 class RedisState:
     """Cluster-wide state: sorted sets scored by expiry time, indexed while they have entries."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        # Short timeouts and a single retry, on a broken connection only (what a restarted
-        # Redis leaves in the pool): redis-py's default of 10 retries with backoff would hold a
-        # handler for seconds while Redis is down.
         self.redis = redis_client(
             url,
             socket_timeout=REDIS_CALL_TIMEOUT_SECONDS,
             socket_connect_timeout=REDIS_CALL_TIMEOUT_SECONDS,
-            retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+            retry=quick_retry(),
             decode_responses=True,
         )
         self.down_until = 0.0

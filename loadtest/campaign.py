@@ -98,6 +98,25 @@ class Scenario:
         )
 
 
+# The worker environment of the single-channel comparison (the patch above reads it).
+SINGLE_CHANNEL = {"MQ_BENCH_SINGLE_CHANNEL": "1"}
+SINGLE_CHANNEL_PATCH = LOADTEST_DIR / "patches" / "single-channel-manager.patch"
+
+
+def _by_name(scenarios: list[Scenario]) -> dict[str, Scenario]:
+    return {s.name: s for s in scenarios}
+
+
+def require_single_channel_patch() -> None:
+    """The single-channel scenarios measure nothing new without the patch: refuse them."""
+    source = REPO_ROOT / "services" / "chat" / "chat" / "cluster" / "mq.py"
+    if "class SingleChannelBench" not in source.read_text():
+        raise SystemExit(
+            f"the *-1ch scenarios need the benchmark-only manager: git apply {SINGLE_CHANNEL_PATCH}"
+            " (and git checkout the two files after the campaign)"
+        )
+
+
 def _scenarios() -> list[Scenario]:
     out: list[Scenario] = [
         # A few seconds, to check the campaign itself.
@@ -200,6 +219,11 @@ def _scenarios() -> list[Scenario]:
                 settle=4,
             )
         )
+    # The same two on the single-channel design (every emit on one channel every worker
+    # hears), on otherwise the same code: needs loadtest/patches/single-channel-manager.patch
+    # applied to the worktree (a benchmark-only manager, never part of the product).
+    for name in ("mq-small-600", "mq-room-1000"):
+        out.append(replace(_by_name(out)[name], name=f"{name}-1ch", env=SINGLE_CHANNEL))
     # A few seconds, to check the message-queue figures themselves.
     out.append(
         Scenario(
@@ -218,6 +242,7 @@ def _scenarios() -> list[Scenario]:
         )
     )
     out.append(replace(out[-1], name="mq-smoke-cluster", redis="cluster"))
+    out.append(replace(out[-2], name="mq-smoke-1ch", env=SINGLE_CHANNEL))
     # 4. eventlet.
     out.append(Scenario("eventlet-1000", async_mode="eventlet"))
     out.append(Scenario("eventlet-1000-r10", async_mode="eventlet", rate=2, duration=20))
@@ -631,6 +656,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown scenario(s): {', '.join(unknown)} (see --list)")
     scenarios = [SCENARIOS[n] for n in names]
+    if any(s.env.get("MQ_BENCH_SINGLE_CHANNEL") for s in scenarios):
+        require_single_channel_patch()
     if args.locust_processes:
         scenarios = [replace(s, locust_processes=args.locust_processes) for s in scenarios]
     if args.duration:

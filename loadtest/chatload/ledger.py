@@ -87,6 +87,9 @@ class DeliveryLedger:
         self.last_seq: dict[str, int] = {}  # highest seq seen per room, acked or received
         self.duplicates = 0
         self.nodes: dict[str, set[str]] = {}  # room -> the nodes its joined members are on
+        # room -> the nodes of members whose join failed: the server may have put the socket
+        # in the room before it failed (a store error after the subscription), or not.
+        self.failed_nodes: dict[str, set[str]] = {}
 
     def joining(self, member: str, room: str) -> None:
         """The member asked to join; deliveries may arrive before the ack says where live starts."""
@@ -128,6 +131,11 @@ class DeliveryLedger:
             return False
         return True
 
+    def join_failed(self, room: str, node: str | None) -> None:
+        """The member's join was refused or timed out: it may or may not be in the room."""
+        if node is not None:
+            self.failed_nodes.setdefault(room, set()).add(node)
+
     def sent(self, room: str, seq: int) -> None:
         """A sender's ack named this seq: every member of the room is owed it."""
         self._saw(room, seq)
@@ -157,6 +165,7 @@ class DeliveryLedger:
             "windows": windows,
             "duplicates": self.duplicates,
             "nodes": {room: sorted(nodes) for room, nodes in self.nodes.items()},
+            "failed_nodes": {room: sorted(nodes) for room, nodes in self.failed_nodes.items()},
         }
 
 
@@ -205,17 +214,23 @@ def room_emits_by_node(summaries: list[dict[str, Any]]) -> dict[str, dict[str, i
     """
     last_seq: dict[str, int] = {}
     nodes: dict[str, set[str]] = {}
+    failed: dict[str, set[str]] = {}
     for s in summaries:
         for room, seq in s["last_seq"].items():
             last_seq[room] = max(seq, last_seq.get(room, 0))
         for room, names in s.get("nodes", {}).items():
             nodes.setdefault(room, set()).update(names)
+        for room, names in s.get("failed_nodes", {}).items():
+            failed.setdefault(room, set()).update(names)
     out: dict[str, dict[str, int]] = {}
-    for room, names in nodes.items():
-        for node in names:
-            entry = out.setdefault(node, {"room_emits": 0, "rooms": 0})
-            entry["room_emits"] += last_seq.get(room, 0)
-            entry["rooms"] += 1
+    for room in nodes.keys() | failed.keys():
+        for node in nodes.get(room, set()) | failed.get(room, set()):
+            entry = out.setdefault(node, {"room_emits": 0, "rooms": 0, "room_emits_max": 0})
+            if node in nodes.get(room, set()):
+                entry["room_emits"] += last_seq.get(room, 0)
+                entry["rooms"] += 1
+            # Were every failed join's socket in its room after all: the upper bound.
+            entry["room_emits_max"] += last_seq.get(room, 0)
     return out
 
 

@@ -159,6 +159,7 @@ class ChatUser(HttpUser):
             if not ack or not ack.get("ok"):
                 raise AckRefused(json.dumps(ack)[:200])
         except Exception as exc:
+            self.coord.ledger.join_failed(self.room, self.node)
             self._fire("join", "room", started, exc)
             return
         self._fire("join", "room", started)

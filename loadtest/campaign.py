@@ -42,7 +42,7 @@ for extra in (LOADTEST_DIR, REPO_ROOT / "deploy", REPO_ROOT / "services" / "test
 
 from cluster import Cluster  # noqa: E402
 
-from chatload import sendwindow  # noqa: E402
+from chatload import mq, sendwindow  # noqa: E402
 from chatload.accounts import DEFAULT_PASSWORD, register  # noqa: E402
 from chatload.stack import DEFAULT_POSTGRES, LOAD_LIMITS, NodePeer  # noqa: E402
 from testkit.processes import PostgresDatabase, RedisServer, free_port  # noqa: E402
@@ -77,10 +77,44 @@ class Scenario:
     # users do, instead of through nginx; WebSocket-only users need no affinity.
     direct: bool = False
     env: dict[str, str] = field(default_factory=dict)  # extra worker environment
+    room_sizes: str = ""  # rooms of these sizes in turn ('2,3,4'); else one room of everybody
+    # chat only: "single" (one private redis-server) or "cluster" (a private 3-primary Redis
+    # Cluster, deploy/cluster.py's REDIS=cluster).
+    redis: str = "single"
+    # The message queue's figures (mq.md): each worker's chat_mq_* metrics read in a quiet
+    # moment before the senders start (--chat-settle) and after the last delivery, and each
+    # worker's and each Redis node's CPU in the send window.
+    mq: bool = False
+    settle: float = 0  # seconds between the last join and the senders' start
 
     @property
     def setup(self) -> tuple:
-        return (self.servers, self.workers, self.async_mode, tuple(sorted(self.env.items())))
+        return (
+            self.servers,
+            self.workers,
+            self.async_mode,
+            self.redis,
+            tuple(sorted(self.env.items())),
+        )
+
+
+# The worker environment of the single-channel comparison (the patch above reads it).
+SINGLE_CHANNEL = {"MQ_BENCH_SINGLE_CHANNEL": "1"}
+SINGLE_CHANNEL_PATCH = LOADTEST_DIR / "patches" / "single-channel-manager.patch"
+
+
+def _by_name(scenarios: list[Scenario]) -> dict[str, Scenario]:
+    return {s.name: s for s in scenarios}
+
+
+def require_single_channel_patch() -> None:
+    """The single-channel scenarios measure nothing new without the patch: refuse them."""
+    source = REPO_ROOT / "services" / "chat" / "chat" / "cluster" / "mq.py"
+    if "class SingleChannelBench" not in source.read_text():
+        raise SystemExit(
+            f"the *-1ch scenarios need the benchmark-only manager: git apply {SINGLE_CHANNEL_PATCH}"
+            " (and git checkout the two files after the campaign)"
+        )
 
 
 def _scenarios() -> list[Scenario]:
@@ -154,6 +188,65 @@ def _scenarios() -> list[Scenario]:
         )
     # 3. Profile of one worker under load.
     out.append(Scenario("profile-1000", profile=True, duration=30))
+    # 5. The message queue (issue 15): per-room channels on Redis sharded pub/sub. 6 workers;
+    # 600 rooms of 2, 3, 4 members (1,800 users, one sender per room at 0.2 msg/s: 120 msg/s),
+    # and the 1,000-member room at 10 msg/s; on one Redis and on a 3-node Redis Cluster.
+    for redis_mode in ("single", "cluster"):
+        suffix = "" if redis_mode == "single" else "-cluster"
+        out.append(
+            Scenario(
+                f"mq-small-600{suffix}",
+                workers=6,
+                users=1800,
+                room_sizes="2,3,4",
+                senders=600,
+                rate=0.2,
+                duration=30,
+                # 100/s left 500 of 1,800 joins past their 15 s on this 2-core box: a member
+                # whose join timed out but went through is one the count cannot place.
+                spawn_rate=40,
+                redis=redis_mode,
+                mq=True,
+                settle=4,
+            )
+        )
+        out.append(
+            Scenario(
+                f"mq-room-1000{suffix}",
+                workers=6,
+                users=1000,
+                rate=2,
+                duration=30,
+                spawn_rate=50,
+                redis=redis_mode,
+                mq=True,
+                settle=4,
+            )
+        )
+    # The same two on the single-channel design (every emit on one channel every worker
+    # hears), on otherwise the same code: needs loadtest/patches/single-channel-manager.patch
+    # applied to the worktree (a benchmark-only manager, never part of the product).
+    for name in ("mq-small-600", "mq-room-1000"):
+        out.append(replace(_by_name(out)[name], name=f"{name}-1ch", env=SINGLE_CHANNEL))
+    # A few seconds, to check the message-queue figures themselves.
+    out.append(
+        Scenario(
+            "mq-smoke",
+            workers=3,
+            users=27,
+            room_sizes="2,3,4",
+            senders=9,
+            rate=1,
+            duration=5,
+            grace=3,
+            spawn_rate=27,
+            locust_processes=1,
+            mq=True,
+            settle=3,
+        )
+    )
+    out.append(replace(out[-1], name="mq-smoke-cluster", redis="cluster"))
+    out.append(replace(out[-2], name="mq-smoke-1ch", env=SINGLE_CHANNEL))
     # 4. eventlet.
     out.append(Scenario("eventlet-1000", async_mode="eventlet"))
     out.append(Scenario("eventlet-1000-r10", async_mode="eventlet", rate=2, duration=20))
@@ -233,6 +326,7 @@ class Setup:
                 database_url=database_url,
                 async_mode=sc.async_mode,
                 env={"SECRET_KEY": secret, **LOAD_LIMITS, **sc.env},
+                redis_mode=sc.redis,
             ).start()
         else:
             self.redis = RedisServer(workdir)
@@ -265,14 +359,16 @@ class Setup:
     def server_cpu(self) -> float:
         return sum(cpu_seconds(pid) for pid in self.server_pids())
 
+    def redis_pids(self) -> list[int]:
+        """The redis-server processes: one, or each node of the Redis Cluster."""
+        if self.cluster and self.cluster.redis_cluster is not None:
+            return [node.pid for node in self.cluster.redis_cluster.nodes]
+        return [(self.cluster.redis if self.cluster else self.redis).pid]
+
     def cpu(self) -> dict[str, float]:
         out = {"servers": self.server_cpu()}
-        if self.cluster:
-            out["nginx"] = cpu_seconds(self.cluster.nginx.pid, tree=True)
-            out["redis"] = cpu_seconds(self.cluster.redis.pid)
-        else:
-            out["nginx"] = 0.0
-            out["redis"] = cpu_seconds(self.redis.pid)
+        out["nginx"] = cpu_seconds(self.cluster.nginx.pid, tree=True) if self.cluster else 0.0
+        out["redis"] = sum(cpu_seconds(pid) for pid in self.redis_pids())
         return out
 
     def handler_histogram(self) -> dict[str, float]:
@@ -337,6 +433,10 @@ def locust_command(sc: Scenario, setup: Setup, out: Path, tokens: Path | None) -
         "--html",
         str(out / "report.html"),
     ]
+    if sc.room_sizes:
+        cmd += ["--chat-room-sizes", sc.room_sizes]
+    if sc.settle:
+        cmd += ["--chat-settle", str(sc.settle)]
     targets = setup.direct_targets if sc.direct else setup.targets
     if targets:
         cmd += ["--chat-targets", targets]
@@ -366,7 +466,7 @@ def run_one(
     cmd = locust_command(sc, setup, out, tokens)
     (out / "command.txt").write_text(" ".join(cmd) + "\n")
     ramp = sc.users / sc.spawn_rate
-    limit = ramp + sc.duration + sc.grace + 90
+    limit = ramp + sc.settle + sc.duration + sc.grace + 90
     cpu_before, gen_before = setup.cpu(), children_cpu_seconds()
     handler_before = setup.handler_histogram()
     profiler = None
@@ -377,16 +477,23 @@ def run_one(
     started = time.time()
     server_samples: list[sendwindow.Sample] = [(started, setup.server_cpu())]
     generator_samples: list[sendwindow.Sample] = []  # locust's own process tree
-    with open(out / "locust.log", "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
-        while proc.poll() is None and time.time() - started < limit:
-            now = time.time()
-            generator_samples.append((now, cpu_seconds(proc.pid, tree=True)))
-            server_samples.append((now, setup.server_cpu()))
-            time.sleep(SAMPLE_INTERVAL_S)
-        if proc.poll() is None:
-            proc.kill()
-        code = proc.wait()
+    probe = mq.Probe(setup.cluster, setup.redis_pids()) if sc.mq and setup.cluster else None
+    if probe is not None:
+        probe.start()
+    try:
+        with open(out / "locust.log", "w") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+            while proc.poll() is None and time.time() - started < limit:
+                now = time.time()
+                generator_samples.append((now, cpu_seconds(proc.pid, tree=True)))
+                server_samples.append((now, setup.server_cpu()))
+                time.sleep(SAMPLE_INTERVAL_S)
+            if proc.poll() is None:
+                proc.kill()
+            code = proc.wait()
+    finally:
+        if probe is not None:
+            probe.stop()
     server_samples.append((time.time(), setup.server_cpu()))
     elapsed = time.time() - started
     if profiler is not None:
@@ -418,6 +525,8 @@ def run_one(
         "message_handler": handler,
         "dir": str(out),
     }
+    if probe is not None:
+        row["mq"] = probe.figures(summary)
     (out / "row.json").write_text(json.dumps(row, indent=2) + "\n")
     return row
 
@@ -551,6 +660,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown scenario(s): {', '.join(unknown)} (see --list)")
     scenarios = [SCENARIOS[n] for n in names]
+    if any(s.env.get("MQ_BENCH_SINGLE_CHANNEL") for s in scenarios):
+        require_single_channel_patch()
     if args.locust_processes:
         scenarios = [replace(s, locust_processes=args.locust_processes) for s in scenarios]
     if args.duration:
@@ -604,6 +715,12 @@ def main(argv: list[str] | None = None) -> int:
             with open(table, "a") as f:
                 f.write(line + "\n")
             print(line, flush=True)
+            if row.get("mq"):
+                mq_table = out / "mq.md"
+                text = mq.table(sc.name, sc.redis, row)
+                with open(mq_table, "a") as f:
+                    f.write(text + "\n\n")
+                print(text, flush=True)
             if args.stop_when_saturated and saturated(row):
                 print(f"saturated at {sc.name}: stopping the list", flush=True)
                 break

@@ -8,7 +8,11 @@ Starts a private redis-server on a free port (stopped by PID at the end) and mea
   for python-socketio's RedisManager (a room with NO local member: what every worker paid
   for every emit on the one shared channel);
 - Redis CPU per SPUBLISH with 0, 1, 4 and 16 subscribers, and per SSUBSCRIBE/SUNSUBSCRIBE
-  (INFO commandstats usec_per_call).
+  (INFO commandstats usec_per_call: the command alone);
+- the redis-server process's whole CPU per SPUBLISH with 0, 1, 4 and 16 subscribers (psutil:
+  reading the request and writing every subscriber's copy included), over --publishes.
+redis-py uses hiredis when it is installed (a dependency); to measure without it, hide it:
+`PYTHONPATH=DIR` where DIR/hiredis/__init__.py raises ImportError.
 Figures are CPU time, so a loaded machine inflates them less than wall time, but not by zero.
 """
 
@@ -96,8 +100,15 @@ def listener_cost(mode: str, url: str, emits: int) -> float:
         proc.wait()
 
 
-def redis_costs(url: str, publishes: int) -> dict[str, float]:
+def redis_costs(url: str, publishes: int, pid: int, process_publishes: int) -> dict[str, float]:
+    import psutil
     import redis
+
+    server = psutil.Process(pid)
+
+    def server_cpu() -> float:
+        times = server.cpu_times()
+        return times.user + times.system
 
     client = redis.Redis.from_url(url)
     out: dict[str, float] = {}
@@ -119,6 +130,18 @@ def redis_costs(url: str, publishes: int) -> dict[str, float]:
         pipe.execute()
         stats = client.info("commandstats")["cmdstat_spublish"]
         out[f"spublish_{count}_subscribers_us"] = stats["usec_per_call"]
+        before = server_cpu()
+        for _ in range(process_publishes):
+            pipe.execute_command("SPUBLISH", "chat:mq:{room:bench}", "x" * 300)
+            if len(pipe) >= 500:
+                pipe.execute()
+                for p in subscribers:
+                    while p.get_sharded_message(timeout=0) is not None:
+                        pass
+        pipe.execute()
+        out[f"spublish_{count}_subscribers_redis_process_us"] = (
+            (server_cpu() - before) / process_publishes * 1e6
+        )
     for p in subscribers:
         p.close()
     client.config_resetstat()
@@ -138,7 +161,16 @@ def redis_costs(url: str, publishes: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--emits", type=int, default=5000)
+    parser.add_argument(
+        "--publishes",
+        type=int,
+        default=50000,
+        help="SPUBLISHes per subscriber count for the redis-server process's CPU (10 ms ticks)",
+    )
     args = parser.parse_args()
+    import redis.utils
+
+    print(f"hiredis: {redis.utils.HIREDIS_AVAILABLE}", file=sys.stderr)
     from testkit.processes import RedisServer
 
     server = RedisServer(Path(tempfile.mkdtemp(prefix="mq-costs-")))
@@ -150,7 +182,7 @@ def main() -> None:
             "listener_us_per_emit_single_channel_no_member": listener_cost(
                 "single", server.url, args.emits
             ),
-            **redis_costs(server.url, args.emits),
+            **redis_costs(server.url, args.emits, server.proc.pid, args.publishes),
         }
     finally:
         server.stop()

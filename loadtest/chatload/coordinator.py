@@ -31,7 +31,7 @@ from locust.env import Environment
 from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner, WorkerRunner
 
 from . import report
-from .ledger import DeliveryLedger, tally
+from .ledger import DeliveryLedger, messages_sent, room_emits_by_node, tally
 from .scenario import Scenario, new_run_id, sender_count
 
 if TYPE_CHECKING:
@@ -83,6 +83,7 @@ class Coordinator:
         self.started = False
         self.finished = False
         self.go_time: float | None = None
+        self.go_pending = False
         self.stop_time: float | None = None
 
     # -- every process ------------------------------------------------------------------
@@ -110,7 +111,11 @@ class Coordinator:
             sc.run_id,
             users,
             len(sc.targets),
-            "one room" if sc.room_size <= 0 else f"rooms of {sc.room_size}",
+            f"rooms of {'/'.join(map(str, sc.room_sizes))}"
+            if sc.room_sizes
+            else "one room"
+            if sc.room_size <= 0
+            else f"rooms of {sc.room_size}",
             sc.senders,
             sc.rate,
             sc.message_size,
@@ -161,10 +166,28 @@ class Coordinator:
     def _on_ready(self, environment: Environment, msg: Any, **_: Any) -> None:
         self._ready[msg.node_id] = msg.data["n"]
         planned = self.env.parsed_options.chat_planned_users
-        if self.go_time is None and sum(self._ready.values()) >= planned > 0:
+        if (
+            self.go_time is None
+            and not self.go_pending
+            and sum(self._ready.values()) >= planned > 0
+        ):
             self._start_sending()
 
     def _start_sending(self) -> None:
+        opts = self.env.parsed_options
+        settle = float(getattr(opts, "chat_settle", 0) or 0)
+        if settle > 0:
+            self.go_pending = True  # no second start from a late chat_ready
+            log.info(
+                "all %d users have joined: senders start in %g s", opts.chat_planned_users, settle
+            )
+            gevent.spawn_later(settle, self._go)
+            return
+        self._go()
+
+    def _go(self) -> None:
+        if self.finished:  # stopped during the settle: nothing was sent
+            return
         self.go_time = time.time()
         opts = self.env.parsed_options
         duration = float(opts.chat_duration or 0)
@@ -210,7 +233,8 @@ class Coordinator:
                 len(self._summaries),
                 self._expected_ledgers(),
             )
-        counts = tally(list(self._summaries.values()))
+        summaries = list(self._summaries.values())
+        counts = tally(summaries)
         for _ in range(counts.lost):
             self.env.events.request.fire(
                 request_type="fanout",
@@ -223,7 +247,15 @@ class Coordinator:
         if isinstance(runner, MasterRunner):
             # Let every worker send one more stats report that covers the grace period.
             gevent.sleep(WORKER_REPORT_INTERVAL + 1)
-        report.finish(self.env, counts, self.go_time, self.stop_time, grace_ended_at)
+        report.finish(
+            self.env,
+            counts,
+            self.go_time,
+            self.stop_time,
+            grace_ended_at,
+            room_emits_by_node=room_emits_by_node(summaries),
+            messages=messages_sent(summaries),
+        )
 
 
 def install(environment: Environment) -> Coordinator:

@@ -86,13 +86,23 @@ class DeliveryLedger:
         self.members: dict[tuple[str, str], Membership] = {}
         self.last_seq: dict[str, int] = {}  # highest seq seen per room, acked or received
         self.duplicates = 0
+        self.nodes: dict[str, set[str]] = {}  # room -> the nodes its joined members are on
+        # room -> the nodes of members whose join failed: the server may have put the socket
+        # in the room before it failed (a store error after the subscription), or not.
+        self.failed_nodes: dict[str, set[str]] = {}
 
     def joining(self, member: str, room: str) -> None:
         """The member asked to join; deliveries may arrive before the ack says where live starts."""
         self.members[(member, room)] = Membership()
 
-    def joined(self, member: str, room: str, baseline: int) -> list[int]:
-        """The join ack arrived; returns the early deliveries that count (seq after baseline)."""
+    def joined(self, member: str, room: str, baseline: int, node: str | None = None) -> list[int]:
+        """The join ack arrived; returns the early deliveries that count (seq after baseline).
+
+        `node`: the server node the member's socket is on (its `session` event), for the
+        message queue's figures (room_emits_by_node).
+        """
+        if node is not None:
+            self.nodes.setdefault(room, set()).add(node)
         m = self.members.setdefault((member, room), Membership())
         m.baseline = baseline
         m.received = SeqSet(baseline)
@@ -120,6 +130,11 @@ class DeliveryLedger:
             self.duplicates += 1
             return False
         return True
+
+    def join_failed(self, room: str, node: str | None) -> None:
+        """The member's join was refused or timed out: it may or may not be in the room."""
+        if node is not None:
+            self.failed_nodes.setdefault(room, set()).add(node)
 
     def sent(self, room: str, seq: int) -> None:
         """A sender's ack named this seq: every member of the room is owed it."""
@@ -149,6 +164,8 @@ class DeliveryLedger:
             "last_seq": dict(self.last_seq),
             "windows": windows,
             "duplicates": self.duplicates,
+            "nodes": {room: sorted(nodes) for room, nodes in self.nodes.items()},
+            "failed_nodes": {room: sorted(nodes) for room, nodes in self.failed_nodes.items()},
         }
 
 
@@ -185,3 +202,42 @@ def tally(summaries: list[dict[str, Any]]) -> Tally:
         duplicated=duplicated,
         rooms=len(rooms),
     )
+
+
+def room_emits_by_node(summaries: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per server node: the messages sent to rooms it has a joined member in, and those rooms.
+
+    The rooms are fresh per run, so a room's messages are seqs 1..last_seq. A worker's message
+    queue listener that hears exactly the rooms it has members in receives exactly
+    `room_emits` room emits for them (the campaign compares it with the worker's
+    chat_mq_received_total{kind="room"} over the send window).
+    """
+    last_seq: dict[str, int] = {}
+    nodes: dict[str, set[str]] = {}
+    failed: dict[str, set[str]] = {}
+    for s in summaries:
+        for room, seq in s["last_seq"].items():
+            last_seq[room] = max(seq, last_seq.get(room, 0))
+        for room, names in s.get("nodes", {}).items():
+            nodes.setdefault(room, set()).update(names)
+        for room, names in s.get("failed_nodes", {}).items():
+            failed.setdefault(room, set()).update(names)
+    out: dict[str, dict[str, int]] = {}
+    for room in nodes.keys() | failed.keys():
+        for node in nodes.get(room, set()) | failed.get(room, set()):
+            entry = out.setdefault(node, {"room_emits": 0, "rooms": 0, "room_emits_max": 0})
+            if node in nodes.get(room, set()):
+                entry["room_emits"] += last_seq.get(room, 0)
+                entry["rooms"] += 1
+            # Were every failed join's socket in its room after all: the upper bound.
+            entry["room_emits_max"] += last_seq.get(room, 0)
+    return out
+
+
+def messages_sent(summaries: list[dict[str, Any]]) -> int:
+    """Messages sent in the run: the rooms are fresh per run, so the sum of their last seqs."""
+    last_seq: dict[str, int] = {}
+    for s in summaries:
+        for room, seq in s["last_seq"].items():
+            last_seq[room] = max(seq, last_seq.get(room, 0))
+    return sum(last_seq.values())

@@ -112,6 +112,8 @@ def finish(
     go_time: float | None,
     stop_time: float | None = None,
     grace_ended_at: float | None = None,
+    room_emits_by_node: dict[str, dict[str, int]] | None = None,
+    messages: int | None = None,
 ) -> dict[str, Any]:
     """Print the table; beside locust's CSV files, write the summary and the latency histogram.
 
@@ -125,6 +127,9 @@ def finish(
     summary["sending_stopped_at"] = stop_time
     summary["last_delivery_at"] = fanout_entries(env)["all"].last_request_timestamp
     summary["grace_ended_at"] = grace_ended_at
+    # Per server node: messages sent to rooms it has a member in, and how many such rooms.
+    summary["room_emits_by_node"] = room_emits_by_node or {}
+    summary["messages"] = messages
     print("\n=== chat fan-out ===\n" + table(summary) + "\n", flush=True)
     prefix = getattr(env.parsed_options, "csv_prefix", None)
     if prefix:

@@ -36,6 +36,22 @@ def add_arguments(parser: Any) -> None:
         help="0: one room of every user; N: rooms of N consecutive users.",
     )
     parser.add_argument(
+        "--chat-room-sizes",
+        default="",
+        env_var="LOCUST_CHAT_ROOM_SIZES",
+        help="Comma-separated room sizes taken in turn ('2,3,4': rooms of 2, 3, 4, 2, 3, "
+        "4... consecutive users); overrides --chat-room-size.",
+    )
+    parser.add_argument(
+        "--chat-settle",
+        type=float,
+        default=0.0,
+        env_var="LOCUST_CHAT_SETTLE",
+        include_in_web_ui=False,
+        help="Seconds between the last join and the senders' start: a quiet moment in which "
+        "the servers' counters can be read (the campaign's message-queue figures).",
+    )
+    parser.add_argument(
         "--chat-senders",
         default="5",
         env_var="LOCUST_CHAT_SENDERS",
@@ -162,6 +178,14 @@ def sender_count(spec: str, users: int) -> int:
     return max(0, min(count, users))
 
 
+def parse_room_sizes(spec: str) -> tuple[int, ...]:
+    """'2,3,4' -> (2, 3, 4); '' -> (); every size at least 1."""
+    sizes = tuple(int(part) for part in spec.split(",") if part.strip())
+    if any(size < 1 for size in sizes):
+        raise SystemExit(f"--chat-room-sizes takes sizes of at least 1, not {spec!r}")
+    return sizes
+
+
 def user_name(prefix: str, index: int) -> str:
     return f"{prefix}-u{index}"
 
@@ -189,6 +213,7 @@ class Scenario:
     connect_timeout: float
     processes: int
     dms: bool = False
+    room_sizes: tuple[int, ...] = ()
 
     @classmethod
     def from_options(cls, options: Any, host: str | None) -> Scenario:
@@ -199,6 +224,7 @@ class Scenario:
         if not MIN_TEXT <= size <= MAX_TEXT:
             raise SystemExit(f"--chat-message-size must be {MIN_TEXT}..{MAX_TEXT}, not {size}")
         run_id = options.chat_active_run_id or options.chat_run_id or "lt"
+        sizes = parse_room_sizes(getattr(options, "chat_room_sizes", "") or "")
         return cls(
             targets=targets,
             room_size=options.chat_room_size,
@@ -215,6 +241,7 @@ class Scenario:
             connect_timeout=options.chat_connect_timeout,
             processes=max(1, options.chat_processes),
             dms=bool(getattr(options, "chat_dms", False)),
+            room_sizes=sizes,
         )
 
     def username(self, index: int) -> str:
@@ -222,7 +249,18 @@ class Scenario:
         return user_name(self.user_prefix, index)
 
     def room_of(self, index: int) -> str:
-        """User `index`'s room: everybody's, or the index's block of room_size users."""
+        """User `index`'s room: everybody's, or the index's block of room_size users.
+
+        With room_sizes, blocks of those sizes in turn: (2, 3) puts users 0-1 in r0,
+        2-4 in r1, 5-6 in r2...
+        """
+        if self.room_sizes:
+            cycle = sum(self.room_sizes)
+            turn, offset = divmod(index, cycle)
+            for i, size in enumerate(self.room_sizes):
+                if offset < size:
+                    return f"{self.run_id}-r{turn * len(self.room_sizes) + i}"
+                offset -= size
         if self.room_size <= 0:
             return f"{self.run_id}-all"
         return f"{self.run_id}-r{index // self.room_size}"

@@ -159,13 +159,14 @@ class ChatUser(HttpUser):
             if not ack or not ack.get("ok"):
                 raise AckRefused(json.dumps(ack)[:200])
         except Exception as exc:
+            self.coord.ledger.join_failed(self.room, self.node)
             self._fire("join", "room", started, exc)
             return
         self._fire("join", "room", started)
         history = [m.get("seq", 0) for m in ack.get("messages", [])]
         # The node peer keeps no history; it says where live starts with last_seq instead.
         baseline = max([*history, int(ack.get("last_seq", 0))])
-        for seq in self.coord.ledger.joined(self.username, self.room, baseline):
+        for seq in self.coord.ledger.joined(self.username, self.room, baseline, self.node):
             latency_ms, same_node, size = self._early.pop((self.room, seq))
             self._fire_delivery(latency_ms, same_node, size, first=True)
         self._early.clear()

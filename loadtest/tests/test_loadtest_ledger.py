@@ -1,5 +1,7 @@
 """The delivery ledger counts lost and duplicated deliveries by (room, seq), across processes."""
 
+import pytest
+
 from chatload.ledger import DeliveryLedger, tally
 from chatload.scenario import Scenario, sender_count
 
@@ -176,3 +178,54 @@ def test_a_big_room_costs_a_few_integers_per_member_not_one_entry_per_delivery()
 def test_a_fixed_user_prefix_reuses_accounts_while_rooms_stay_per_run():
     sc = scenario(run_id="lt2", user_prefix="bench")
     assert (sc.username(7), sc.room_of(7)) == ("bench-u7", "lt2-all")
+
+
+def test_rooms_of_sizes_in_turn_and_one_sender_in_each():
+    """600 rooms of 2, 3, 4 members: 1,800 users, and 600 senders land one in every room."""
+    sc = scenario(room_sizes=(2, 3, 4), senders=600, planned_users=1800)
+    assert [sc.room_of(i) for i in range(10)] == [
+        "lt1-r0", "lt1-r0", "lt1-r1", "lt1-r1", "lt1-r1",
+        "lt1-r2", "lt1-r2", "lt1-r2", "lt1-r2", "lt1-r3",
+    ]  # fmt: skip
+    members: dict[str, int] = {}
+    for i in range(1800):
+        members[sc.room_of(i)] = members.get(sc.room_of(i), 0) + 1
+    assert len(members) == 600 and sorted(set(members.values())) == [2, 3, 4]
+    senders = [sc.room_of(i) for i in range(1800) if sc.is_sender(i)]
+    assert sorted(senders) == sorted(members)
+
+
+def test_room_sizes_are_parsed_and_checked():
+    from chatload.scenario import parse_room_sizes
+
+    assert parse_room_sizes("2,3,4") == (2, 3, 4)
+    assert parse_room_sizes("") == ()
+    with pytest.raises(SystemExit):
+        parse_room_sizes("2,0")
+
+
+def test_each_node_is_owed_the_emits_of_the_rooms_it_has_a_member_in():
+    """Members on nodes A and B; room r1 only on A: A hears r1 and r2, B only r2."""
+    from chatload.ledger import messages_sent, room_emits_by_node
+
+    one, two = DeliveryLedger(), DeliveryLedger()
+    for ledger, member, room, node in (
+        (one, "a", "r1", "A"),
+        (one, "b", "r1", "A"),
+        (one, "c", "r2", "A"),
+        (two, "d", "r2", "B"),
+        (two, "e", "r3", "B"),  # nobody sends in r3
+    ):
+        ledger.joining(member, room)
+        ledger.joined(member, room, 0, node)
+    for seq in range(1, 4):
+        one.sent("r1", seq)
+    for seq in range(1, 6):
+        two.sent("r2", seq)
+    two.join_failed("r1", "B")  # B's member of r1 may or may not have got in
+    summaries = [one.summary(), two.summary()]
+    assert room_emits_by_node(summaries) == {
+        "A": {"room_emits": 3 + 5, "rooms": 2, "room_emits_max": 3 + 5},
+        "B": {"room_emits": 5, "rooms": 2, "room_emits_max": 5 + 3},
+    }
+    assert messages_sent(summaries) == 8

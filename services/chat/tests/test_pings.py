@@ -13,6 +13,8 @@ import json
 import time
 
 import engineio
+import engineio.socket
+import pytest
 from engineio import packet as eio_packet
 
 from chat.realtime import pings
@@ -66,8 +68,16 @@ def queued(server: engineio.Server, sid: str) -> list[int]:
     return out
 
 
+@pytest.fixture
+def upstream_sockets(monkeypatch):
+    """python-engineio's own Socket class for new sessions: a worker app built earlier in
+    this process (create_app) installed socket_limits' subclass, which holds a PONG until
+    its PING was handed out. The canaries are about upstream alone."""
+    monkeypatch.setattr(engineio.socket, "Socket", pings._EngineIOSocket)
+
+
 def test_upstream_engineio_schedules_a_ping_after_the_handshake_and_after_each_pong(
-    monkeypatch,
+    monkeypatch, upstream_sockets
 ):
     # When this fails, python-engineio no longer asks schedule_ping for the next PING: the
     # wheel would ping nobody, and clients would drop after pingInterval + pingTimeout.
@@ -81,7 +91,7 @@ def test_upstream_engineio_schedules_a_ping_after_the_handshake_and_after_each_p
 
 
 def test_upstream_engineio_send_ping_waits_the_interval_then_sets_last_ping_and_pings(
-    monkeypatch,
+    monkeypatch, upstream_sockets
 ):
     # What the wheel does in _send_ping's place; when this fails, compare it with the wheel.
     server = engineio.Server(async_mode="threading", ping_interval=7)

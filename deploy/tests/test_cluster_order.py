@@ -92,7 +92,9 @@ def test_a_burst_from_one_socket_is_stored_in_the_order_sent(pg_cluster, transpo
 
 def test_a_slow_connection_does_not_hold_up_another(start_worker, postgres_url):
     """A handler blocked in PostgreSQL delays its own connection's later events, no one else's."""
-    worker = start_worker(DATABASE_URL=postgres_url)
+    # The slow handler must outwait the lock, not give up on it: the database deadline
+    # (DATABASE_TIMEOUT_SECONDS, 3 s by default) is raised above LOCK_SECONDS for this worker.
+    worker = start_worker(DATABASE_URL=postgres_url, DATABASE_TIMEOUT_SECONDS=str(int(ACK_SECONDS)))
     _, slow_token = register(worker.url)
     _, other_token = register(worker.url)
     slow = ChatClient(worker.url, slow_token)

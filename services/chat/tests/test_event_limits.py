@@ -43,9 +43,10 @@ def test_a_typing_burst_is_broadcast_once_per_interval(start_worker, async_mode)
 
     try:
         assert typist.join(room)["ok"] and reader.join(room)["ok"]
-        # A burst: every one acked, one broadcast.
-        acks = [typist.call("typing", {"room": room}) for _ in range(300)]
-        assert acks == [{"ok": True}] * 300
+        # A burst: every one acked, one broadcast. 100 round trips fit the 2 s interval on a
+        # busy machine (300 took longer there, and a second broadcast was then right).
+        acks = [typist.call("typing", {"room": room}) for _ in range(100)]
+        assert acks == [{"ok": True}] * 100
         assert typing_seen_after_marker("marker 1") == [notice]
 
         # A message ends the typing notice on clients: the author's next typing goes out at

@@ -4,7 +4,8 @@ One strategy, the moving window, on both storages: `limits`' MemoryStorage for o
 without Redis, its RedisStorage (one Lua script per hit, on our own Redis connection pool)
 for a cluster. A moving window admits at most `amount` hits in ANY `seconds`-long interval,
 so no burst at a window edge doubles the limit (a fixed window admits 2x across the edge),
-and both storages decide alike: tests/test_rate_limit.py replays one schedule on both.
+and both storages decide alike: tests/test_rate_limit.py replays one schedule on both, and
+tests/test_shared_state_contract.py pins the window's edge for hit, exhausted and retry_after.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Expiring sets, in Redis for a cluster or in memory for one worker (rate limits: rate_limit.py).
 
 Both backends keep the same semantics, so presence and rate limits behave the same on a
-laptop and in a cluster; only Redis makes them visible across workers.
+laptop and in a cluster; only Redis makes them visible across workers
+(tests/test_shared_state_contract.py runs the same calls on both). One difference is
+accepted: a stamp expires in Redis after STAMP_TTL_SECONDS and never in memory.
 """
 
 from __future__ import annotations

@@ -68,6 +68,8 @@ def test_killed_worker_loses_no_acknowledged_message(start_cluster):
     ack_ms = sorted(s * 1000 for s in chat.ack_seconds)
     survivors = [w for w in cluster.workers if w.node_id != victim_node]
     assert all(w.alive() for w in survivors)
+    # A peer's death is no error of theirs: the survivors logged no traceback.
+    assert [w.log_text().count("Traceback (most recent") for w in survivors] == [0] * len(survivors)
     print(
         f"\nkill -9 {victim_node} ({len(victims)} of {CLIENTS} clients on it, placement "
         f"{dict(placement)}): last client back after {back_after:.2f} s; all {CLIENTS} logs "

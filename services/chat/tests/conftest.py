@@ -59,6 +59,8 @@ class Accounts:
 
     def token(self, username: str, password: str = DEFAULT_PASSWORD) -> str:
         r = self.client.post("/api/users", json={"username": username, "password": password})
+        # Either is right: token() registers on first use and is called again for the same
+        # user (409: already registered), as tests ask for a user's headers many times.
         assert r.status_code in (201, 409), r.get_json()
         r = self.client.post("/api/tokens", json={"username": username, "password": password})
         assert r.status_code == 200, r.get_json()

@@ -14,6 +14,7 @@ import uuid
 
 import pytest
 import requests
+import socketio
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from chat.domain import accounts
@@ -124,10 +125,23 @@ def test_socketio_connect_refused(worker, user, case):
             "message": "unauthorized",
             "data": {"code": "unauthorized", "message": message},
         }
-        # Refused means refused: an event on the unconnected namespace gets no answer.
+        # Refused means refused: an event on the unconnected namespace gets no answer. The
+        # marker: a good CONNECT on the same connection, then a second join; the server
+        # answers in order, so an ack to the first join would come before the second's.
         raw.send('421["join",{"room":"general"}]')
-        with pytest.raises(Exception):  # noqa: B017 - a timeout or a closed socket, both fine
-            raw.recv(timeout=1)
+        connected = raw.connect({"token": user[1]})
+        assert connected.startswith("40{"), connected
+        raw.send('422["join",{"room":"general"}]')
+        before_marker = []
+        for _ in range(50):
+            packet = raw.recv()
+            if isinstance(packet, str) and packet.startswith("432"):
+                break
+            before_marker.append(packet)
+        else:
+            raise AssertionError(f"no ack to the second join: {before_marker}")
+        assert json.loads(packet[3:])[0]["ok"] is True
+        assert [p for p in before_marker if p.startswith("431")] == []
     finally:
         raw.close()
     assert_still_serving(worker.url, user[1])
@@ -145,7 +159,9 @@ def test_socketio_connect_refused(worker, user, case):
 )
 def test_python_socketio_client_refused(worker, user, case):
     auth, _ = bad_tokens(worker, user)[case]
-    with pytest.raises(Exception, match="unauthorized|One or more namespaces failed"):
+    with pytest.raises(
+        socketio.exceptions.ConnectionError, match="^One or more namespaces failed to connect: /$"
+    ):
         ChatClient(worker.url, auth["token"])
     assert_still_serving(worker.url, user[1])
 
@@ -227,7 +243,14 @@ def test_token_of_a_cannot_use_private_room_of_b_over_socketio(worker, private_r
         sent = b.send(room, "still private")
         assert sent["ok"]
         b.wait_for("message", lambda m: m["id"] == sent["message"]["id"])
-        time.sleep(0.3)
+        assert b.call("typing", {"room": room}) == {"ok": True}
+        # The marker: B's message in a room both are in, sent after the private one on the
+        # same worker; once A has it, whatever of the private room was to reach A has.
+        marker_room = f"marker-{uuid.uuid4().hex[:8]}"
+        assert a.join(marker_room)["ok"] and b.join(marker_room)["ok"]
+        marker = b.send(marker_room, "marker")
+        assert marker["ok"]
+        a.wait_for("message", lambda m: m["id"] == marker["message"]["id"])
         assert [m for m in a.received("message") if m["room"] == room] == []
         assert [t for t in a.received("typing") if t["room"] == room] == []
         history = b.join(room, since=0)["messages"]

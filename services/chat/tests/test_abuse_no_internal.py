@@ -236,12 +236,8 @@ def test_the_public_room_pages_limit_is_plain_decimal_in_range(storage_worker, a
 
 def test_plain_decimal_query_numbers_at_their_bounds_are_accepted(storage_worker, account):
     _, token = account
-    assert api(
-        storage_worker, "POST", "/api/rooms", token, json={"name": "bounds"}
-    ).status_code in (
-        201,
-        409,
-    )
+    r = api(storage_worker, "POST", "/api/rooms", token, json={"name": "bounds"})
+    assert r.status_code == 201, r.text  # each storage worker has its own fresh database
     r = api(storage_worker, "GET", "/api/rooms/bounds/messages?after=2147483647&limit=100", token)
     assert r.status_code == 200 and r.json() == {"messages": [], "more": False}
     r = api(storage_worker, "GET", "/api/rooms/bounds/messages?before=0&limit=1", token)

@@ -43,9 +43,10 @@ def test_a_typing_burst_is_broadcast_once_per_interval(start_worker, async_mode)
 
     try:
         assert typist.join(room)["ok"] and reader.join(room)["ok"]
-        # A burst: every one acked, one broadcast.
-        acks = [typist.call("typing", {"room": room}) for _ in range(300)]
-        assert acks == [{"ok": True}] * 300
+        # A burst: every one acked, one broadcast. 100 round trips fit the 2 s interval on a
+        # busy machine (300 took longer there, and a second broadcast was then right).
+        acks = [typist.call("typing", {"room": room}) for _ in range(100)]
+        assert acks == [{"ok": True}] * 100
         assert typing_seen_after_marker("marker 1") == [notice]
 
         # A message ends the typing notice on clients: the author's next typing goes out at
@@ -117,7 +118,7 @@ def test_presence_keys_in_redis_are_bounded_by_what_is_live(start_worker, redis_
     worker = start_worker(REDIS_URL=redis_server.url, PRESENCE_TTL_SECONDS="3")
     spy = redis.Redis(port=redis_server.port, decode_responses=True)
     stayer_name, stayer_token = register(worker.url)
-    _, sprayer_token = register(worker.url)
+    sprayer_name, sprayer_token = register(worker.url)
     stayer = ChatClient(worker.url, stayer_token)
     assert stayer.join("general")["ok"]
     sprayer = ChatClient(worker.url, sprayer_token)
@@ -128,7 +129,12 @@ def test_presence_keys_in_redis_are_bounded_by_what_is_live(start_worker, redis_
     def sets() -> set[str]:
         return set(spy.keys("chat:presence:*")) | set(spy.keys("chat:conns:*"))
 
-    assert len(sets()) >= len(rooms) + 2
+    everyone = {f"chat:presence:{{{room}}}" for room in rooms} | {
+        "chat:presence:{general}",
+        f"chat:conns:{stayer_name}",
+        f"chat:conns:{sprayer_name}",
+    }
+    wait_for(lambda: sets() == everyone, 20, "a set per room and per connected user")
     sprayer.close()  # its 15 rooms and its connection set empty out
     live = {"chat:presence:{general}", f"chat:conns:{stayer_name}"}
     wait_for(lambda: sets() == live, 20, "the sets to shrink to the live ones")
@@ -138,7 +144,8 @@ def test_presence_keys_in_redis_are_bounded_by_what_is_live(start_worker, redis_
     wait_for(lambda: sets() == live, 20, "the sets to shrink again")
     assert spy.keys("chat:ttlsets*") == []
     stamps = spy.keys("chat:presence-stamp:*")
-    assert len(stamps) >= len(rooms)
+    # A stamp per room whose member list changed: each sprayed room and general.
+    assert set(stamps) == {f"chat:presence-stamp:{{{room}}}" for room in [*rooms, "general"]}
     assert all(0 < spy.ttl(key) <= STAMP_TTL_SECONDS for key in stamps)
     assert stayer.join("general")["ok"]
     stayer.close()

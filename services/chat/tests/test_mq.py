@@ -203,6 +203,8 @@ def test_a_join_waits_for_the_confirmation_and_its_room_is_resent_when_it_comes_
     sub = a.manager.subs[room_channel("room:late")]
     assert sub.confirmed.wait(15)
     # Whatever was published meanwhile is shown by the room's newest message, re-sent.
+    # Either is right: the late confirmation re-sends this room, but a heartbeat missed while
+    # Redis was paused may have scheduled the re-send of every room (None) first.
     wait_for(lambda: any(r is None or "room:late" in r for r in a.resumed), 10, "a re-send")
 
 
@@ -211,6 +213,8 @@ def test_sid_targeted_emits_go_on_the_control_channel(workers, written):
     sid = b.socket("e1")
     a.manager.emit("session", {"user": "ann"}, room=sid)
     wait_for(lambda: ("session", {"user": "ann"}) in written.of(b), 10, "the session event")
+    # The control channel also carries every worker's heartbeats, so its count is at least
+    # the session event's one; the room channels carried nothing.
     assert b.received["room"] == 0 and b.received["control"] >= 1
 
 

@@ -4,7 +4,8 @@ One strategy, the moving window, on both storages: `limits`' MemoryStorage for o
 without Redis, its RedisStorage (one Lua script per hit, on our own Redis connection pool)
 for a cluster. A moving window admits at most `amount` hits in ANY `seconds`-long interval,
 so no burst at a window edge doubles the limit (a fixed window admits 2x across the edge),
-and both storages decide alike: tests/test_rate_limit.py replays one schedule on both.
+and both storages decide alike: tests/test_rate_limit.py replays one schedule on both, and
+tests/test_shared_state_contract.py pins the window's edge for hit, exhausted and retry_after.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib.metadata import version
 from typing import Any
 
 from limits import RateLimitItemPerSecond
@@ -78,6 +80,40 @@ def rules_from_config(cfg: Mapping[str, Any]) -> dict[str, Rule]:
     }
 
 
+# limits 5.x keeps MemoryStorage's moving-window hits in `events[key]`, newest first, each
+# with its `atime` (tested on 5.8.0; test_upstream_limits_* in test_shared_state_contract.py).
+TESTED_LIMITS_MAJOR = 5
+
+
+class EdgeInclusiveMemoryStorage(MemoryStorage):
+    """`limits`' MemoryStorage, whose moving window counts a hit exactly `expiry` old.
+
+    Its own acquire_entry and both Redis scripts count that hit (a hit is refused while the
+    one `amount` places back is `>= now - expiry`), but MemoryStorage.get_moving_window left
+    it out: without Redis, `exhausted()` said "not exhausted" at the instant `hit()` still
+    refused, and `retry_after` pointed at the next hit. Counted alike, both storages answer
+    every question alike.
+    """
+
+    def __init__(self) -> None:
+        installed = version("limits")
+        if int(installed.split(".")[0]) != TESTED_LIMITS_MAJOR:
+            raise RuntimeError(
+                f"EdgeInclusiveMemoryStorage reads limits {TESTED_LIMITS_MAJOR}.x "
+                f"MemoryStorage.events; {installed} is installed: run the test_upstream_limits_* "
+                "canaries (services/chat/tests/test_shared_state_contract.py)"
+            )
+        super().__init__()
+
+    def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
+        """(time of the oldest hit in the window, hits in the window); (now, 0) if none."""
+        timestamp = time.time()
+        inside = [
+            e.atime for e in self.events.get(key, [])[:limit] if e.atime >= timestamp - expiry
+        ]
+        return (inside[-1], len(inside)) if inside else (timestamp, 0)
+
+
 def make_storage(state: SharedState) -> Storage:
     """`limits`' storage over the same backend as the shared state (and its Redis pool)."""
     if isinstance(state, RedisState) and state.url.startswith(CLUSTER_SCHEME):
@@ -100,7 +136,7 @@ def make_storage(state: SharedState) -> Storage:
             "redis://", connection_pool=pool, key_prefix="chat:limits", retry=quick_retry()
         )
     assert isinstance(state, MemoryState), state
-    return MemoryStorage()
+    return EdgeInclusiveMemoryStorage()
 
 
 class RateLimiter:
@@ -117,7 +153,7 @@ class RateLimiter:
         self.local_strategy = (
             self.strategy
             if isinstance(self.storage, MemoryStorage)
-            else MovingWindowRateLimiter(MemoryStorage())
+            else MovingWindowRateLimiter(EdgeInclusiveMemoryStorage())
         )
         self.rules: dict[str, Rule] = {}
         self._items: dict[str, RateLimitItemPerSecond] = {}

@@ -1,7 +1,9 @@
 """Expiring sets, in Redis for a cluster or in memory for one worker (rate limits: rate_limit.py).
 
 Both backends keep the same semantics, so presence and rate limits behave the same on a
-laptop and in a cluster; only Redis makes them visible across workers.
+laptop and in a cluster; only Redis makes them visible across workers
+(tests/test_shared_state_contract.py runs the same calls on both). One difference is
+accepted: a stamp expires in Redis after STAMP_TTL_SECONDS and never in memory.
 """
 
 from __future__ import annotations
@@ -155,6 +157,13 @@ def _set_ttl(ttl: float) -> int:
     return int(ttl * 2) + 1
 
 
+def _after(now: float) -> str:
+    """A score range's exclusive lower bound: an entry whose expiry time is `now` is gone, as
+    in MemoryState and as SWEEP (ZREMRANGEBYSCORE -inf..now, inclusive) removes it. An
+    inclusive bound counted it live for the instant the sweep dropped it."""
+    return f"({now!r}"
+
+
 def quick_retry() -> Retry:
     """One retry, on a broken connection only (what a restarted Redis leaves in the pool):
     redis-py's default (retries with backoff, timeouts included) would hold a handler for
@@ -210,7 +219,7 @@ class RedisState:
 
     @_unavailable_on_redis_error
     def members(self, key: str) -> list[str]:
-        return self.redis.zrangebyscore(key, time.time(), "+inf")
+        return self.redis.zrangebyscore(key, _after(time.time()), "+inf")
 
     @_unavailable_on_redis_error
     def members_of(self, keys: list[str]) -> dict[str, list[str]]:
@@ -219,7 +228,7 @@ class RedisState:
         now = time.time()
         pipe = self.redis.pipeline(transaction=False)
         for key in keys:
-            pipe.zrangebyscore(key, now, "+inf")
+            pipe.zrangebyscore(key, _after(now), "+inf")
         return dict(zip(keys, pipe.execute(), strict=True))
 
     @_unavailable_on_redis_error
@@ -230,7 +239,7 @@ class RedisState:
         now = time.time()
         pipe = self.redis.pipeline(transaction=False)
         for key in keys:
-            pipe.zcount(key, now, "+inf")
+            pipe.zcount(key, _after(now), "+inf")
         return dict(zip(keys, pipe.execute(), strict=True))
 
     @_unavailable_on_redis_error

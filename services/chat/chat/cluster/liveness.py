@@ -23,6 +23,8 @@ import logging
 import time
 
 from .. import metrics
+from ..domain.messages import newest_in_rooms
+from ..realtime import publish
 from .mq import DEAF_AFTER_SECONDS, HEARTBEAT_INTERVAL_SECONDS, ShardedRedisManager
 from .presence import Presence
 from .shared_state import SharedState, StateUnavailable
@@ -102,9 +104,6 @@ class Liveness:
         that sees a seq beyond the last it has asks for the gap with `join {since}`; one
         that already has it drops the copy by seq. One message per room, not a replay.
         """
-        from ..domain.messages import newest_in_rooms
-        from ..realtime import publish
-
         rooms = {room for sock in list(self.presence.local.values()) for room in sock.rooms}
         if channels is not None:  # Socket.IO room names (publish.channel) -> chat rooms
             rooms = {room for room in rooms if publish.channel(room) in channels}
@@ -120,8 +119,6 @@ class Liveness:
             publish.message_local(room, message)
 
     def flush_presence(self) -> None:
-        from ..realtime import publish
-
         for room, users in self.presence.changes():
             publish.presence(room, users)
 

@@ -28,7 +28,7 @@ from ..errors import (
     invalid_from_validation,
 )
 from ..extensions import db, socketio
-from . import notify, publish
+from . import delivery, notify, publish
 
 log = logging.getLogger(__name__)
 
@@ -218,9 +218,8 @@ class ChatNamespace(Namespace):
     def on_message(self, principal: Principal, payload: schemas.MessageEvent) -> dict:
         self.rate_limiter.check(principal.username)
         posted = messages.post_message(principal, payload.room, payload.text, payload.client_id)
+        delivery.message_posted(posted)
         if posted.created:
-            metrics.messages_stored.inc()
-            notify.activity(rooms.lookup(posted.message["room"]))
             # Clients stop showing the author as typing when the message lands; the author's
             # next `typing` is news, not a repeat to coalesce.
             self.rate_limiter.clear(rate_limit.TYPING, _typing_key(principal, payload.room))

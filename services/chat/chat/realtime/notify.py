@@ -30,6 +30,7 @@ from flask import Flask, current_app
 from ..domain import rooms
 from ..domain.rooms import Change, RoomRef
 from ..extensions import socketio
+from .publish import channel as room_channel
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +90,6 @@ def removed(change: Change) -> None:
     `room_removed` emit does, on the same channel, so no message of the room reaches them
     after `room_removed`.
     """
-    from .publish import channel as room_channel
-
     server = socketio.server
     name = change.room["name"]
     presence = current_app.extensions["chat.presence"]

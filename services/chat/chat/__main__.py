@@ -5,7 +5,6 @@ from chat import green
 mode = green.patch()  # before anything else imports socket, ssl, threading or psycopg2
 
 import logging  # noqa: E402
-import os  # noqa: E402
 import signal  # noqa: E402
 
 from chat import create_app, serving  # noqa: E402
@@ -45,7 +44,7 @@ def main() -> None:
         cfg["SQLALCHEMY_DATABASE_URI"].split("://", 1)[0],
         "yes" if cfg["REDIS_URL"] else "no",
     )
-    serving.serve(app, socketio, mode, drain, access_log=os.environ.get("ACCESS_LOG", "0") == "1")
+    serving.serve(app, socketio, mode, drain, access_log=cfg["ACCESS_LOG"])
 
 
 if __name__ == "__main__":

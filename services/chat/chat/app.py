@@ -40,8 +40,8 @@ SECURITY_HEADERS = {
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     """Build a worker app from the environment, with `overrides` applied on top (tests)."""
     app = Flask(__name__, static_folder=None)
-    app.config.from_mapping({k: v for k, v in vars(Config()).items() if k.isupper()})
-    app.config.update(overrides or {})
+    app.config.from_mapping({k: v for k, v in vars(Config(overrides)).items() if k.isupper()})
+    app.config.update(overrides or {})  # Config applied them; this keeps any lower-case key too
     # The HTTP body limit matches Engine.IO's: no payload of ours needs more.
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_HTTP_BUFFER_SIZE"]
     _configure_logging(app)

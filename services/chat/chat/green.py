@@ -8,20 +8,19 @@ CPU-heavy C calls (password hashing) on a native thread so they do not stall the
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable
 from typing import TypeVar
 
-T = TypeVar("T")
+from .config import SUPPORTED_MODES, async_mode
 
-SUPPORTED_MODES = ("gevent", "eventlet", "threading")
+T = TypeVar("T")
 _mode = "threading"
 
 
 def patch(mode: str | None = None) -> str:
     """Monkey-patch for the chosen async mode; call before importing anything else."""
     global _mode
-    mode = mode or os.environ.get("ASYNC_MODE", "gevent")
+    mode = mode or async_mode()
     if mode not in SUPPORTED_MODES:
         raise SystemExit(f"ASYNC_MODE must be one of {', '.join(SUPPORTED_MODES)}, not {mode!r}")
     if mode == "gevent":

@@ -25,7 +25,7 @@ def main() -> None:
         seconds=cfg["DRAIN_SECONDS"],
         events=app.extensions["chat.namespace"],
     )
-    app.wsgi_app = drain.wsgi_middleware(app.wsgi_app)
+    app.wsgi_app = drain.wsgi_middleware(app.wsgi_app)  # type: ignore[method-assign]
 
     def on_sigterm(signum, frame):
         if mode == "threading":  # the development server cannot drain: stop at once

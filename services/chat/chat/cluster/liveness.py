@@ -22,6 +22,9 @@ from __future__ import annotations
 import logging
 import time
 
+from flask import Flask
+from flask_socketio import SocketIO
+
 from .. import metrics
 from ..domain.messages import newest_in_rooms
 from ..realtime import publish
@@ -40,11 +43,11 @@ class Liveness:
 
     def __init__(
         self,
-        socketio,
+        socketio: SocketIO,
         presence: Presence,
         state: SharedState,
         manager: ShardedRedisManager | None,
-        app=None,
+        app: Flask | None = None,
     ) -> None:
         self.socketio, self.presence, self.state, self.manager = socketio, presence, state, manager
         self.app = app
@@ -84,7 +87,7 @@ class Liveness:
                 log.warning("background duty skipped: %s", exc)
             except Exception:
                 log.exception("background duty failed; retrying")
-            self.socketio.sleep(PRESENCE_FLUSH_SECONDS)
+            self.socketio.sleep(PRESENCE_FLUSH_SECONDS)  # type: ignore[arg-type]  # stub: int
 
     def _on_resumed(self, rooms: set[str] | None, silence: float) -> None:
         """Called by the manager in a background task when emits may have been missed."""

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from limits import RateLimitItemPerSecond
 from limits.storage import MemoryStorage, RedisClusterStorage, RedisStorage, Storage
 from limits.strategies import MovingWindowRateLimiter
@@ -80,6 +81,8 @@ def rules_from_config(cfg: Mapping[str, Any]) -> dict[str, Rule]:
 
 def make_storage(state: SharedState) -> Storage:
     """`limits`' storage over the same backend as the shared state (and its Redis pool)."""
+    # `limits` types its storage options as scalars; redis-py takes this Retry object too.
+    retry: dict[str, Any] = {"retry": quick_retry()}
     if isinstance(state, RedisState) and state.url.startswith(CLUSTER_SCHEME):
         # A RedisCluster has no single connection pool to share: `limits` builds its own
         # cluster client from the same URL (same scheme), with the shared state's timeouts.
@@ -90,15 +93,15 @@ def make_storage(state: SharedState) -> Storage:
             socket_timeout=REDIS_CALL_TIMEOUT_SECONDS,
             socket_connect_timeout=REDIS_CALL_TIMEOUT_SECONDS,
             max_connections=REDIS_POOL_SIZE * 20,
-            retry=quick_retry(),
+            **retry,
         )
     if isinstance(state, RedisState):
-        pool = state.redis.connection_pool
+        client = state.redis
+        assert isinstance(client, redis.Redis), client  # a cluster took the branch above
+        pool = client.connection_pool
         # The client `limits` builds on our pool takes redis-py's default retries (timeouts
         # retried with backoff: 6.5 s per message while Redis hung) unless given ours.
-        return RedisStorage(
-            "redis://", connection_pool=pool, key_prefix="chat:limits", retry=quick_retry()
-        )
+        return RedisStorage("redis://", connection_pool=pool, key_prefix="chat:limits", **retry)
     assert isinstance(state, MemoryState), state
     return MemoryStorage()
 

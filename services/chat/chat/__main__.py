@@ -6,6 +6,7 @@ mode = green.patch()  # before anything else imports socket, ssl, threading or p
 
 import logging  # noqa: E402
 import signal  # noqa: E402
+from types import FrameType  # noqa: E402
 
 from chat import create_app, serving  # noqa: E402
 from chat.extensions import socketio  # noqa: E402
@@ -27,7 +28,7 @@ def main() -> None:
     )
     app.wsgi_app = drain.wsgi_middleware(app.wsgi_app)  # type: ignore[method-assign]
 
-    def on_sigterm(signum, frame):
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
         if mode == "threading":  # the development server cannot drain: stop at once
             log.info("SIGTERM: stopping worker %s", cfg["NODE_ID"])
             liveness.stop()

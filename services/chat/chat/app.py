@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
-from flask import Flask, jsonify, send_from_directory
+from flask import Flask, Response, jsonify, send_from_directory
 from werkzeug.exceptions import HTTPException
 
 from .config import Config, database_binds
@@ -172,7 +172,7 @@ def _register_http(app: Flask) -> None:
     app.add_url_rule("/api/openapi.json", "openapi", lambda: jsonify(openapi_document()))
 
     @app.errorhandler(ChatError)
-    def chat_error(err: ChatError):
+    def chat_error(err: ChatError) -> tuple[dict[str, Any], int, dict[str, str]]:
         if err.status >= 500:
             db.session.rollback()
         headers = {}
@@ -182,20 +182,21 @@ def _register_http(app: Flask) -> None:
         return err.to_dict(), err.status, headers
 
     @app.after_request
-    def security_headers(response):
+    def security_headers(response: Response) -> Response:
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         return response
 
     @app.errorhandler(HTTPException)
-    def http_error(err: HTTPException):
+    def http_error(err: HTTPException) -> tuple[dict[str, Any], int]:
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
             err.code or 0, "invalid"
         )
-        return {"error": {"code": code, "message": err.description}}, err.code
+        # A raised HTTPException always has its code; 400 only satisfies the type.
+        return {"error": {"code": code, "message": err.description}}, err.code or 400
 
     @app.errorhandler(Exception)
-    def unexpected(exc: Exception):
+    def unexpected(exc: Exception) -> tuple[dict[str, Any], int]:
         db.session.rollback()
         err = from_unexpected(exc)
         if err.code == "internal":
@@ -207,13 +208,13 @@ def _register_http(app: Flask) -> None:
     web_root = Path(app.config["WEB_ROOT"])
 
     @app.get("/")
-    def index():
+    def index() -> Response | dict[str, Any]:
         if not (web_root / "index.html").exists():
             return {"service": "chat", "node": app.config["NODE_ID"], "client": "not built"}
         return send_from_directory(web_root, "index.html")
 
     @app.get("/<path:filename>")
-    def web_file(filename: str):
+    def web_file(filename: str) -> Response | tuple[dict[str, Any], int]:
         # Only what the page loads is public: not the client's tests, package files or
         # node_modules, which live in the same folder.
         filename = posixpath.normpath(filename)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .config import SUPPORTED_MODES, async_mode
 
@@ -84,7 +84,7 @@ def is_database_timeout(exc: BaseException) -> bool:
     return isinstance(getattr(exc, "orig", exc), _database_timeout_class())
 
 
-def _wait_with_deadline(conn) -> None:
+def _wait_with_deadline(conn: Any) -> None:
     """psycogreen's wait callback with a timeout on each wait for the socket.
 
     psycogreen waits for the connection's socket with no timeout, so a frozen server (it

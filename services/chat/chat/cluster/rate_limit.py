@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,7 +176,7 @@ class RateLimiter:
         assert self.rules[rule].local, rule
         self.local_strategy.clear(self._items[rule], key)
 
-    def _call(self, fallback: Any, method, *args: Any) -> Any:
+    def _call(self, fallback: Any, method: Callable[..., Any], *args: Any) -> Any:
         if time.monotonic() < self._down_until:
             return fallback
         try:

@@ -136,7 +136,7 @@ def _unavailable_on_redis_error(method: Callable[..., T]) -> Callable[..., T]:
     """Turn Redis errors into StateUnavailable, and fail fast for a moment after one."""
 
     @functools.wraps(method)
-    def wrapper(self: RedisState, *args, **kwargs) -> T:
+    def wrapper(self: RedisState, *args: Any, **kwargs: Any) -> T:
         if time.monotonic() < self.down_until:
             raise StateUnavailable(f"redis: unreachable ({self.last_error})")
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import DateTime, Integer, String, Text, bindparam, insert, select, update
 from sqlalchemy.engine import Engine
@@ -168,7 +169,7 @@ def _store_in_transaction(
 
 
 def _new_message(
-    principal: Principal, room: RoomRef, text: str, client_id: str | None, **stored
+    principal: Principal, room: RoomRef, text: str, client_id: str | None, **stored: Any
 ) -> Message:
     return Message(
         room_id=room.id,

@@ -238,7 +238,8 @@ def view(principal: Principal, name: str) -> dict:
 _ROOM_COLUMNS = (Room.id, Room.name, Room.kind, Room.private, Room.last_seq)
 
 
-def _room_dict(room, last_read_seq: int | None, members: list[str] | None) -> dict:
+def _room_dict(room: Any, last_read_seq: int | None, members: list[str] | None) -> dict:
+    """A room object of the API from a row of _ROOM_COLUMNS (with the caller's position)."""
     item = {
         "name": room.name,
         "kind": room.kind,

@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 LOCK := services/chat/requirements-dev.lock
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint migrate deps system-deps clean
+.PHONY: run test lint typecheck migrate deps system-deps clean
 
 # Each part of the project adds its own targets, and what `make test` needs first, here.
 TEST_PREREQS :=
@@ -36,9 +36,13 @@ test: deps system-deps $(TEST_PREREQS)
 	$(VENV)/bin/ruff check services loadtest deploy
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-lint: deps
+lint: deps typecheck
 	$(VENV)/bin/ruff check services loadtest deploy
 	$(VENV)/bin/ruff format --check services loadtest deploy
+
+# mypy over the chat package; its settings are [tool.mypy] in services/chat/pyproject.toml.
+typecheck: deps
+	$(VENV)/bin/mypy --config-file services/chat/pyproject.toml services/chat/chat
 
 clean:
 	rm -rf $(VENV) var

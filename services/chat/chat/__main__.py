@@ -5,8 +5,8 @@ from chat import green
 mode = green.patch()  # before anything else imports socket, ssl, threading or psycopg2
 
 import logging  # noqa: E402
-import os  # noqa: E402
 import signal  # noqa: E402
+from types import FrameType  # noqa: E402
 
 from chat import create_app, serving  # noqa: E402
 from chat.extensions import socketio  # noqa: E402
@@ -26,9 +26,9 @@ def main() -> None:
         seconds=cfg["DRAIN_SECONDS"],
         events=app.extensions["chat.namespace"],
     )
-    app.wsgi_app = drain.wsgi_middleware(app.wsgi_app)
+    app.wsgi_app = drain.wsgi_middleware(app.wsgi_app)  # type: ignore[method-assign]
 
-    def on_sigterm(signum, frame):
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
         if mode == "threading":  # the development server cannot drain: stop at once
             log.info("SIGTERM: stopping worker %s", cfg["NODE_ID"])
             liveness.stop()
@@ -45,7 +45,7 @@ def main() -> None:
         cfg["SQLALCHEMY_DATABASE_URI"].split("://", 1)[0],
         "yes" if cfg["REDIS_URL"] else "no",
     )
-    serving.serve(app, socketio, mode, drain, access_log=os.environ.get("ACCESS_LOG", "0") == "1")
+    serving.serve(app, socketio, mode, drain, access_log=cfg["ACCESS_LOG"])
 
 
 if __name__ == "__main__":

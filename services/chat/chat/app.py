@@ -5,15 +5,17 @@ from __future__ import annotations
 import logging
 import posixpath
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
-from flask import Flask, jsonify, send_from_directory
+from flask import Flask, Response, jsonify, send_from_directory
 from werkzeug.exceptions import HTTPException
 
 from .config import Config, database_binds
 from .errors import ChatError, from_unexpected
-from .extensions import db, migrate, socketio
+from .extensions import db, migrate, socketio, socketio_server
 
 MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
 # The browser client's files under WEB_ROOT that are served; everything else there is not.
@@ -40,8 +42,8 @@ SECURITY_HEADERS = {
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     """Build a worker app from the environment, with `overrides` applied on top (tests)."""
     app = Flask(__name__, static_folder=None)
-    app.config.from_mapping({k: v for k, v in vars(Config()).items() if k.isupper()})
-    app.config.update(overrides or {})
+    app.config.from_mapping({k: v for k, v in vars(Config(overrides)).items() if k.isupper()})
+    app.config.update(overrides or {})  # Config applied them; this keeps any lower-case key too
     # The HTTP body limit matches Engine.IO's: no payload of ours needs more.
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_HTTP_BUFFER_SIZE"]
     _configure_logging(app)
@@ -60,16 +62,19 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=MIGRATIONS_DIR)
     _init_realtime(app)
     _register_http(app)
-    app.wsgi_app = _refuse_websocket_compression(app.wsgi_app)
+    wsgi_app: WSGIApplication = _refuse_websocket_compression(app.wsgi_app)
     from .realtime.hardening import guard_engineio_http
 
-    app.wsgi_app = guard_engineio_http(app.wsgi_app, app.config["MAX_HTTP_BUFFER_SIZE"])
+    wsgi_app = guard_engineio_http(wsgi_app, app.config["MAX_HTTP_BUFFER_SIZE"])
     if app.config["TRUSTED_PROXY_HOPS"]:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
         # The client's address (login throttling) from the proxies' X-Forwarded-For.
         hops = app.config["TRUSTED_PROXY_HOPS"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops)
+        wsgi_app = ProxyFix(wsgi_app, x_for=hops)
+    # Flask's documented way to add WSGI middleware; to mypy it replaces a method by a
+    # function of another signature.
+    app.wsgi_app = wsgi_app  # type: ignore[method-assign,assignment]
 
     from .domain.rooms import forget_cached_rooms
 
@@ -125,14 +130,15 @@ def _init_realtime(app: Flask) -> None:
         logger=_library_logger("socketio.server"),
         engineio_logger=_library_logger("engineio.server"),
     )
-    hardening.harden(socketio.server)
+    server = socketio_server()
+    hardening.harden(server)
     from .realtime import pings
 
-    pings.install(socketio.server.eio)
+    pings.install(server.eio)
     if cfg["SID_TAG"]:
         from .realtime.sticky import tag_session_ids
 
-        tag_session_ids(socketio.server.eio, cfg["SID_TAG"])
+        tag_session_ids(server.eio, cfg["SID_TAG"])
     socket_limits.install(cfg["MAX_SOCKET_QUEUE_BYTES"], cfg["AUTH_TIMEOUT_SECONDS"])
     namespace = ChatNamespace("/", presence, limiter)
     socketio.on_namespace(namespace)
@@ -166,29 +172,31 @@ def _register_http(app: Flask) -> None:
     app.add_url_rule("/api/openapi.json", "openapi", lambda: jsonify(openapi_document()))
 
     @app.errorhandler(ChatError)
-    def chat_error(err: ChatError):
+    def chat_error(err: ChatError) -> tuple[dict[str, Any], int, dict[str, str]]:
         if err.status >= 500:
             db.session.rollback()
         headers = {}
-        if getattr(err, "retry_after", None):
-            headers["Retry-After"] = str(err.retry_after)
+        retry_after = getattr(err, "retry_after", None)  # RateLimited's, in whole seconds
+        if retry_after:
+            headers["Retry-After"] = str(retry_after)
         return err.to_dict(), err.status, headers
 
     @app.after_request
-    def security_headers(response):
+    def security_headers(response: Response) -> Response:
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         return response
 
     @app.errorhandler(HTTPException)
-    def http_error(err: HTTPException):
+    def http_error(err: HTTPException) -> tuple[dict[str, Any], int]:
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
             err.code or 0, "invalid"
         )
-        return {"error": {"code": code, "message": err.description}}, err.code
+        # A raised HTTPException always has its code; 400 only satisfies the type.
+        return {"error": {"code": code, "message": err.description}}, err.code or 400
 
     @app.errorhandler(Exception)
-    def unexpected(exc: Exception):
+    def unexpected(exc: Exception) -> tuple[dict[str, Any], int]:
         db.session.rollback()
         err = from_unexpected(exc)
         if err.code == "internal":
@@ -200,13 +208,13 @@ def _register_http(app: Flask) -> None:
     web_root = Path(app.config["WEB_ROOT"])
 
     @app.get("/")
-    def index():
+    def index() -> Response | dict[str, Any]:
         if not (web_root / "index.html").exists():
             return {"service": "chat", "node": app.config["NODE_ID"], "client": "not built"}
         return send_from_directory(web_root, "index.html")
 
     @app.get("/<path:filename>")
-    def web_file(filename: str):
+    def web_file(filename: str) -> Response | tuple[dict[str, Any], int]:
         # Only what the page loads is public: not the client's tests, package files or
         # node_modules, which live in the same folder.
         filename = posixpath.normpath(filename)
@@ -215,7 +223,7 @@ def _register_http(app: Flask) -> None:
         return send_from_directory(web_root, filename)
 
 
-def _refuse_websocket_compression(wsgi_app):
+def _refuse_websocket_compression(wsgi_app: WSGIApplication) -> WSGIApplication:
     """Drop the client's permessage-deflate offer before any WebSocket server sees it.
 
     Browsers always offer it and eventlet accepts it, and then every broadcast frame is
@@ -224,7 +232,7 @@ def _refuse_websocket_compression(wsgi_app):
     send them uncompressed on every path; nginx drops the header too.
     """
 
-    def app(environ, start_response):
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
         return wsgi_app(environ, start_response)
 

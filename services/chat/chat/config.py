@@ -1,17 +1,45 @@
-"""Configuration from the environment: the one place settings are read."""
+"""Configuration from the environment: the one place settings are read.
+
+Imported before green.patch() monkey-patches the standard library (the entry point reads
+ASYNC_MODE through it), so at module level it imports nothing that opens or selects on
+sockets: `socket` and `secrets` are imported where they are used.
+"""
 
 from __future__ import annotations
 
 import os
 import re
-import secrets
-import socket
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+
+class ConfigError(SystemExit):
+    """A setting the worker refuses to run with; the message says which and why."""
 
 
 def _env_int(name: str, default: int) -> int:
+    """An integer setting; ConfigError naming the variable when its value is not one."""
     value = os.environ.get(name)
-    return int(value) if value not in (None, "") else default
+    if value in (None, ""):
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r}: an integer is expected") from None
+
+
+# The green-thread libraries a worker can run on (green.py); threading is for tests and tools.
+SUPPORTED_MODES = ("gevent", "eventlet", "threading")
+
+
+def async_mode() -> str:
+    """ASYNC_MODE (default gevent): read by green.patch() before anything else is imported,
+    and by Config. ConfigError when it names no supported mode."""
+    mode = os.environ.get("ASYNC_MODE") or "gevent"
+    if mode not in SUPPORTED_MODES:
+        raise ConfigError(f"ASYNC_MODE must be one of {', '.join(SUPPORTED_MODES)}, not {mode!r}")
+    return mode
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -44,10 +72,6 @@ def _data_dir() -> Path:
 MIN_SECRET_KEY_LENGTH = 32
 
 
-class ConfigError(SystemExit):
-    """A setting the worker refuses to run with; the message says which and why."""
-
-
 def _secret_key(data_dir: Path) -> str:
     """SECRET_KEY from the environment, else one kept in the data dir so restarts keep tokens."""
     if os.environ.get("SECRET_KEY"):
@@ -59,6 +83,8 @@ def _secret_key(data_dir: Path) -> str:
                 "print(secrets.token_urlsafe(48))')"
             )
         return key
+    import secrets
+
     path = data_dir / "secret_key"
     if not path.exists():
         path.write_text(secrets.token_urlsafe(48))
@@ -84,15 +110,23 @@ def normalize_database_url(url: str) -> str:
 
 
 class Config:
-    """Settings for one chat worker, read from the environment when instantiated."""
+    """Settings for one chat worker, read from the environment when instantiated.
 
-    def __init__(self) -> None:
+    `overrides` (tests, tools) replace settings after they are read. A SECRET_KEY given there
+    is used as it is: no key is read from or written to the data dir for it.
+    Raises ConfigError for a value the worker refuses (naming the variable).
+    """
+
+    def __init__(self, overrides: Mapping[str, Any] | None = None) -> None:
+        import socket
+
+        given = dict(overrides or {})
         data_dir = _data_dir()
         self.DATA_DIR = str(data_dir)
-        self.SECRET_KEY = _secret_key(data_dir)
+        self.SECRET_KEY = given["SECRET_KEY"] if "SECRET_KEY" in given else _secret_key(data_dir)
         self.SQLALCHEMY_DATABASE_URI = _database_url(data_dir)
         self.REDIS_URL = os.environ.get("REDIS_URL") or None
-        self.ASYNC_MODE = os.environ.get("ASYNC_MODE", "gevent")
+        self.ASYNC_MODE = async_mode()
         self.HOST = os.environ.get("HOST", "127.0.0.1")
         self.PORT = _env_int("PORT", 5000)
         self.NODE_ID = os.environ.get("NODE_ID") or f"{socket.gethostname()}:{self.PORT}"
@@ -176,9 +210,14 @@ class Config:
             Path(__file__).resolve().parents[2] / "web"
         )
         self.LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+        # The HTTP server's own access log, one line per request (serving.py); off by default:
+        # nginx in front keeps one.
+        self.ACCESS_LOG = _env_bool("ACCESS_LOG", False)
         self.SQLALCHEMY_ENGINE_OPTIONS = _engine_options(
             self.SQLALCHEMY_DATABASE_URI, self.DATABASE_TIMEOUT_SECONDS
         )
+        for name, value in given.items():
+            setattr(self, name, value)
 
 
 # The bind of the message hot path: one autocommitted statement stores a message (see

@@ -8,20 +8,19 @@ CPU-heavy C calls (password hashing) on a native thread so they do not stall the
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from .config import SUPPORTED_MODES, async_mode
 
 T = TypeVar("T")
-
-SUPPORTED_MODES = ("gevent", "eventlet", "threading")
 _mode = "threading"
 
 
 def patch(mode: str | None = None) -> str:
     """Monkey-patch for the chosen async mode; call before importing anything else."""
     global _mode
-    mode = mode or os.environ.get("ASYNC_MODE", "gevent")
+    mode = mode or async_mode()
     if mode not in SUPPORTED_MODES:
         raise SystemExit(f"ASYNC_MODE must be one of {', '.join(SUPPORTED_MODES)}, not {mode!r}")
     if mode == "gevent":
@@ -85,7 +84,7 @@ def is_database_timeout(exc: BaseException) -> bool:
     return isinstance(getattr(exc, "orig", exc), _database_timeout_class())
 
 
-def _wait_with_deadline(conn) -> None:
+def _wait_with_deadline(conn: Any) -> None:
     """psycogreen's wait callback with a timeout on each wait for the socket.
 
     psycogreen waits for the connection's socket with no timeout, so a frozen server (it

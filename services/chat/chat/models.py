@@ -18,14 +18,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .extensions import db
+from .extensions import Model
+from .schemas import MessagePayload
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class User(db.Model):
+class User(Model):
     __tablename__ = "users"
     __table_args__ = (
         # One identity whatever the case: `Alice` and `alice` are the same user (0002).
@@ -41,7 +42,7 @@ class User(db.Model):
     tokens_valid_after: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
-class TokenRevocation(db.Model):
+class TokenRevocation(Model):
     """One ended token ("log out" on one device), kept until the token would have expired."""
 
     __tablename__ = "token_revocations"
@@ -55,7 +56,7 @@ class TokenRevocation(db.Model):
 ROOM_KINDS = ("public", "private", "dm")
 
 
-class Room(db.Model):
+class Room(Model):
     __tablename__ = "rooms"
     __table_args__ = (
         # Room names are one identity whatever the case too; the room keeps the spelling it
@@ -77,7 +78,7 @@ class Room(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class Membership(db.Model):
+class Membership(Model):
     """A user's rooms: who may enter a private room or DM, which public rooms one joined,
     and how far the user has read in each (seq of the last message read)."""
 
@@ -90,7 +91,7 @@ class Membership(db.Model):
     last_read_seq: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class Message(db.Model):
+class Message(Model):
     __tablename__ = "messages"
     __table_args__ = (
         UniqueConstraint("room_id", "seq", name="uq_messages_room_seq"),
@@ -109,7 +110,7 @@ class Message(db.Model):
     client_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
-    def to_dict(self, room_name: str) -> dict:
+    def to_dict(self, room_name: str) -> MessagePayload:
         """The public message object of the API contract."""
         created = self.created_at
         if created.tzinfo is None:  # SQLite hands back naive datetimes; they were stored as UTC

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypedDict
 
 from pydantic import (
     AfterValidator,
@@ -204,6 +204,23 @@ class MessageOut(BaseModel):
     text: str
     created_at: str
     client_id: str | None
+
+
+class MessagePayload(TypedDict):
+    """A stored message as the server hands it out: MessageOut's fields, as a plain dict.
+
+    What the domain returns (models.Message.to_dict), what is pushed to a room (the
+    `message` event) and what REST and the Socket.IO ack return; built once per message and
+    encoded as it is, so it is a dict rather than a model (test_schemas keeps the two equal).
+    """
+
+    id: int
+    room: str
+    seq: int  # the room's gapless counter, from 1
+    user: str  # the author's username
+    text: str
+    created_at: str  # ISO 8601 in UTC with a "Z", e.g. "2026-01-02T03:04:05.678901Z"
+    client_id: str | None  # the sender's idempotency key, if it gave one
 
 
 class MessageList(BaseModel):

@@ -124,6 +124,21 @@ def test_a_rest_post_is_pushed_like_a_socket_message(sio_client, client, account
     assert events(bob, "message") == [r.get_json()]
 
 
+def test_a_retried_rest_post_is_answered_with_the_stored_message_and_not_pushed_again(
+    sio_client, client, accounts
+):
+    bob = sio_client("bob")
+    bob.emit("join", {"room": "general"}, callback=True)
+    bob.get_received()
+    body = {"text": "once", "client_id": "rest-retry"}
+    headers = accounts.headers("alice")
+    first = client.post("/api/rooms/general/messages", json=body, headers=headers)
+    second = client.post("/api/rooms/general/messages", json=body, headers=headers)
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert second.get_json() == first.get_json()
+    assert events(bob, "message") == [first.get_json()]
+
+
 def test_leave_stops_delivery(sio_client):
     alice, bob = sio_client("alice"), sio_client("bob")
     bob.emit("join", {"room": "general"}, callback=True)

@@ -38,3 +38,9 @@ def test_the_text_types_refuse_it_field_by_field(text):
     with pytest.raises(ValidationError) as info:
         schemas.MessageEvent.model_validate({"room": "general", "text": "hi", "client_id": text})
     assert [e["loc"] for e in info.value.errors()] == [("client_id",)]
+
+
+def test_the_message_payload_type_has_the_fields_of_the_documented_message():
+    """MessagePayload (the dict pushed and returned) and MessageOut (the OpenAPI schema)."""
+    assert schemas.MessagePayload.__required_keys__ == set(schemas.MessageOut.model_fields)
+    assert schemas.MessagePayload.__optional_keys__ == frozenset()

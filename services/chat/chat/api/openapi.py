@@ -72,7 +72,7 @@ def endpoint(
 
     def decorate(view: Callable) -> Callable:
         @wraps(view)
-        def wrapper(**path_args: Any):
+        def wrapper(**path_args: Any) -> Any:
             args: list[Any] = []
             if auth:
                 args.append(bearer_principal())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import Blueprint, current_app
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -16,7 +17,7 @@ ops = Blueprint("ops", __name__)
 
 
 @ops.get("/healthz")
-def healthz():
+def healthz() -> tuple[dict[str, Any], int]:
     checks: dict[str, dict] = {}
     try:
         db.session.execute(text("SELECT 1"))
@@ -34,6 +35,6 @@ def healthz():
 
 
 @ops.get("/metrics")
-def metrics():
+def metrics() -> tuple[bytes, int, dict[str, str]]:
     current_app.extensions["chat.liveness"].update_metrics()
     return generate_latest(registry), 200, {"Content-Type": CONTENT_TYPE_LATEST}

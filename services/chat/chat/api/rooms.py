@@ -9,8 +9,7 @@ from flask import current_app
 from ..cluster import rate_limit
 from ..domain import messages, rooms
 from ..domain.accounts import Principal
-from ..metrics import messages_stored
-from ..realtime import notify
+from ..realtime import delivery, notify
 from ..schemas import (
     DmCreate,
     HistoryQuery,
@@ -18,6 +17,7 @@ from ..schemas import (
     MemberPath,
     MessageList,
     MessageOut,
+    MessagePayload,
     MessageText,
     ReadOut,
     ReadPosition,
@@ -175,10 +175,8 @@ def list_messages(principal: Principal, query: HistoryQuery, room: str) -> dict:
     status=201,
     errors=(403, 404, 429, 503),
 )
-def post_message(principal: Principal, payload: MessageText, room: str) -> dict:
+def post_message(principal: Principal, payload: MessageText, room: str) -> MessagePayload:
     current_app.extensions["chat.rate_limiter"].check(principal.username)
     posted = messages.post_message(principal, room, payload.text, payload.client_id)
-    if posted.created:
-        messages_stored.inc()
-        notify.activity(rooms.lookup(posted.message["room"]))
+    delivery.message_posted(posted)
     return posted.message

@@ -22,7 +22,12 @@ from __future__ import annotations
 import logging
 import time
 
+from flask import Flask
+from flask_socketio import SocketIO
+
 from .. import metrics
+from ..domain.messages import newest_in_rooms
+from ..realtime import publish
 from .mq import DEAF_AFTER_SECONDS, HEARTBEAT_INTERVAL_SECONDS, ShardedRedisManager
 from .presence import Presence
 from .shared_state import SharedState, StateUnavailable
@@ -38,11 +43,11 @@ class Liveness:
 
     def __init__(
         self,
-        socketio,
+        socketio: SocketIO,
         presence: Presence,
         state: SharedState,
         manager: ShardedRedisManager | None,
-        app=None,
+        app: Flask | None = None,
     ) -> None:
         self.socketio, self.presence, self.state, self.manager = socketio, presence, state, manager
         self.app = app
@@ -82,7 +87,7 @@ class Liveness:
                 log.warning("background duty skipped: %s", exc)
             except Exception:
                 log.exception("background duty failed; retrying")
-            self.socketio.sleep(PRESENCE_FLUSH_SECONDS)
+            self.socketio.sleep(PRESENCE_FLUSH_SECONDS)  # type: ignore[arg-type]  # stub: int
 
     def _on_resumed(self, rooms: set[str] | None, silence: float) -> None:
         """Called by the manager in a background task when emits may have been missed."""
@@ -102,9 +107,6 @@ class Liveness:
         that sees a seq beyond the last it has asks for the gap with `join {since}`; one
         that already has it drops the copy by seq. One message per room, not a replay.
         """
-        from ..domain.messages import newest_in_rooms
-        from ..realtime import publish
-
         rooms = {room for sock in list(self.presence.local.values()) for room in sock.rooms}
         if channels is not None:  # Socket.IO room names (publish.channel) -> chat rooms
             rooms = {room for room in rooms if publish.channel(room) in channels}
@@ -120,8 +122,6 @@ class Liveness:
             publish.message_local(room, message)
 
     def flush_presence(self) -> None:
-        from ..realtime import publish
-
         for room, users in self.presence.changes():
             publish.presence(room, users)
 

@@ -42,7 +42,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import redis
 from socketio.packet import Packet
@@ -88,7 +88,7 @@ DEFAULT_UNSUBSCRIBE_DELAY_SECONDS = 30.0
 CHANNEL_PREFIX = "chat:mq:"
 
 
-def is_room(room: Any) -> bool:
+def is_room(room: Any) -> TypeGuard[str]:
     """Does an emit to `room` go to the room's own channel? (Names with a ':'; sids have none.)"""
     return isinstance(room, str) and ":" in room
 
@@ -317,7 +317,7 @@ class ShardedRedisManager(PubSubManager):
             conn.send_command("SPUBLISH", channel, payload)
             return client, conn
         except Exception:
-            if conn is not None:
+            if client is not None and conn is not None:
                 conn.disconnect()
                 client.connection_pool.release(conn)
             return None

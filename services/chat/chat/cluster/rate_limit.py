@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
 
+import redis
 from limits import RateLimitItemPerSecond
 from limits.storage import MemoryStorage, RedisClusterStorage, RedisStorage, Storage
 from limits.strategies import MovingWindowRateLimiter
@@ -116,6 +117,8 @@ class EdgeInclusiveMemoryStorage(MemoryStorage):
 
 def make_storage(state: SharedState) -> Storage:
     """`limits`' storage over the same backend as the shared state (and its Redis pool)."""
+    # `limits` types its storage options as scalars; redis-py takes this Retry object too.
+    retry: dict[str, Any] = {"retry": quick_retry()}
     if isinstance(state, RedisState) and state.url.startswith(CLUSTER_SCHEME):
         # A RedisCluster has no single connection pool to share: `limits` builds its own
         # cluster client from the same URL (same scheme), with the shared state's timeouts.
@@ -126,15 +129,15 @@ def make_storage(state: SharedState) -> Storage:
             socket_timeout=REDIS_CALL_TIMEOUT_SECONDS,
             socket_connect_timeout=REDIS_CALL_TIMEOUT_SECONDS,
             max_connections=REDIS_POOL_SIZE * 20,
-            retry=quick_retry(),
+            **retry,
         )
     if isinstance(state, RedisState):
-        pool = state.redis.connection_pool
+        client = state.redis
+        assert isinstance(client, redis.Redis), client  # a cluster took the branch above
+        pool = client.connection_pool
         # The client `limits` builds on our pool takes redis-py's default retries (timeouts
         # retried with backoff: 6.5 s per message while Redis hung) unless given ours.
-        return RedisStorage(
-            "redis://", connection_pool=pool, key_prefix="chat:limits", retry=quick_retry()
-        )
+        return RedisStorage("redis://", connection_pool=pool, key_prefix="chat:limits", **retry)
     assert isinstance(state, MemoryState), state
     return EdgeInclusiveMemoryStorage()
 
@@ -209,7 +212,7 @@ class RateLimiter:
         assert self.rules[rule].local, rule
         self.local_strategy.clear(self._items[rule], key)
 
-    def _call(self, fallback: Any, method, *args: Any) -> Any:
+    def _call(self, fallback: Any, method: Callable[..., Any], *args: Any) -> Any:
         if time.monotonic() < self._down_until:
             return fallback
         try:

@@ -13,7 +13,7 @@ import secrets
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 import redis
@@ -138,7 +138,7 @@ def _unavailable_on_redis_error(method: Callable[..., T]) -> Callable[..., T]:
     """Turn Redis errors into StateUnavailable, and fail fast for a moment after one."""
 
     @functools.wraps(method)
-    def wrapper(self: RedisState, *args, **kwargs) -> T:
+    def wrapper(self: RedisState, *args: Any, **kwargs: Any) -> T:
         if time.monotonic() < self.down_until:
             raise StateUnavailable(f"redis: unreachable ({self.last_error})")
         try:
@@ -219,7 +219,8 @@ class RedisState:
 
     @_unavailable_on_redis_error
     def members(self, key: str) -> list[str]:
-        return self.redis.zrangebyscore(key, _after(time.time()), "+inf")
+        # str, not bytes: the client decodes responses (redis-py's types cannot tell).
+        return cast(list[str], self.redis.zrangebyscore(key, _after(time.time()), "+inf"))
 
     @_unavailable_on_redis_error
     def members_of(self, keys: list[str]) -> dict[str, list[str]]:
@@ -256,8 +257,8 @@ class RedisState:
         if not keys:
             return []
         if isinstance(self.redis, redis.RedisCluster):  # keys in many slots: one MGET per node
-            return self.redis.mget_nonatomic(keys)
-        return self.redis.mget(keys)
+            return cast(list[str | None], self.redis.mget_nonatomic(keys))
+        return cast(list[str | None], self.redis.mget(keys))  # decoded, as in members()
 
     @_unavailable_on_redis_error
     def ensure(self, key: str, value: str) -> str:
@@ -309,7 +310,7 @@ def parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
     return nodes, options
 
 
-def redis_client(url: str, **options) -> redis.Redis:
+def redis_client(url: str, **options: Any) -> redis.Redis | redis.RedisCluster:
     """A client for REDIS_URL, read the way the message queue reads it.
 
     `redis+cluster://[:password@]host1:port1,host2:port2` is a Redis Cluster (redis-py's

@@ -54,7 +54,9 @@ class Topology:
             except redis.RedisError as exc:  # not up yet: the links read the map when it is
                 log.warning("redis cluster slot map not read yet: %s", exc)
         else:
-            self._clients[SINGLE_NODE] = redis_client(url, **self._options)
+            client = redis_client(url, **self._options)
+            assert isinstance(client, redis.Redis), client  # not a cluster URL: one client
+            self._clients[SINGLE_NODE] = client
 
     def node_of(self, channel: str) -> str:
         """The node that serves `channel` (a node name `host:port`, or "redis")."""

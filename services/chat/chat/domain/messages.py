@@ -1,9 +1,14 @@
-"""Messages: store with a gapless per-room seq, publish to the room, read history."""
+"""Messages: store with a gapless per-room seq, read history.
+
+The domain stores and returns; the transports publish what it returns
+(realtime/delivery.py), so nothing here knows how a message reaches a socket.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import DateTime, Integer, String, Text, bindparam, insert, select, update
 from sqlalchemy.engine import Engine
@@ -14,7 +19,7 @@ from ..errors import Conflict, NotFound, Unavailable
 from ..extensions import db
 from ..green import is_database_timeout
 from ..models import Membership, Message, Room, utcnow
-from ..realtime import publish
+from ..schemas import MessagePayload
 from .accounts import Principal
 from .rooms import RoomRef, ensure_member, require_user, room_for
 
@@ -26,17 +31,20 @@ JOIN_LATEST = 50
 
 @dataclass(frozen=True)
 class Posted:
-    message: dict
+    message: MessagePayload
     created: bool  # False when a retry found the message stored by an earlier attempt
 
 
 def post_message(principal: Principal, room_name: str, text: str, client_id: str | None) -> Posted:
-    """Store a message and push it to every socket in the room.
+    """Store a message; the caller publishes a created one (realtime/delivery.py).
 
     seq comes from `UPDATE rooms SET last_seq = last_seq + 1 ... RETURNING` in the same
     transaction as the INSERT, so the row lock orders writers: commit order is seq order and
     a reader of "everything after N" can never miss a message that commits late.
-    A retry with the same (user, client_id) returns the stored message and publishes nothing.
+    A retry with the same (user, client_id) returns the stored message with created=False:
+    the first attempt's caller published it, so it is not published again.
+    Errors: NotFound/Forbidden (room_for), Conflict (client_id used in another room),
+    Unavailable (the store timed out or is down).
     """
     room = room_for(principal, room_name)
     try:
@@ -60,7 +68,6 @@ def post_message(principal: Principal, room_name: str, text: str, client_id: str
                 "retry with the same client_id"
             ) from None
         raise Unavailable("the message store is unavailable; the message was not sent") from None
-    publish.message(room.name, payload)
     return Posted(payload, created=True)
 
 
@@ -115,7 +122,7 @@ _MARK_SENDER_READ = (
 
 def _store_in_one_statement(
     engine: Engine, principal: Principal, room: RoomRef, text: str, client_id: str | None
-) -> dict:
+) -> MessagePayload:
     """PostgreSQL: seq and row in one autocommitted statement, one round trip.
 
     The message handler's time before the broadcast is round trips, each of which also waits
@@ -144,7 +151,7 @@ def _store_in_one_statement(
 
 def _store_in_transaction(
     principal: Principal, room: RoomRef, text: str, client_id: str | None
-) -> dict:
+) -> MessagePayload:
     """SQLite (the embedded default): UPDATE ... RETURNING, then INSERT, in one transaction."""
     seq = db.session.execute(_NEXT_SEQ, {"new_room_id": room.id}).scalar_one()
     message = _new_message(principal, room, text, client_id, seq=seq)
@@ -162,7 +169,7 @@ def _store_in_transaction(
 
 
 def _new_message(
-    principal: Principal, room: RoomRef, text: str, client_id: str | None, **stored
+    principal: Principal, room: RoomRef, text: str, client_id: str | None, **stored: Any
 ) -> Message:
     return Message(
         room_id=room.id,
@@ -174,7 +181,7 @@ def _new_message(
     )
 
 
-def _stored_retry(principal: Principal, room: RoomRef, client_id: str) -> dict:
+def _stored_retry(principal: Principal, room: RoomRef, client_id: str) -> MessagePayload:
     stored = db.session.scalar(
         select(Message).where(Message.user_id == principal.id, Message.client_id == client_id)
     )
@@ -192,7 +199,7 @@ def history(
     after: int | None = None,
     before: int | None = None,
     limit: int = JOIN_LATEST,
-) -> tuple[list[dict], bool]:
+) -> tuple[list[MessagePayload], bool]:
     """Messages of a room in ascending seq, and whether more lie beyond the page.
 
     With `after`, the page starts just after it (catch-up); otherwise it ends just before
@@ -204,7 +211,7 @@ def history(
 
 def _page(
     room: RoomRef, *, after: int | None, before: int | None, limit: int
-) -> tuple[list[dict], bool]:
+) -> tuple[list[MessagePayload], bool]:
     query = select(Message).where(Message.room_id == room.id)
     if before is not None:
         query = query.where(Message.seq < before)
@@ -220,7 +227,7 @@ def _page(
     return [m.to_dict(room.name) for m in rows], more
 
 
-def newest_in_rooms(room_names: list[str]) -> dict[str, dict]:
+def newest_in_rooms(room_names: list[str]) -> dict[str, MessagePayload]:
     """The newest message of each named room that has one (no permission check: server use)."""
     rows = db.session.execute(
         select(Message, Room.name)
@@ -236,7 +243,7 @@ def join(
     since: int | None,
     enter: Callable[[RoomRef], None],
     before_create: Callable[[], None] | None = None,
-) -> tuple[RoomRef, list[dict], bool, bool]:
+) -> tuple[RoomRef, list[MessagePayload], bool, bool]:
     """Enter a room (creating a public one on first use) and read what the joiner missed.
 
     Joining a public room makes the caller its member; the last value says whether that

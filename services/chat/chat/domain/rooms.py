@@ -7,10 +7,12 @@ names, and a room or user keeps the spelling it was created with.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Executable, Row, Table, func, insert, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
@@ -126,7 +128,16 @@ def _check_free_name(name: str) -> None:
         raise Invalid(f"room names starting with {DM_PREFIX!r} are reserved for direct messages")
 
 
-def _users_named(names: set[str]) -> list:
+def _rows_changed(statement: Executable) -> int:
+    """Run an UPDATE or DELETE in the session; the number of rows it matched.
+
+    Its result is a CursorResult (which has rowcount); Session.execute is typed as returning
+    any Result.
+    """
+    return cast(CursorResult[Any], db.session.execute(statement)).rowcount
+
+
+def _users_named(names: set[str]) -> Sequence[Row[int, str]]:
     """(id, username) of the users with these names, compared case-insensitively."""
     wanted = {n.lower() for n in names if _USERNAME.fullmatch(n)}
     if not wanted:
@@ -227,7 +238,8 @@ def view(principal: Principal, name: str) -> dict:
 _ROOM_COLUMNS = (Room.id, Room.name, Room.kind, Room.private, Room.last_seq)
 
 
-def _room_dict(room, last_read_seq: int | None, members: list[str] | None) -> dict:
+def _room_dict(room: Any, last_read_seq: int | None, members: list[str] | None) -> dict:
+    """A room object of the API from a row of _ROOM_COLUMNS (with the caller's position)."""
     item = {
         "name": room.name,
         "kind": room.kind,
@@ -406,11 +418,10 @@ def remove_member(principal: Principal, room_name: str, username: str) -> Change
     user_id, stored_name = rows[0] if rows else (None, username)
     deleted = 0
     if user_id is not None:
-        deleted = db.session.execute(
-            Membership.__table__.delete().where(
-                Membership.room_id == room.id, Membership.user_id == user_id
-            )
-        ).rowcount
+        memberships = cast(Table, Membership.__table__)
+        deleted = _rows_changed(
+            memberships.delete().where(Membership.room_id == room.id, Membership.user_id == user_id)
+        )
         db.session.commit()
     if not deleted:
         raise NotFound(f"{username!r} is not a member of room {room.name!r}")
@@ -435,7 +446,7 @@ def mark_read(principal: Principal, room_name: str, seq: int) -> tuple[str, int,
     if target <= row.last_read_seq:
         db.session.rollback()
         return room.name, row.last_read_seq, False
-    moved = db.session.execute(
+    moved = _rows_changed(
         update(Membership)
         .where(
             Membership.room_id == room.id,
@@ -443,7 +454,7 @@ def mark_read(principal: Principal, room_name: str, seq: int) -> tuple[str, int,
             Membership.last_read_seq < target,
         )
         .values(last_read_seq=target)
-    ).rowcount
+    )
     db.session.commit()
     if not moved:  # another request moved it further meanwhile
         now = db.session.scalar(

@@ -9,11 +9,14 @@ from time import perf_counter
 from typing import Any
 
 from flask import current_app, request
-from flask_socketio import ConnectionRefusedError, Namespace, join_room, leave_room
+from flask_socketio import Namespace, join_room, leave_room
 from pydantic import BaseModel, ValidationError
+from socketio.exceptions import ConnectionRefusedError  # what flask_socketio re-exports
 
 from .. import metrics, schemas
 from ..cluster import rate_limit
+from ..cluster.presence import Presence
+from ..cluster.rate_limit import RateLimiter
 from ..domain import messages, rooms
 from ..domain.accounts import Principal, authenticate_token
 from ..domain.rooms import RoomRef
@@ -27,10 +30,20 @@ from ..errors import (
     from_unexpected,
     invalid_from_validation,
 )
-from ..extensions import db, socketio
-from . import notify, publish
+from ..extensions import db, socketio, socketio_server
+from . import delivery, notify, publish
 
 log = logging.getLogger(__name__)
+
+
+def _sid() -> str:
+    """The Socket.IO session id of the event being handled.
+
+    Flask-SocketIO sets it on the request; Flask's types do not know the attribute.
+    """
+    sid: str = request.sid  # type: ignore[attr-defined]
+    return sid
+
 
 Handler = Callable[..., dict]
 
@@ -51,7 +64,7 @@ def event(name: str, schema: type[BaseModel] | None) -> Callable[[Handler], Hand
             try:
                 if not self.accepting_events:
                     raise Unavailable("this worker is shutting down; reconnect and try again")
-                principal = self.principals.get(request.sid)
+                principal = self.principals.get(_sid())
                 if principal is None:
                     raise Unauthorized("not connected")
                 payload = schema.model_validate(data) if schema else None
@@ -82,7 +95,9 @@ def event(name: str, schema: type[BaseModel] | None) -> Callable[[Handler], Hand
 class ChatNamespace(Namespace):
     """The default namespace. Connection state here is about this worker's own sockets."""
 
-    def __init__(self, namespace: str, presence, rate_limiter) -> None:
+    namespace: str  # set by Namespace.__init__ (typeshed's stub of it leaves it out)
+
+    def __init__(self, namespace: str, presence: Presence, rate_limiter: RateLimiter) -> None:
         super().__init__(namespace)
         self.principals: dict[str, Principal] = {}
         self.presence = presence
@@ -124,7 +139,7 @@ class ChatNamespace(Namespace):
                 log.exception("unexpected error in connect handler")
             metrics.events_refused.labels("connect", err.code).inc()
             raise ConnectionRefusedError(err.code, err.to_dict()["error"]) from None
-        sid = request.sid
+        sid = _sid()
         if self.presence.connect(sid, principal.username) > cfg["MAX_CONNECTIONS_PER_USER"]:
             self.presence.disconnect(sid)
             metrics.events_refused.labels("connect", "rate_limited").inc()
@@ -158,7 +173,7 @@ class ChatNamespace(Namespace):
             join_room(notify.notify_channel(name, principal.username))
 
     def on_disconnect(self, reason: Any = None) -> None:
-        sid = request.sid
+        sid = _sid()
         # Presence first: it waits on Redis, and an event of this socket that runs meanwhile
         # (python-socketio still counts the socket as connected until this returns) must
         # still find its principal, or the client is told "not connected" for a message it
@@ -171,7 +186,7 @@ class ChatNamespace(Namespace):
 
     @event("join", schemas.JoinEvent)
     def on_join(self, principal: Principal, payload: schemas.JoinEvent) -> dict:
-        sid = request.sid
+        sid = _sid()
 
         def enter(room: RoomRef) -> None:
             join_room(publish.channel(room.name))
@@ -204,13 +219,13 @@ class ChatNamespace(Namespace):
         try:
             room = rooms.lookup(payload.room)
             name = room.name if room is not None else payload.room
-            self.presence.leave(request.sid, name)
+            self.presence.leave(_sid(), name)
             if room is not None and rooms.is_member(principal.id, room):
                 # Still a member: the socket hears of the room's activity again.
                 join_room(notify.notify_channel(name, principal.username))
         except Exception as exc:  # the socket has left; only its notices wait for a reconnect
             db.session.rollback()
-            self.presence.leave(request.sid, payload.room)
+            self.presence.leave(_sid(), payload.room)
             log.warning("leave of %s: room notices not resumed: %s", payload.room, exc)
         return {"ok": True}
 
@@ -218,9 +233,8 @@ class ChatNamespace(Namespace):
     def on_message(self, principal: Principal, payload: schemas.MessageEvent) -> dict:
         self.rate_limiter.check(principal.username)
         posted = messages.post_message(principal, payload.room, payload.text, payload.client_id)
+        delivery.message_posted(posted)
         if posted.created:
-            metrics.messages_stored.inc()
-            notify.activity(rooms.lookup(posted.message["room"]))
             # Clients stop showing the author as typing when the message lands; the author's
             # next `typing` is news, not a repeat to coalesce.
             self.rate_limiter.clear(rate_limit.TYPING, _typing_key(principal, payload.room))
@@ -231,21 +245,22 @@ class ChatNamespace(Namespace):
         self.rate_limiter.check(principal.username, rate_limit.READS)
         name, last_read_seq, moved = rooms.mark_read(principal, payload.room, payload.seq)
         if moved:
-            notify.read(principal.username, name, last_read_seq, skip_sid=request.sid)
+            notify.read(principal.username, name, last_read_seq, skip_sid=_sid())
         return {"ok": True, "room": name, "last_read_seq": last_read_seq}
 
     @event("typing", schemas.TypingEvent)
     def on_typing(self, principal: Principal, payload: schemas.TypingEvent) -> dict:
-        if publish.channel(payload.room) not in self._rooms_of(request.sid):
+        if publish.channel(payload.room) not in self._rooms_of(_sid()):
             raise Forbidden("join the room first")
         # Coalesced: one broadcast per user and room per TYPING_INTERVAL_SECONDS; the others
         # are acked and dropped (clients show a notice for a few seconds anyway).
         if self.rate_limiter.hit(rate_limit.TYPING, _typing_key(principal, payload.room)):
-            publish.typing(payload.room, principal.username, skip_sid=request.sid)
+            publish.typing(payload.room, principal.username, skip_sid=_sid())
         return {"ok": True}
 
     def _rooms_of(self, sid: str) -> list[str]:
-        return socketio.server.rooms(sid, namespace=self.namespace)
+        """The Socket.IO rooms of one of this worker's sockets (in the event's namespace)."""
+        return socketio_server().rooms(sid, namespace=self.namespace)
 
 
 def _typing_key(principal: Principal, room: str) -> str:

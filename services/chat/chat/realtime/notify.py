@@ -29,7 +29,8 @@ from flask import Flask, current_app
 
 from ..domain import rooms
 from ..domain.rooms import Change, RoomRef
-from ..extensions import socketio
+from ..extensions import socketio, socketio_server
+from .publish import channel as room_channel
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def added(change: Change, *, skip_sids: tuple[str, ...] = ()) -> None:
     a sid of another worker) start receiving the room's activity unless joined live:
     `skip_sids` are sockets that have just joined it.
     """
-    server = socketio.server
+    server = socketio_server()
     name = change.room["name"]
     for username in change.added:
         channel = notify_channel(name, username)
@@ -89,9 +90,7 @@ def removed(change: Change) -> None:
     `room_removed` emit does, on the same channel, so no message of the room reaches them
     after `room_removed`.
     """
-    from .publish import channel as room_channel
-
-    server = socketio.server
+    server = socketio_server()
     name = change.room["name"]
     presence = current_app.extensions["chat.presence"]
     for username in change.removed:
@@ -167,7 +166,7 @@ class ActivityCoalescer:
 
     def _loop(self) -> None:
         while self.dirty:
-            socketio.sleep(ACTIVITY_FLUSH_SECONDS)
+            socketio.sleep(ACTIVITY_FLUSH_SECONDS)  # type: ignore[arg-type]  # stub: int; takes float
             dirty, self.dirty = self.dirty, {}
             with self.app.app_context():
                 for room in dirty.values():
@@ -188,5 +187,7 @@ class ActivityCoalescer:
 def _coalescer() -> ActivityCoalescer:
     ext = current_app.extensions
     if "chat.activity" not in ext:
-        ext["chat.activity"] = ActivityCoalescer(current_app._get_current_object())
+        # The app itself, not the context-local proxy (typed as Flask, which has no such method).
+        app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+        ext["chat.activity"] = ActivityCoalescer(app)
     return ext["chat.activity"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..extensions import socketio
+from ..schemas import MessagePayload
 
 
 def channel(room_name: str) -> str:
@@ -13,14 +14,19 @@ def channel(room_name: str) -> str:
     return f"room:{room_name.lower()}"
 
 
-def message(room_name: str, payload: dict) -> None:
+def message(room_name: str, payload: MessagePayload) -> None:
+    """The `message` event to every socket in the room, on every worker."""
     # One emit per message: python-socketio encodes the packet once for all recipients.
     socketio.emit("message", payload, to=channel(room_name))
 
 
-def message_local(room_name: str, payload: dict) -> None:
+# Flask-SocketIO's emit passes ignore_queue on to python-socketio; typeshed's stub of it
+# (types-Flask-SocketIO) does not list the keyword, hence the two ignores below.
+
+
+def message_local(room_name: str, payload: MessagePayload) -> None:
     """The message to this worker's sockets in the room only (not through the queue)."""
-    socketio.emit("message", payload, to=channel(room_name), ignore_queue=True)
+    socketio.emit("message", payload, to=channel(room_name), ignore_queue=True)  # type: ignore[call-arg]
 
 
 def typing(room_name: str, user: str, skip_sid: str | None) -> None:
@@ -35,6 +41,6 @@ def presence(room_name: str, users: list[str]) -> None:
     Every worker tells its own sockets (cluster/presence.py), so each client hears a change
     once; through the queue, every worker's copy would reach every client.
     """
-    socketio.emit(
+    socketio.emit(  # type: ignore[call-arg]
         "presence", {"room": room_name, "users": users}, to=channel(room_name), ignore_queue=True
     )

@@ -12,15 +12,18 @@ from __future__ import annotations
 import logging
 
 from flask import Flask
+from flask_socketio import SocketIO
 
 from ..domain import accounts
 from ..errors import from_unexpected
+from ..extensions import socketio_server
+from .namespace import ChatNamespace
 
 log = logging.getLogger(__name__)
 
 
 class SessionGuard:
-    def __init__(self, app: Flask, socketio, namespace) -> None:
+    def __init__(self, app: Flask, socketio: SocketIO, namespace: ChatNamespace) -> None:
         self.app, self.socketio, self.namespace = app, socketio, namespace
         self.interval = app.config["SESSION_CHECK_SECONDS"]
         self.running = False
@@ -60,5 +63,5 @@ class SessionGuard:
                 {"code": "unauthorized", "message": "session ended: log in again"},
                 to=sid,
             )
-            self.socketio.server.disconnect(sid, namespace=self.namespace.namespace)
+            socketio_server(self.socketio).disconnect(sid, namespace=self.namespace.namespace)
         return ended

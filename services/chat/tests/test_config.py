@@ -1,0 +1,143 @@
+"""Settings are read in one place (chat/config.py), named when refused, and all documented."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from chat import config, green
+from chat.config import Config, ConfigError, async_mode
+
+CHAT_PACKAGE = Path(config.__file__).parent
+README = CHAT_PACKAGE.parents[2] / "README.md"
+SECRET = "s" * 40
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """An environment with none of the settings a test checks, and a fresh data dir."""
+    for name in ("SECRET_KEY", "ASYNC_MODE", "ACCESS_LOG", "PORT", "DRAIN_SECONDS", "WEB_ROOT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CHAT_DATA_DIR", str(tmp_path / "data"))
+    return monkeypatch
+
+
+@pytest.mark.parametrize("name", ["PORT", "DRAIN_SECONDS", "RATE_LIMIT_MESSAGES"])
+def test_an_integer_setting_that_is_not_one_is_refused_by_name(env, name):
+    env.setenv("SECRET_KEY", SECRET)
+    env.setenv(name, "ten")
+    with pytest.raises(ConfigError) as refused:
+        Config()
+    assert str(refused.value) == f"{name}='ten': an integer is expected"
+
+
+def test_integer_settings_are_read_and_an_empty_one_takes_the_default(env):
+    env.setenv("SECRET_KEY", SECRET)
+    env.setenv("DRAIN_SECONDS", "7")
+    env.setenv("PORT", "")
+    cfg = Config()
+    assert (cfg.DRAIN_SECONDS, cfg.PORT) == (7, 5000)
+
+
+def test_a_secret_key_given_as_an_override_writes_no_key_file(env, tmp_path):
+    cfg = Config({"SECRET_KEY": SECRET})
+    assert cfg.SECRET_KEY == SECRET
+    assert sorted(os.listdir(tmp_path / "data")) == []
+
+
+def test_a_secret_key_from_the_environment_writes_no_key_file(env, tmp_path):
+    env.setenv("SECRET_KEY", SECRET)
+    assert Config().SECRET_KEY == SECRET
+    assert sorted(os.listdir(tmp_path / "data")) == []
+
+
+def test_without_a_secret_key_one_is_generated_once_and_kept(env, tmp_path):
+    first = Config().SECRET_KEY
+    key_file = tmp_path / "data" / "secret_key"
+    assert key_file.read_text() == first
+    assert len(first) == 64
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    again = Config()
+    assert first == again.SECRET_KEY
+
+
+def test_overrides_replace_what_the_environment_says(env):
+    env.setenv("SECRET_KEY", SECRET)
+    env.setenv("DRAIN_SECONDS", "7")
+    assert Config({"DRAIN_SECONDS": 3}).DRAIN_SECONDS == 3
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(None, False), ("0", False), ("1", True), ("true", True)]
+)
+def test_access_log_is_a_setting_of_config(env, value, expected):
+    env.setenv("SECRET_KEY", SECRET)
+    if value is not None:
+        env.setenv("ACCESS_LOG", value)
+    assert Config().ACCESS_LOG is expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, "gevent"), ("", "gevent"), ("eventlet", "eventlet"), ("threading", "threading")],
+)
+def test_async_mode_is_read_by_one_function_for_config_and_the_entry_point(env, value, expected):
+    env.setenv("SECRET_KEY", SECRET)
+    if value is not None:
+        env.setenv("ASYNC_MODE", value)
+    cfg = Config()
+    assert (async_mode(), cfg.ASYNC_MODE) == (expected, expected)
+
+
+def test_an_unknown_async_mode_is_refused_before_anything_is_patched(env):
+    env.setenv("ASYNC_MODE", "asyncio")
+    expected = "ASYNC_MODE must be one of gevent, eventlet, threading, not 'asyncio'"
+    with pytest.raises(ConfigError) as refused:
+        green.patch()
+    assert str(refused.value) == expected
+    with pytest.raises(ConfigError) as refused:
+        async_mode()
+    assert str(refused.value) == expected
+
+
+def test_no_module_but_config_reads_the_environment():
+    readers = {
+        str(path.relative_to(CHAT_PACKAGE))
+        for path in CHAT_PACKAGE.rglob("*.py")
+        if "migrations" not in path.parts
+        and re.search(r"os\.environ|os\.getenv|getenv\(", path.read_text())
+    }
+    assert readers == {"config.py"}
+
+
+class RecordingEnviron(dict):
+    """os.environ's read interface, remembering every name asked for."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        super().__init__(values)
+        self.read: set[str] = set()
+
+    def get(self, key, default=None):
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key):
+        self.read.add(key)
+        return super().__getitem__(key)
+
+
+def test_every_setting_config_reads_is_in_the_readme_table(monkeypatch, tmp_path):
+    environ = RecordingEnviron({"CHAT_DATA_DIR": str(tmp_path), "SECRET_KEY": SECRET})
+    monkeypatch.setattr(os, "environ", environ)
+    Config()
+    table = {
+        name
+        for line in README.read_text().splitlines()
+        if line.startswith("| `")
+        for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", line.split("|")[1])
+    }
+    assert "DRAIN_SECONDS" in environ.read and "WEB_ROOT" in environ.read
+    assert sorted(environ.read - table) == []

@@ -18,10 +18,9 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import requests
-from cluster import REPO_ROOT
 
 from testkit.clients import register
-from testkit.processes import require_program, wait_for
+from testkit.processes import REPO_ROOT, require_program, wait_for
 
 NODE_SCRIPT = Path(__file__).parent / "node" / "cookieless_clients.js"
 NODE_MODULES = REPO_ROOT / "loadtest" / "node-peer" / "node_modules"  # pinned socket.io-client

@@ -12,15 +12,17 @@ import sys
 import time
 from pathlib import Path
 
-import cluster as launcher
 import pytest
 import redis
 import requests
-from cluster import Cluster, ClusterError, free_port_block, port_is_free
 
+import testkit.cluster as launcher
 from testkit.clients import ChatClient, register
+from testkit.cluster import Cluster, ClusterError
+from testkit.processes import free_port_block, port_is_free
 
-LAUNCHER = launcher.REPO_ROOT / "deploy" / "cluster.py"
+# `make cluster`, `cluster-up`, `cluster-down` run it so.
+LAUNCHER = [sys.executable, "-m", "testkit.cluster"]
 
 
 def run_launcher(
@@ -41,7 +43,7 @@ def run_launcher(
         "DATABASE_URL": "",
     }
     return subprocess.run(
-        [sys.executable, str(LAUNCHER), command],
+        [*LAUNCHER, command],
         env=env,
         text=True,
         capture_output=True,
@@ -161,7 +163,7 @@ def test_foreground_cluster_stops_everything_it_started_on_sigterm(tmp_path):
         "DATABASE_URL": "",
     }
     proc = subprocess.Popen(
-        [sys.executable, str(LAUNCHER), "run"],
+        [*LAUNCHER, "run"],
         env=env,
         text=True,
         stdout=subprocess.PIPE,

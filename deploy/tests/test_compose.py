@@ -15,7 +15,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cluster import (
+
+from testkit.cluster import (
     DEFAULT_CONNECTIONS_PER_ADDRESS,
     MIGRATE_COMMAND,
     NGINX_DIR,
@@ -26,7 +27,6 @@ from cluster import (
     sid_upstreams,
     upstream_servers,
 )
-
 from testkit.processes import require_program
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -196,9 +197,9 @@ def test_foreground_cluster_stops_everything_it_started_on_sigterm(tmp_path):
 def test_a_missing_program_is_named_with_the_way_to_install_it(
     tmp_path, monkeypatch, capsys, program
 ):
-    real_which = launcher.shutil.which
+    real_which = shutil.which
     monkeypatch.setattr(
-        launcher.shutil,
+        shutil,
         "which",
         lambda name, **kw: None if name == program else real_which(name, **kw),
     )

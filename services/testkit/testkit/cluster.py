@@ -66,10 +66,11 @@ STATE_FILE = "cluster.json"
 DEFAULT_CONNECTIONS_PER_ADDRESS = 2000
 _PLACEHOLDER = re.compile(r"\$\{(CHAT_[A-Z_]+)\}")
 # One line of nginx's `chat` log_format (chat.conf.template). A request retried on another
-# worker lists both: "upstream=a:1, b:2 ustatus=502, 200"; `key` is empty without the cookie.
+# worker lists both: "upstream=a:1, b:2 ustatus=502, 200"; `key` is the affinity cookie, or
+# the request id where there is none (both 32 hex digits).
 ACCESS_LINE = re.compile(
     r'"(?P<method>\S+) (?P<uri>\S+) [^"]*" (?P<status>\d{3}) \d+ rt=\S+ '
-    r"upstream=(?P<upstream>.+?) ustatus=(?P<ustatus>.+?) key=(?P<key>[0-9a-f]*)$"
+    r"upstream=(?P<upstream>.+?) ustatus=(?P<ustatus>.+?) key=(?P<key>[0-9a-f]+)$"
 )
 
 

@@ -414,11 +414,11 @@ class RedisServer(Process):
         self.port = port or free_port()
         self.workdir, self.password = workdir, password
         workdir.mkdir(parents=True, exist_ok=True)
-        config = workdir / f"redis-{self.port}.conf"
-        _write_private(config, f"requirepass {password}\n" if password else "")
+        self.config = workdir / f"redis-{self.port}.conf"
+        _write_private(self.config, f"requirepass {password}\n" if password else "")
         super().__init__(
             name,
-            [find_program("redis-server"), str(config), *_redis_options(self.port, workdir)],
+            [find_program("redis-server"), str(self.config), *_redis_options(self.port, workdir)],
             log_path or workdir / f"redis-{self.port}.log",
         )
         if start:

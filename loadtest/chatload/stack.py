@@ -11,6 +11,7 @@ nginx). Every process is ours, started and stopped by PID; logs stay in --workdi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -128,14 +129,16 @@ def main(argv: list[str] | None = None) -> int:
     extra = dict(item.split("=", 1) for item in args.env)
     stack = Stack(args.workdir, args.servers, args.workers, args.async_mode, args.database, extra)
     targets = ",".join(stack.urls)
-    print(
-        f"stack up ({args.servers} x{args.workers}"
-        f"{', ' + args.async_mode if args.servers == 'chat' else ''}): {targets}; "
-        f"redis {stack.redis.url}; logs in {args.workdir}",
-        flush=True,
-    )
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # Everything after the start is inside the try: even a failed print (a closed pipe)
+    # must stop what was started.
     try:
+        print(
+            f"stack up ({args.servers} x{args.workers}"
+            f"{', ' + args.async_mode if args.servers == 'chat' else ''}): {targets}; "
+            f"redis {stack.redis.url}; logs in {args.workdir}",
+            flush=True,
+        )
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         if not command:
             while True:
                 time.sleep(3600)
@@ -150,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         stack.stop()
-        print("stack stopped", flush=True)
+        with contextlib.suppress(OSError):
+            print("stack stopped", flush=True)
 
 
 if __name__ == "__main__":

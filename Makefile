@@ -14,10 +14,15 @@ STAMP := $(VENV)/.installed
 TEST_PREREQS :=
 -include deploy/cluster.mk deploy/faults.mk services/web/web.mk loadtest/loadtest.mk
 
-$(STAMP): $(LOCK) services/chat/pyproject.toml
+# The project's own packages, installed editable without their dependencies (the lock has
+# them all): the chat worker, testkit (the process library, the cluster launcher, the test
+# clients) and chatload (the load test).
+PROJECT_PACKAGES := services/chat services/testkit loadtest
+
+$(STAMP): $(LOCK) $(addsuffix /pyproject.toml,$(PROJECT_PACKAGES))
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --require-hashes -r $(LOCK)
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e services/chat
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps $(addprefix -e ,$(PROJECT_PACKAGES))
 	touch $@
 
 deps: $(STAMP)

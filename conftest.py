@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from testkit.processes import ChatWorker, PostgresDatabase, RedisCluster, RedisServer
+from testkit.processes import (
+    ChatWorker,
+    PostgresDatabase,
+    RedisCluster,
+    RedisServer,
+    require_program,
+)
 
 
 def postgres_server_url() -> str | None:
@@ -53,6 +59,7 @@ def _fresh_postgres_database() -> Iterator[str]:
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A private redis-server on a free port (never the machine's shared one)."""
+    require_program("redis-server")
     server = RedisServer(tmp_path)
     try:
         yield server
@@ -85,6 +92,8 @@ def start_worker(tmp_path: Path, async_mode: str):
 @pytest.fixture
 def redis_cluster(tmp_path: Path) -> Iterator[RedisCluster]:
     """A private 3-primary Redis Cluster on free ports, stopped by PID afterwards."""
+    require_program("redis-server")
+    require_program("redis-cli")
     cluster = RedisCluster(tmp_path / "redis-cluster")
     try:
         yield cluster

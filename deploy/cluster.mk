@@ -1,4 +1,5 @@
-# A cluster on this machine: N chat workers on Redis behind nginx (deploy/cluster.py).
+# A cluster on this machine: N chat workers on Redis behind nginx (testkit.cluster, in
+# services/testkit/testkit/cluster.py).
 #   make cluster                 foreground; Ctrl-C stops everything it started
 #   make cluster-up              detached; returns once every worker and nginx answer
 #   make cluster-down            stops the detached cluster by its recorded PIDs
@@ -20,13 +21,13 @@ CLUSTER_ENV = WORKERS=$(CLUSTER_WORKERS) HTTP_PORT=$(HTTP_PORT) CLUSTER_DIR=$(CL
 .PHONY: cluster cluster-up cluster-down cluster-status
 
 cluster: deps
-	$(CLUSTER_ENV) $(PY) deploy/cluster.py run
+	$(CLUSTER_ENV) $(PY) -m testkit.cluster run
 
 cluster-up: deps
-	$(CLUSTER_ENV) $(PY) deploy/cluster.py up
+	$(CLUSTER_ENV) $(PY) -m testkit.cluster up
 
 cluster-down:
-	$(CLUSTER_ENV) $(PY) deploy/cluster.py down
+	$(CLUSTER_ENV) $(PY) -m testkit.cluster down
 
 cluster-status:
-	$(CLUSTER_ENV) $(PY) deploy/cluster.py status
+	$(CLUSTER_ENV) $(PY) -m testkit.cluster status

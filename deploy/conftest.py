@@ -1,22 +1,17 @@
-"""Fixtures for tests of the deployment: real clusters started by deploy/cluster.py.
+"""Fixtures for tests of the deployment: real clusters started by the launcher (testkit.cluster).
 
-Puts deploy/ on sys.path, so `import cluster` gives the launcher to every test under deploy/
-(the cluster tests here, and fault-injection tests that reuse the same Cluster).
+The cluster tests here and the fault-injection tests reuse the same Cluster.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from cluster import Cluster  # noqa: E402
-
-from testkit.processes import HARNESS_LIMITS, require_program  # noqa: E402
+from testkit.cluster import Cluster
+from testkit.processes import HARNESS_LIMITS, require_program
 
 
 @pytest.fixture

@@ -3,8 +3,9 @@
     make soak                                  # 10 minutes, 300 clients, 3 workers
     make soak SOAK_SECONDS=150 SOAK_CLIENTS=200
 
-It starts its own cluster (deploy/cluster.py: private redis-server, SOAK_WORKERS workers,
-nginx, SQLite in WAL mode unless DATABASE_URL is given) on free ports, connects
+It starts its own cluster (testkit.cluster, the launcher of `make cluster`: private
+redis-server, SOAK_WORKERS workers, nginx, SQLite in WAL mode unless DATABASE_URL is given)
+on free ports, connects
 SOAK_CLIENTS real python-socketio clients through nginx (testkit RoomFollower: reconnect,
 catch up by seq), spread over SOAK_ROOMS rooms, and has them send SOAK_RATE messages a
 second in total for SOAK_SECONDS. Every SOAK_SAMPLE_SECONDS it records each worker's
@@ -26,13 +27,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "deploy"), str(REPO / "services" / "testkit")]
-
-from cluster import Cluster  # noqa: E402
-
-from testkit.clients import RoomFollower, register  # noqa: E402
-from testkit.processes import HARNESS_LIMITS, process_open_fds, process_rss_kb  # noqa: E402
+from testkit.clients import RoomFollower, register
+from testkit.cluster import Cluster
+from testkit.processes import HARNESS_LIMITS, REPO_ROOT, open_fds, rss_kib
 
 
 def setting(name: str, default: int) -> int:
@@ -117,8 +114,8 @@ class Soak:
             alive = w.alive()
             workers[w.node_id] = {
                 "alive": alive,
-                "rss_kb": process_rss_kb(w.pid) if alive else None,
-                "open_fds": process_open_fds(w.pid) if alive else None,
+                "rss_kb": rss_kib(w.pid) if alive else None,
+                "open_fds": open_fds(w.pid) if alive else None,
             }
         entry = {"label": label, "t": time.monotonic(), "workers": workers}
         self.samples.append(entry)
@@ -156,7 +153,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def main() -> int:
-    run_dir = REPO / "run" / "soak" / time.strftime("%Y%m%d-%H%M%S")
+    run_dir = REPO_ROOT / "run" / "soak" / time.strftime("%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True)
     soak = Soak(run_dir)
     print(

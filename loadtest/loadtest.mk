@@ -51,14 +51,14 @@ loadtest: deps
 	@mkdir -p $(RESULTS)
 	@echo "results: $(RESULTS)"
 	$(LOCUST) --headless --only-summary $(SCENARIO_ARGS) $(REPORT_ARGS) $(LOCUST_ARGS); \
-	status=$$?; PYTHONPATH=loadtest $(PY) -m chatload.plot $(RESULTS)/locust || status=1; exit $$status
+	status=$$?; $(PY) -m chatload.plot $(RESULTS)/locust || status=1; exit $$status
 
 loadtest-dist: deps
 	@mkdir -p $(RESULTS)
 	@echo "results: $(RESULTS) (1 master + $(WORKERS) locust workers)"
 	$(LOCUST) --headless --only-summary --processes $(WORKERS) $(SCENARIO_ARGS) $(REPORT_ARGS) \
 		$(LOCUST_ARGS); \
-	status=$$?; PYTHONPATH=loadtest $(PY) -m chatload.plot $(RESULTS)/locust || status=1; exit $$status
+	status=$$?; $(PY) -m chatload.plot $(RESULTS)/locust || status=1; exit $$status
 
 loadtest-ui: deps
 	@mkdir -p $(RESULTS)
@@ -68,7 +68,7 @@ loadtest-ui: deps
 
 # Until the cluster exists (or to compare modes): chat workers on a private redis-server.
 loadtest-stack: deps
-	PYTHONPATH=loadtest $(PY) -m chatload.stack --servers chat --workers $(STACK_WORKERS) \
+	$(PY) -m chatload.stack --servers chat --workers $(STACK_WORKERS) \
 		--async-mode $(STACK_ASYNC_MODE) --database $(STACK_DATABASE) --workdir $(RESULTS)/stack \
 		-- $(MAKE) --no-print-directory loadtest RESULTS=$(RESULTS)
 
@@ -80,11 +80,11 @@ peer-deps: $(NODE_PEER)/node_modules/.package-lock.json
 
 # PEERS Node peer processes on a private redis-server; prints their URLs; Ctrl-C stops them.
 peer-up: deps peer-deps
-	PYTHONPATH=loadtest $(PY) -m chatload.stack --servers node --workers $(PEERS) \
+	$(PY) -m chatload.stack --servers node --workers $(PEERS) \
 		--workdir $(RESULTS)/stack
 
 loadtest-peer: deps peer-deps
-	PYTHONPATH=loadtest $(PY) -m chatload.stack --servers node --workers $(PEERS) \
+	$(PY) -m chatload.stack --servers node --workers $(PEERS) \
 		--workdir $(RESULTS)/stack -- $(MAKE) --no-print-directory loadtest RESULTS=$(RESULTS)
 
 # The browser-like case: socket.io-client on Node offers permessage-deflate, as browsers do.
@@ -98,6 +98,6 @@ loadtest-browser-like: peer-deps
 # limit goes up to the hard limit first.
 bench-density: deps peer-deps
 	@mkdir -p $(RESULTS)
-	ulimit -n $$(ulimit -Hn) && PYTHONPATH=loadtest $(PY) -m chatload.density \
+	ulimit -n $$(ulimit -Hn) && $(PY) -m chatload.density \
 		--clients $(CLIENTS) --idle $(IDLE) --servers $(DENSITY_SERVERS) \
 		--workdir $(RESULTS)/density --json $(RESULTS)/density.json

@@ -1,17 +1,13 @@
 """Chat fan-out load test: `locust -f loadtest/locustfile.py` (see loadtest/README.md).
 
-The users, the scenario options and the phases live in the chatload package beside this file.
+The users, the scenario options and the phases live in the chatload package (loadtest/chatload,
+installed into the venv by `make deps`).
 """
 
-import sys
-from pathlib import Path
+from locust import events
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from locust import events  # noqa: E402
-
-from chatload import coordinator, scenario  # noqa: E402
-from chatload.user import ChatUser  # noqa: E402, F401  (locust finds User classes here)
+from chatload import coordinator, scenario
+from chatload.user import ChatUser  # noqa: F401  (locust finds User classes here)
 
 
 @events.init_command_line_parser.add_listener

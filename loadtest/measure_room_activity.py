@@ -8,7 +8,7 @@ or DATABASE_URL's PostgreSQL server in a database it creates and drops), makes `
 users members of room `big` and none of `small`, posts `--messages` messages to each room
 over REST at 20 per second (with `--connected N`, N of the members are connected over
 Socket.IO, none joined, so each of them must get the `room` notices), and prints the
-worker's CPU seconds per message for both (from /proc: user + system time of the worker
+worker's CPU seconds per message for both (psutil: user + system time of the worker
 process) and their difference: the cost of the members' `room` notices. Bounded: a few
 hundred messages, a minute at most.
 """
@@ -17,27 +17,25 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).parents[1] / "services" / p) for p in ("chat", "testkit")]
+import requests
+import sqlalchemy as sa
 
-import requests  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
-
-from chat.domain.accounts import Principal, issue_token  # noqa: E402
-from testkit.clients import ChatClient, register  # noqa: E402
-from testkit.processes import ChatWorker, PostgresDatabase, RedisServer  # noqa: E402
+from chat.domain.accounts import Principal, issue_token
+from testkit.clients import ChatClient, register
+from testkit.processes import (
+    HARNESS_SECRET_KEY,
+    ChatWorker,
+    PostgresDatabase,
+    RedisServer,
+    cpu_seconds,
+)
 
 RATE_PER_SECOND = 20
-SECRET_KEY = "test-secret-key-shared-by-all-workers"  # what testkit's ChatWorker sets
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+SECRET_KEY = HARNESS_SECRET_KEY  # what testkit's ChatWorker sets
 
 
 def post_all(worker: ChatWorker, token: str, room: str, count: int) -> float:

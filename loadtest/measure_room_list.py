@@ -15,16 +15,13 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).parents[1] / "services" / p) for p in ("chat", "testkit")]
+from sqlalchemy import event, text
 
-from sqlalchemy import event, text  # noqa: E402
-
-from chat import create_app  # noqa: E402
-from chat.domain.accounts import Principal, issue_token  # noqa: E402
-from chat.extensions import db  # noqa: E402
-from testkit.processes import PostgresDatabase  # noqa: E402
+from chat import create_app
+from chat.domain.accounts import Principal, issue_token
+from chat.extensions import db
+from testkit.processes import PostgresDatabase
 
 ROOMS, MESSAGES, USERS, REPEAT = 10_000, 1_000_000, 2_000, 20
 

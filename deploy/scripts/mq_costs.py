@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT / "services" / "chat"), str(ROOT / "services" / "testkit")]
 
 LISTENER = textwrap.dedent(
     """

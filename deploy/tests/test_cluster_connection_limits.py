@@ -1,7 +1,7 @@
 """Through nginx: one client address holds a bounded number of connections, and a request head
 that trickles in is cut.
 
-Real nginx (deploy/cluster.py renders chat.conf.template with NGINX_CONNECTIONS_PER_ADDRESS),
+Real nginx (testkit.cluster renders chat.conf.template with NGINX_CONNECTIONS_PER_ADDRESS),
 real workers under each async mode, real WebSockets from one address (127.0.0.1).
 """
 

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import uuid
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import requests
-from cluster import REPO_ROOT
 
 from testkit.clients import register
-from testkit.processes import require_program, wait_for
+from testkit.cluster import access_log_since
+from testkit.processes import REPO_ROOT, require_program, wait_for
 
 NODE_SCRIPT = Path(__file__).parent / "node" / "cookieless_clients.js"
 NODE_MODULES = REPO_ROOT / "loadtest" / "node-peer" / "node_modules"  # pinned socket.io-client
@@ -31,26 +30,14 @@ MESSAGES = 10
 # Liveness bound for the whole Node run on a busy two-core machine (it takes a few seconds).
 RUN_TIMEOUT_SECONDS = 120
 
-ACCESS_LINE = re.compile(
-    r'"(?P<method>\S+) (?P<uri>\S+) [^"]*" (?P<status>\d{3}) \d+ rt=\S+ '
-    r"upstream=(?P<upstream>.+?) ustatus=(?P<ustatus>.+?) key="
-)
-
 
 def socketio_requests(access_log: Path, offset: int) -> list[dict]:
     """The /socket.io/ requests nginx logged after byte `offset`, with their query parsed."""
-    with open(access_log) as f:
-        f.seek(offset)
-        lines = f.read().splitlines()
     out = []
-    for line in lines:
-        match = ACCESS_LINE.search(line)
-        assert match, f"unparsed nginx access log line: {line}"
-        entry = match.groupdict()
+    for entry in access_log_since(access_log, offset):
         url = urlsplit(entry["uri"])
         if url.path.startswith("/socket.io/"):
-            entry["query"] = {k: v[0] for k, v in parse_qs(url.query).items()}
-            out.append(entry)
+            out.append({**entry, "query": {k: v[0] for k, v in parse_qs(url.query).items()}})
     return out
 
 

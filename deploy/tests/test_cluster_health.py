@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 
 import requests
-from cluster import wait_until
+
+from testkit.processes import wait_for as wait_until
 
 
 def test_healthz_is_503_naming_redis_when_redis_is_unreachable_and_recovers(start_cluster):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -12,15 +13,17 @@ import sys
 import time
 from pathlib import Path
 
-import cluster as launcher
 import pytest
 import redis
 import requests
-from cluster import Cluster, ClusterError, free_port_block, port_is_free
 
+import testkit.cluster as launcher
 from testkit.clients import ChatClient, register
+from testkit.cluster import Cluster, ClusterError
+from testkit.processes import free_port_block, port_is_free
 
-LAUNCHER = launcher.REPO_ROOT / "deploy" / "cluster.py"
+# `make cluster`, `cluster-up`, `cluster-down` run it so.
+LAUNCHER = [sys.executable, "-m", "testkit.cluster"]
 
 
 def run_launcher(
@@ -41,7 +44,7 @@ def run_launcher(
         "DATABASE_URL": "",
     }
     return subprocess.run(
-        [sys.executable, str(LAUNCHER), command],
+        [*LAUNCHER, command],
         env=env,
         text=True,
         capture_output=True,
@@ -161,7 +164,7 @@ def test_foreground_cluster_stops_everything_it_started_on_sigterm(tmp_path):
         "DATABASE_URL": "",
     }
     proc = subprocess.Popen(
-        [sys.executable, str(LAUNCHER), "run"],
+        [*LAUNCHER, "run"],
         env=env,
         text=True,
         stdout=subprocess.PIPE,
@@ -194,9 +197,9 @@ def test_foreground_cluster_stops_everything_it_started_on_sigterm(tmp_path):
 def test_a_missing_program_is_named_with_the_way_to_install_it(
     tmp_path, monkeypatch, capsys, program
 ):
-    real_which = launcher.shutil.which
+    real_which = shutil.which
     monkeypatch.setattr(
-        launcher.shutil,
+        shutil,
         "which",
         lambda name, **kw: None if name == program else real_which(name, **kw),
     )

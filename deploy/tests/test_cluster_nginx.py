@@ -12,12 +12,12 @@ import time
 import uuid
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
 
 from testkit.clients import ChatClient, register
+from testkit.cluster import access_log_since
 
 # The default Socket.IO path: long-polling first, then the upgrade to WebSocket.
 UPGRADE_PATH = ["polling", "websocket"]
@@ -26,25 +26,6 @@ CLIENTS = 60
 # test covers polling requests after the handshake as well, not only the upgrade's.
 POLLING_ONLY = 6
 SENDERS_EVERY = 5  # every fifth client sends one message: 13 messages, 66 x 13 deliveries
-
-ACCESS_LINE = re.compile(
-    r'"(?P<method>\S+) (?P<uri>\S+) [^"]*" (?P<status>\d{3}) \d+ rt=\S+ '
-    # A request retried on another worker lists both: "upstream=a:1, b:2 ustatus=502, 200".
-    r"upstream=(?P<upstream>.+?) ustatus=(?P<ustatus>.+?) key=(?P<key>[0-9a-f]+)$"
-)
-
-
-def access_log_since(path: Path, offset: int) -> list[dict[str, str]]:
-    """nginx access log entries (chat log_format) written after byte `offset`."""
-    with open(path) as f:
-        f.seek(offset)
-        lines = f.read().splitlines()
-    entries = []
-    for line in lines:
-        match = ACCESS_LINE.search(line)
-        assert match, f"unparsed nginx access log line: {line}"
-        entries.append(match.groupdict())
-    return entries
 
 
 def connect_all(

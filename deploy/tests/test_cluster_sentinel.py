@@ -10,9 +10,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from cluster import Process, RedisServer, free_port
 
 from testkit.clients import ChatClient, register
+from testkit.processes import Process, RedisServer, free_port
 
 SERVICE = "chatmaster"
 
@@ -20,9 +20,7 @@ SERVICE = "chatmaster"
 @pytest.fixture
 def sentinel_url(tmp_path: Path):
     """A private master and one real Sentinel watching it; yields the redis+sentinel:// URL."""
-    master = RedisServer(tmp_path / "master", free_port())
-    master.start()
-    master.wait_ready()
+    master = RedisServer(tmp_path / "master")  # started and awaited
     port = free_port()
     conf = tmp_path / "sentinel.conf"
     conf.write_text(

@@ -1,7 +1,7 @@
 """docker-compose.yml is valid and runs what the local launcher runs.
 
 No Docker engine runs here, so `docker-compose config` (Debian's docker-compose) validates
-and normalises the file, and the test compares the result with deploy/cluster.py: the same
+and normalises the file, and the test compares the result with testkit.cluster: the same
 worker and migration commands, the same nginx site template with the same upstream
 parameters, and a value for every placeholder of that template.
 """
@@ -15,7 +15,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cluster import (
+
+from testkit.cluster import (
     DEFAULT_CONNECTIONS_PER_ADDRESS,
     MIGRATE_COMMAND,
     NGINX_DIR,
@@ -26,7 +27,6 @@ from cluster import (
     sid_upstreams,
     upstream_servers,
 )
-
 from testkit.processes import require_program
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"

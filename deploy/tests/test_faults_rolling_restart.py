@@ -3,7 +3,7 @@
 A worker drains (chat/serving.py: Drain): it closes its listener, answers new events
 `unavailable`, lets the handlers in flight finish and ack, closes its clients' transports so
 they reconnect through nginx to another worker, and exits 0 within DRAIN_SECONDS. Real
-processes throughout (deploy/cluster.py's Cluster, real python-socketio clients through
+processes throughout (testkit.cluster's Cluster, real python-socketio clients through
 nginx); chat goes on all the time.
 """
 
@@ -29,7 +29,7 @@ DRAIN_SECONDS = 5
 STOP_BOUND_SECONDS = DRAIN_SECONDS + 2
 BACK_BOUND_SECONDS = 20.0
 # nginx takes a worker whose connection was refused out of rotation for fail_timeout (10 s in
-# deploy/cluster.py) and only then tries it again: a rolling restart must not stop the next
+# testkit.cluster) and only then tries it again: a rolling restart must not stop the next
 # worker before nginx routes to the restarted one, or every worker may be marked down at once
 # ("no live upstreams": 502 for everyone until fail_timeout runs out).
 ROUTED_BOUND_SECONDS = 30.0

@@ -1,6 +1,6 @@
 """A worker is killed (SIGKILL) in the middle of a conversation on a 3-worker cluster.
 
-Real processes: deploy/cluster.py's Cluster (private redis-server, three chat workers, nginx
+Real processes: testkit.cluster's Cluster (private redis-server, three chat workers, nginx
 in front); real python-socketio clients connected through nginx, doing what the contract
 asks of a client (RoomFollower: reconnect, catch up by seq, retry sends with the same
 client_id). Nothing acknowledged may be lost; every log ends gap-free and duplicate-free.

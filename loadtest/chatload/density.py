@@ -32,14 +32,15 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-# chatload.stack puts services/testkit on sys.path and imports testkit's process classes.
-from .stack import (
+from testkit.processes import (
     NODE_PEER_DIR,
     ChatWorker,
-    ManagedProcess,
     NodePeer,
+    Process,
     RedisServer,
-    require_program,
+    cpu_seconds,
+    find_program,
+    rss_kib,
 )
 
 IDLE_CLIENTS_JS = NODE_PEER_DIR / "idle-clients.js"
@@ -86,21 +87,7 @@ class Figures:
 
 
 def loadavg() -> float:
-    return float(Path("/proc/loadavg").read_text().split()[0])
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (its own threads, not its children)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+    return os.getloadavg()[0]
 
 
 def raise_fd_limit(needed: int) -> None:
@@ -117,7 +104,7 @@ class ClientGroup:
     """Node processes holding idle connections to one server; stopped by PID."""
 
     def __init__(self, target: str, tokens: Path, clients: int, workdir: Path, tag: str) -> None:
-        node = require_program("node")
+        node = find_program("node")
         procs = max(1, math.ceil(clients / SOCKETS_PER_CLIENT_PROCESS))
         self.procs: list[subprocess.Popen] = []
         first = 0
@@ -219,7 +206,7 @@ def register_chat_users(url: str, users: int, prefix: str) -> list[str]:
     return tokens
 
 
-def start_server(kind: str, clients: int, workdir: Path) -> tuple[list[ManagedProcess], str, int]:
+def start_server(kind: str, clients: int, workdir: Path) -> tuple[list[Process], str, int]:
     """(processes to stop, base URL, PID to measure) for 'chat' or 'node'."""
     if kind == "chat":
         worker = ChatWorker(

@@ -1,6 +1,6 @@
 """The message queue's figures of a campaign run: what each worker's listener received, and CPU.
 
-Per worker (a chat worker of deploy/cluster.py's Cluster), over the send window:
+Per worker (a chat worker of testkit.cluster's Cluster), over the send window:
 - `room_received`: its `chat_mq_received_total{kind="room"}` after the last delivery minus
   before the senders' start, both read in a quiet moment (the run's --chat-settle before, the
   grace period after), so the difference holds the send window's room emits and nothing else;

@@ -11,6 +11,7 @@ nginx). Every process is ours, started and stopped by PID; logs stay in --workdi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -18,21 +19,16 @@ import sys
 import time
 from pathlib import Path
 
-LOADTEST_DIR = Path(__file__).resolve().parents[1]
-REPO_ROOT = LOADTEST_DIR.parent
-sys.path.insert(0, str(REPO_ROOT / "services" / "testkit"))
-
-from testkit.processes import (  # noqa: E402
+from testkit.processes import (
+    REPO_ROOT,
     ChatWorker,
-    ManagedProcess,
+    NodePeer,
     PostgresDatabase,
+    Process,
     RedisServer,
-    free_port,
-    require_program,
-    wait_for,
 )
 
-NODE_PEER_DIR = LOADTEST_DIR / "node-peer"
+LOADTEST_DIR = REPO_ROOT / "loadtest"
 # The server's own limit (30 per 10 s) is for people; a load test's senders outpace it on
 # purpose, so the stack lifts it out of the way.
 LOAD_RATE_LIMIT = "1000000"
@@ -51,36 +47,6 @@ LOAD_LIMITS = {
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
-class NodePeer(ManagedProcess):
-    """The baseline Socket.IO peer (loadtest/node-peer/server.js), one process."""
-
-    def __init__(self, workdir: Path, redis_url: str, node_id: str) -> None:
-        node = require_program("node")
-        if not (NODE_PEER_DIR / "node_modules").is_dir():
-            raise SystemExit("node-peer dependencies missing: run `make peer-deps`")
-        self.port = free_port()
-        self.node_id = node_id
-        env = {
-            **os.environ,
-            "PORT": str(self.port),
-            "REDIS_URL": redis_url,
-            "NODE_ID": node_id,
-        }
-        super().__init__([node, "server.js"], env, workdir / f"{node_id}.log", cwd=NODE_PEER_DIR)
-        import requests
-
-        def healthy() -> bool:
-            if not self.alive():
-                raise RuntimeError(f"node peer exited early:\n{self.log_text()[-3000:]}")
-            return requests.get(self.url + "/healthz", timeout=2).status_code == 200
-
-        wait_for(healthy, 30, f"node peer on {self.port}")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
 class Stack:
     """A private redis-server and N servers of one kind on it; stop() ends all of them."""
 
@@ -94,7 +60,7 @@ class Stack:
         extra_env: dict[str, str],
     ) -> None:
         self.workdir = workdir
-        self.processes: list[ManagedProcess] = []
+        self.processes: list[Process] = []
         self.database: PostgresDatabase | None = None
         workdir.mkdir(parents=True, exist_ok=True)
         try:
@@ -163,14 +129,16 @@ def main(argv: list[str] | None = None) -> int:
     extra = dict(item.split("=", 1) for item in args.env)
     stack = Stack(args.workdir, args.servers, args.workers, args.async_mode, args.database, extra)
     targets = ",".join(stack.urls)
-    print(
-        f"stack up ({args.servers} x{args.workers}"
-        f"{', ' + args.async_mode if args.servers == 'chat' else ''}): {targets}; "
-        f"redis {stack.redis.url}; logs in {args.workdir}",
-        flush=True,
-    )
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # Everything after the start is inside the try: even a failed print (a closed pipe)
+    # must stop what was started.
     try:
+        print(
+            f"stack up ({args.servers} x{args.workers}"
+            f"{', ' + args.async_mode if args.servers == 'chat' else ''}): {targets}; "
+            f"redis {stack.redis.url}; logs in {args.workdir}",
+            flush=True,
+        )
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         if not command:
             while True:
                 time.sleep(3600)
@@ -185,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         stack.stop()
-        print("stack stopped", flush=True)
+        with contextlib.suppress(OSError):
+            print("stack stopped", flush=True)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import campaign
+from chatload.campaign import table as campaign
 
 
 def a_row(send_window: dict | None) -> dict:

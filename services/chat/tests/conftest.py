@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 
 from chat import create_app
 from chat.extensions import db, socketio
-from testkit.clients import DEFAULT_PASSWORD
+from testkit.clients import DEFAULT_PASSWORD, register
 from testkit.processes import ChatWorker
 
 
@@ -92,10 +92,17 @@ def sio_client(app: Flask, client: FlaskClient, accounts: Accounts) -> Callable:
 @pytest.fixture(scope="module")
 def worker(request, tmp_path_factory, async_mode: str) -> Iterator[ChatWorker]:
     """One real worker process (SQLite, no Redis; gevent unless the module parametrizes
-    async_mode) shared by a module's tests."""
+    async_mode) shared by a module's tests, with the module's `WORKER_ENV` (a dict of
+    settings, e.g. the limits the module tests) when it defines one."""
     started = ChatWorker(
         tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1]),
-        env={"ASYNC_MODE": async_mode},
+        env={"ASYNC_MODE": async_mode, **getattr(request.module, "WORKER_ENV", {})},
     )
     yield started
     started.stop()
+
+
+@pytest.fixture(scope="module")
+def token(worker: ChatWorker) -> str:
+    """The bearer token of a user registered once on the module's worker."""
+    return register(worker.url)[1]

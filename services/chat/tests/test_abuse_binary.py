@@ -13,7 +13,7 @@ import uuid
 import pytest
 import requests
 
-from testkit.clients import ChatClient, assert_still_serving, register
+from testkit.clients import ChatClient, assert_still_serving
 
 pytestmark = pytest.mark.e2e
 
@@ -24,11 +24,6 @@ BINARY_EVENTS = [
     ("typing", {"room": "general", "blob": b"\xff" * 1000}),
     ("no_such_event", b"just bytes"),
 ]
-
-
-@pytest.fixture(scope="module")
-def token(worker) -> str:
-    return register(worker.url)[1]
 
 
 def stored(worker, token: str, room: str) -> list[str]:

@@ -41,18 +41,11 @@ SLOW_HEADER_CONNECTIONS = 40
 SILENT_CONNECTIONS = 10
 
 
-@pytest.fixture(scope="module")
-def worker(tmp_path_factory, async_mode):
-    w = ChatWorker(
-        tmp_path_factory.mktemp("abuse-connections"),
-        env={
-            "ASYNC_MODE": async_mode,
-            "AUTH_TIMEOUT_SECONDS": str(AUTH_TIMEOUT),
-            "HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT),
-        },
-    )
-    yield w
-    w.stop()
+# The settings of the module's worker (the `worker` fixture in conftest.py).
+WORKER_ENV = {
+    "AUTH_TIMEOUT_SECONDS": str(AUTH_TIMEOUT),
+    "HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT),
+}
 
 
 def closed_after(raw: RawWebSocket, started: float, bound: float) -> float:

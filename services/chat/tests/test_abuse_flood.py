@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from testkit.clients import ChatClient, assert_still_serving, register
-from testkit.processes import ASYNC_MODES, ChatWorker
+from testkit.processes import ASYNC_MODES
 from testkit.rawsocket import RawWebSocket
 
 pytestmark = [
@@ -34,19 +34,12 @@ FLOOD_MESSAGES = 400
 DELIVERY_BOUND_SECONDS = 2.0
 
 
-@pytest.fixture(scope="module")
-def worker(tmp_path_factory, async_mode):
-    w = ChatWorker(
-        tmp_path_factory.mktemp("abuse-flood"),
-        env={
-            "ASYNC_MODE": async_mode,
-            "RATE_LIMIT_MESSAGES": str(RATE_LIMIT),
-            "RATE_LIMIT_WINDOW_SECONDS": str(WINDOW_SECONDS),
-            "MAX_CONNECTIONS_PER_USER": str(MAX_CONNECTIONS),
-        },
-    )
-    yield w
-    w.stop()
+# The settings of the module's worker (the `worker` fixture in conftest.py).
+WORKER_ENV = {
+    "RATE_LIMIT_MESSAGES": str(RATE_LIMIT),
+    "RATE_LIMIT_WINDOW_SECONDS": str(WINDOW_SECONDS),
+    "MAX_CONNECTIONS_PER_USER": str(MAX_CONNECTIONS),
+}
 
 
 def test_flooder_is_rate_limited_and_the_room_stays_prompt(worker):

@@ -149,11 +149,6 @@ engineio_packets = st.one_of(
 
 
 @pytest.fixture(scope="module")
-def token(worker) -> str:
-    return register(worker.url)[1]
-
-
-@pytest.fixture(scope="module")
 def bystander(worker):
     """A normal client connected before the fuzzing starts and checked after it ends."""
     _, token = register(worker.url)

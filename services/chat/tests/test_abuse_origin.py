@@ -29,13 +29,6 @@ pytestmark = [
 ALLOWED_ELSEWHERE = "https://chat.example.org"
 
 
-@pytest.fixture(scope="module")
-def worker(tmp_path_factory, async_mode):
-    w = ChatWorker(tmp_path_factory.mktemp("abuse-origin"), env={"ASYNC_MODE": async_mode})
-    yield w
-    w.stop()
-
-
 def foreign_origins(worker) -> list[str]:
     same = f"http://127.0.0.1:{worker.port}"
     return [

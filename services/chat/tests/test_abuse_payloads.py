@@ -32,11 +32,6 @@ pytestmark = [
 LIMIT = 64 * 1024  # MAX_HTTP_BUFFER_SIZE, Engine.IO's max_http_buffer_size
 
 
-@pytest.fixture(scope="module")
-def token(worker) -> str:
-    return register(worker.url)[1]
-
-
 def connected(worker, token) -> RawWebSocket:
     raw = RawWebSocket(worker.url)
     assert raw.connect({"token": token}).startswith("40")

@@ -1,9 +1,22 @@
-"""Start and stop real server processes (redis-server, chat workers) by PID."""
+"""The one code that starts and stops the project's server processes, by PID.
+
+redis-server (one, or a Redis Cluster of several), chat workers (`python -m chat`), the Node
+baseline peer, PostgreSQL (a private server, or a database on a shared one): the tests, the
+local cluster launcher (testkit.cluster, behind `make cluster-up`) and the load test
+(chatload.stack, chatload.campaign) all start them here, on free loopback ports, with their
+output in a log file; each is stopped by the PID it was started with. Process figures (CPU,
+memory, open files, children) come from psutil.
+
+Errors: a program that is not installed raises MissingProgram (tests: `require_program`,
+which skips or, under CI, fails); a process that exits while it is awaited, or a wait that
+times out (WaitTimeout, also a TimeoutError), raise ProcessError with the log's tail.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -11,12 +24,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
+import psutil
 import requests
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
+NODE_PEER_DIR = REPO_ROOT / "loadtest" / "node-peer"
 # Test harnesses register every user from 127.0.0.1 and create, join and read rooms far
 # faster than a person, past the limits meant for people; the tests of each limit set their
 # own value (a test's env wins over these).
@@ -26,11 +42,69 @@ HARNESS_LIMITS = {
     "RATE_LIMIT_ROOM_CREATIONS": "1000000",
     "RATE_LIMIT_READS": "1000000",
 }
-# A worker migrates and binds in about a second; 30 s covers a loaded CI machine.
-START_TIMEOUT_SECONDS = 30
+# What a harness worker signs with (measure scripts that issue tokens themselves use it too).
+HARNESS_SECRET_KEY = "test-secret-key-shared-by-all-workers"
+# Settings that name one worker or one deployment: a worker gets them from whoever starts
+# it, never inherited from that starter's own environment (a `make cluster` shell's REDIS_URL
+# or WORKERS must not leak into a test's worker).
+OWN_SETTINGS = ("DATABASE_URL", "REDIS_URL", "NODE_ID", "PORT", "HOST", "WORKERS", "SID_TAG")
+# A worker migrates and binds in about a second; three importing gevent, Flask and SQLAlchemy
+# at once on two busy cores take a few seconds; a minute covers a loaded CI machine without
+# hiding a worker that never comes up.
+START_TIMEOUT_SECONDS = 60
+STOP_TIMEOUT_SECONDS = 10
 # The green-thread libraries a production worker runs on (ASYNC_MODE); every protection the
 # abuse tests check must hold under each.
 ASYNC_MODES = ("gevent", "eventlet")
+# Where Debian keeps programs a non-root PATH may lack (nginx).
+SYSTEM_PATH = "/usr/sbin:/sbin"
+# What to apt-get install for a missing program.
+DEBIAN_PACKAGES = {
+    "nginx": "nginx-light",
+    "redis-server": "redis-server",
+    "redis-cli": "redis-tools",
+}
+
+T = TypeVar("T")
+
+
+class ProcessError(Exception):
+    """A process could not be started, did not come up, or exited; the message says why."""
+
+
+class MissingProgram(ProcessError):
+    """A program a process needs is not installed; the message names how to install it."""
+
+
+class WaitTimeout(ProcessError, TimeoutError):
+    """A bounded wait ran out (a ProcessError for launchers, a TimeoutError for tests)."""
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def find_program(name: str) -> str:
+    """Absolute path of `name` on PATH (or /usr/sbin, /sbin); raises MissingProgram."""
+    path = shutil.which(name) or shutil.which(name, path=SYSTEM_PATH)
+    if path is None:
+        package = DEBIAN_PACKAGES.get(name, name)
+        raise MissingProgram(
+            f"{name} is not installed: run `make system-deps` (as root) or "
+            f"`apt-get install {package}`"
+        )
+    return path
+
+
+def require_program(name: str) -> str:
+    """find_program for tests: a missing program fails the test under CI, skips it elsewhere."""
+    try:
+        return find_program(name)
+    except MissingProgram as exc:
+        import pytest
+
+        if os.environ.get("CI") == "true":
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
 
 
 def free_port() -> int:
@@ -40,20 +114,44 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def require_program(name: str) -> str:
-    """Path of a program the test needs; fails under CI, skips elsewhere, naming what is missing."""
-    path = shutil.which(name)
-    if path:
-        return path
-    import pytest
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Could a server listen on `port` now? (Connections of a stopped one in TIME_WAIT do not
+    count: every server here sets SO_REUSEADDR, so does this check.)"""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
 
-    message = f"{name} is not installed (make test installs it with apt when run as root)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+
+def free_port_block(count: int) -> int:
+    """The first of `count` consecutive free ports (nginx, then one per worker).
+
+    Drawn from below the kernel's ephemeral range: a port checked free there may be taken a
+    moment later as the source port of any outgoing connection (and every test client makes
+    many), and then the worker cannot bind it. (The range is a sysctl, not process data:
+    psutil has no call for it.)
+    """
+    try:
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32_768
+    for _ in range(200):
+        base = random.randrange(10_000, max(10_001, ephemeral_low - count))
+        if all(port_is_free(base + i) for i in range(count)):
+            return base
+    raise ProcessError(f"no block of {count} free ports found")
 
 
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
+def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+    """Call `predicate` until it returns a true value (returned) or `timeout` seconds pass.
+
+    Any exception but a ProcessError counts as "not yet" (a server not listening yet); a
+    ProcessError (the awaited process exited) ends the wait at once. Raises WaitTimeout
+    naming `what` and the last error.
+    """
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
     while time.monotonic() < deadline:
@@ -61,138 +159,295 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
             result = predicate()
             if result:
                 return result
+        except ProcessError:
+            raise
         except Exception as exc:  # the thing is not up yet
             last_exc = exc
         time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout} s waiting for {what} (last error: {last_exc})")
+    raise WaitTimeout(
+        f"timed out after {timeout:.0f} s waiting for {what} (last error: {last_exc})"
+    )
 
 
-class ManagedProcess:
-    """A child process we started, with its output in a log file; stopped by PID."""
+def tail(text: str, lines: int = 30) -> str:
+    """The last `lines` lines of a log, for error messages."""
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def temp_dir(prefix: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+# --- process figures (psutil) ------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int, tree: bool = False) -> float:
+    """User + system CPU seconds of a process (with `tree`, plus its living descendants');
+    0.0 for a process that is gone."""
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)] if tree else [proc]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
+            times = p.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process, in KiB."""
+    return psutil.Process(pid).memory_info().rss // 1024
+
+
+def open_fds(pid: int) -> int:
+    """Open file descriptors of a process."""
+    return psutil.Process(pid).num_fds()
+
+
+def started_at(pid: int) -> float | None:
+    """When the process started (seconds since the epoch), or None when it is gone or a zombie.
+
+    A PID plus its start time names one process for good: a PID the kernel has handed to a
+    newer process since has another start time, so a stop by recorded PID never signals a
+    stranger.
+    """
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc.create_time()
+    except psutil.NoSuchProcess:
+        return None
+
+
+def same_process_runs(pid: int, started: float | None) -> bool:
+    """Is the process recorded as (`pid`, `started`) still running?"""
+    return started is not None and started_at(pid) == started
+
+
+def stop_pid(pid: int, started: float | None, timeout: float = STOP_TIMEOUT_SECONDS) -> bool:
+    """SIGTERM the recorded process, SIGKILL it after `timeout`; False if it was not running."""
+    if not same_process_runs(pid, started):
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while same_process_runs(pid, started) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if same_process_runs(pid, started):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return True
+
+
+# --- one process -------------------------------------------------------------------------------
+
+
+class Process:
+    """A child process: argv, environment, output appended to `log_path`, stopped by its PID.
+
+    Constructing it starts nothing; start() does (and starts it again after stop or kill).
+    """
 
     def __init__(
         self,
-        argv: list[str],
-        env: Mapping[str, str] | None,
+        name: str,
+        argv: Sequence[str],
         log_path: Path,
+        env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
     ) -> None:
-        self.log_path = log_path
-        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            argv,
-            env=dict(env) if env is not None else None,
-            cwd=cwd,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.name, self.argv, self.log_path = name, list(argv), log_path
+        self.env, self.cwd = dict(env) if env is not None else None, cwd
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        """Start (or start again, after stop/kill) the process; output appends to its log."""
+        if self.alive():
+            raise ProcessError(f"{self.name} is already running (pid {self.pid})")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            # Its own session: Ctrl-C in a launcher's terminal reaches the launcher only, which
+            # then stops everything in order; a detached cluster outlives its launcher.
+            self.proc = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                cwd=self.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     @property
     def pid(self) -> int:
+        if self.proc is None:
+            raise ProcessError(f"{self.name} was never started")
         return self.proc.pid
 
     def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def tracebacks(self) -> int:
-        """How many Python tracebacks the process has logged so far."""
-        return self.log_text().count("Traceback (most recent call last)")
-
-    def rss_kb(self) -> int:
-        """Resident memory of the process, in KiB (Linux /proc)."""
-        return process_rss_kb(self.pid)
-
-    def open_fds(self) -> int:
-        """Open file descriptors of the process (Linux /proc)."""
-        return process_open_fds(self.pid)
+        return self.proc is not None and self.proc.poll() is None
 
     def signal(self, sig: int) -> None:
         if self.alive():
-            os.kill(self.proc.pid, sig)
+            os.kill(self.pid, sig)
 
     def kill(self) -> None:
-        """SIGKILL: the process dies without any chance to clean up."""
+        """SIGKILL: the process dies at once, without any chance to clean up."""
         self.signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
+        if self.proc is not None:
+            self.proc.wait(timeout=STOP_TIMEOUT_SECONDS)
 
-    def stop(self, timeout: float = 10) -> int | None:
-        """SIGTERM, then SIGKILL if it does not exit in time; returns the exit code."""
+    def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> int | None:
+        """SIGTERM, then SIGKILL if it has not exited within `timeout`; returns the exit code
+        (None if it was never started)."""
+        if self.proc is None:
+            return None
         if self.alive():
             self.signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
-        self._log.close()
         return self.proc.returncode
 
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-def process_rss_kb(pid: int) -> int:
-    """Resident memory of a process, in KiB (Linux /proc)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+    def tracebacks(self) -> int:
+        """How many Python tracebacks the process has logged so far."""
+        return self.log_text().count("Traceback (most recent call last)")
 
+    def exited_error(self) -> ProcessError:
+        return ProcessError(f"{self.name} exited:\n{tail(self.log_text())}")
 
-def process_open_fds(pid: int) -> int:
-    """Open file descriptors of a process (Linux /proc)."""
-    return len(os.listdir(f"/proc/{pid}/fd"))
+    def rss_kb(self) -> int:
+        """Resident memory, in KiB."""
+        return rss_kib(self.pid)
 
+    def open_fds(self) -> int:
+        return open_fds(self.pid)
 
-def _redis_argv(binary: str, port: int, workdir: Path, *extra: str) -> list[str]:
-    """A redis-server on loopback that persists nothing (tests restart it empty)."""
-    return [
-        binary,
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        *extra,
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(workdir),
-    ]
+    def cpu_seconds(self, tree: bool = False) -> float:
+        return cpu_seconds(self.pid, tree=tree)
+
+    def describe(self) -> dict[str, Any]:
+        """name, pid and start time: what a stop by recorded PID needs (stop_pid)."""
+        return {"name": self.name, "pid": self.pid, "started": started_at(self.pid)}
 
 
-def _wait_for_redis(port: int) -> None:
-    import redis
+class HttpServer(Process):
+    """A process serving HTTP on 127.0.0.1:port with a /healthz that answers 200 when ready."""
 
-    wait_for(lambda: redis.Redis(port=port).ping(), 10, f"redis-server on {port}")
-
-
-class RedisServer(ManagedProcess):
-    """A private redis-server on a free port: safe to stop, restart or flush."""
-
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
-        binary = require_program("redis-server")
-        self.port = port or free_port()
-        self.workdir = workdir
-        super().__init__(
-            _redis_argv(binary, self.port, workdir), None, workdir / f"redis-{self.port}.log"
-        )
-        _wait_for_redis(self.port)
+    port: int
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"http://127.0.0.1:{self.port}"
+
+    def healthz(self) -> requests.Response:
+        return requests.get(self.url + "/healthz", timeout=3)
+
+    def wait_healthy(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
+        def healthy() -> bool:
+            if not self.alive():
+                raise self.exited_error()
+            return self.healthz().status_code == 200
+
+        wait_for(healthy, timeout, f"{self.name} /healthz on port {self.port}", interval=0.1)
+
+
+# --- redis-server ------------------------------------------------------------------------------
+
+
+def _redis_options(port: int, workdir: Path) -> list[str]:
+    """A redis-server on loopback that persists nothing (restarted, it is empty)."""
+    return [
+        *("--port", str(port), "--bind", "127.0.0.1"),
+        *("--save", "", "--appendonly", "no", "--dir", str(workdir)),
+    ]
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner reads (a password must not be on a command line)."""
+    path.touch(mode=0o600)
+    path.write_text(text)
+
+
+def redis_ping(port: int, password: str | None = None) -> bool:
+    """Does the redis-server on `port` answer PING (after AUTH, given a password)?"""
+    with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+        auth = f"AUTH {password}\r\n" if password else ""
+        s.sendall(f"{auth}PING\r\n".encode())
+        expected = (b"+OK\r\n" if password else b"") + b"+PONG\r\n"
+        answer = b""
+        while len(answer) < len(expected):
+            chunk = s.recv(64)
+            if not chunk:
+                break
+            answer += chunk
+        return answer == expected
+
+
+class RedisServer(Process):
+    """A private redis-server on a free port: safe to stop, restart, pause or flush.
+
+    With a password it requires AUTH: whoever reaches Redis can publish into the message
+    queue, that is emit into any room. The password is in a config file only its owner reads
+    (not on the command line, which every local user can see) and in `url`. Started and
+    awaited on construction unless `start=False`.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        password: str | None = None,
+        *,
+        name: str = "redis",
+        log_path: Path | None = None,
+        start: bool = True,
+    ) -> None:
+        self.port = port or free_port()
+        self.workdir, self.password = workdir, password
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.config = workdir / f"redis-{self.port}.conf"
+        _write_private(self.config, f"requirepass {password}\n" if password else "")
+        super().__init__(
+            name,
+            [find_program("redis-server"), str(self.config), *_redis_options(self.port, workdir)],
+            log_path or workdir / f"redis-{self.port}.log",
+        )
+        if start:
+            self.start()
+            self.wait_ready()
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def wait_ready(self, timeout: float = 10) -> None:
+        def ready() -> bool:
+            if not self.alive():
+                raise self.exited_error()
+            return redis_ping(self.port, self.password)
+
+        wait_for(ready, timeout, f"redis-server on port {self.port}")
 
     def restart(self, down_seconds: float = 0.0) -> None:
-        """Stop this server and start a new one on the same port after `down_seconds`."""
+        """Stop, stay down for `down_seconds`, start again on the same port (empty)."""
         self.stop()
         time.sleep(down_seconds)
         self.start_again()
 
     def start_again(self) -> None:
         """Start a stopped server again on the same port (an empty one: nothing is saved)."""
-        self.__init__(self.workdir, self.port)
+        self.start()
+        self.wait_ready()
 
     def pause(self) -> None:
         """SIGSTOP: the server hangs; connections stay open and the kernel still accepts new
@@ -203,49 +458,64 @@ class RedisServer(ManagedProcess):
         self.signal(signal.SIGCONT)
 
 
-class RedisClusterNode(ManagedProcess):
+class RedisClusterNode(Process):
     """One redis-server in cluster mode on a free port (its node table in `workdir`)."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
-        binary = require_program("redis-server")
-        self.port = port or free_port()
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        name: str,
+        password: str | None = None,
+        log_path: Path | None = None,
+    ) -> None:
+        self.port = free_port()
         # The cluster bus listens on its own free port (by default port + 10000, which may be
         # taken, or above 65535).
-        self.bus_port = getattr(self, "bus_port", None) or free_port()
-        self.workdir = workdir
+        self.bus_port = free_port()
+        self.workdir, self.password = workdir, password
         workdir.mkdir(parents=True, exist_ok=True)
-        argv = _redis_argv(
-            binary,
-            self.port,
-            workdir,
-            "--cluster-enabled",
-            "yes",
-            "--cluster-port",
-            str(self.bus_port),
-            "--cluster-config-file",
-            f"nodes-{self.port}.conf",
-            # A stopped node's slots are unserved, not failed over: there are no replicas.
-            "--cluster-node-timeout",
-            "5000",
+        # A node table left by an earlier run would make `--cluster create` refuse the node.
+        (workdir / f"nodes-{self.port}.conf").unlink(missing_ok=True)
+        config = workdir / f"redis-{self.port}.conf"
+        _write_private(
+            config, f"requirepass {password}\nmasterauth {password}\n" if password else ""
         )
-        super().__init__(argv, None, workdir / f"redis-{self.port}.log")
-        _wait_for_redis(self.port)
+        argv = [
+            find_program("redis-server"),
+            str(config),
+            *_redis_options(self.port, workdir),
+            *("--cluster-enabled", "yes", "--cluster-port", str(self.bus_port)),
+            *("--cluster-config-file", f"nodes-{self.port}.conf"),
+            # A stopped node's slots are unserved, not failed over: there are no replicas.
+            *("--cluster-node-timeout", "5000"),
+        ]
+        super().__init__(name, argv, log_path or workdir / f"redis-{self.port}.log")
 
     @property
-    def name(self) -> str:
+    def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def client(self):
+    def wait_ready(self, timeout: float = 10) -> None:
+        def ready() -> bool:
+            if not self.alive():
+                raise self.exited_error()
+            return redis_ping(self.port, self.password)
+
+        wait_for(ready, timeout, f"redis-server on port {self.port}")
+
+    def client(self) -> Any:
         import redis
 
-        return redis.Redis(port=self.port, decode_responses=True)
+        return redis.Redis(port=self.port, password=self.password, decode_responses=True)
 
     def node_id(self) -> str:
         return self.client().execute_command("CLUSTER", "MYID")
 
     def start_again(self) -> None:
         """Start the stopped node again on its port; it rejoins with its saved node table."""
-        self.__init__(self.workdir, self.port)
+        self.start()
+        self.wait_ready()
 
 
 class RedisCluster:
@@ -253,28 +523,48 @@ class RedisCluster:
 
     `redis-cli --cluster create` spreads the 16384 slots over the nodes; `url` names them
     all in the `redis+cluster://` scheme the chat workers read (chat/cluster/topology.py).
+    Every node requires `password`, given one. Started on construction.
     """
 
-    def __init__(self, workdir: Path, primaries: int = 3) -> None:
-        self.workdir = workdir
+    def __init__(
+        self,
+        workdir: Path,
+        primaries: int = 3,
+        password: str | None = None,
+        log_dir: Path | None = None,
+    ) -> None:
+        self.workdir, self.password = workdir, password
         self.nodes: list[RedisClusterNode] = []
         try:
-            for _ in range(primaries):
-                self.nodes.append(RedisClusterNode(workdir))
-            subprocess.run(
+            for i in range(1, primaries + 1):
+                node = RedisClusterNode(
+                    workdir,
+                    name=f"redis-cluster-{i}",
+                    password=password,
+                    log_path=(log_dir / f"redis-cluster-{i}.log") if log_dir else None,
+                )
+                self.nodes.append(node)
+                node.start()
+                node.wait_ready()
+            # redis-cli reads the password from the environment (not visible in `ps`).
+            cli_env = {**os.environ, "REDISCLI_AUTH": password} if password else None
+            out = subprocess.run(
                 [
-                    require_program("redis-cli"),
+                    find_program("redis-cli"),
                     "--cluster",
                     "create",
-                    *(n.name for n in self.nodes),
-                    "--cluster-replicas",
-                    "0",
-                    "--cluster-yes",
+                    *(n.address for n in self.nodes),
+                    *("--cluster-replicas", "0", "--cluster-yes"),
                 ],
-                check=True,
                 capture_output=True,
+                text=True,
                 timeout=60,
+                env=cli_env,
             )
+            if out.returncode != 0:
+                raise ProcessError(
+                    f"redis-cli --cluster create failed:\n{tail(out.stdout + out.stderr)}"
+                )
             self.wait_ok()
         except BaseException:
             self.stop()
@@ -282,7 +572,8 @@ class RedisCluster:
 
     @property
     def url(self) -> str:
-        return "redis+cluster://" + ",".join(n.name for n in self.nodes)
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis+cluster://{auth}" + ",".join(n.address for n in self.nodes)
 
     def wait_ok(self, timeout: float = 30) -> None:
         """Until every running node reports cluster_state:ok and agrees on every slot."""
@@ -315,8 +606,9 @@ class RedisCluster:
         src_id, dst_id = source.node_id(), to.node_id()
         dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
         src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+        auth = ("AUTH", self.password) if self.password else ()
         while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
-            src.execute_command("MIGRATE", "127.0.0.1", to.port, "", 0, 5000, "KEYS", *keys)
+            src.execute_command("MIGRATE", "127.0.0.1", to.port, "", 0, 5000, *auth, "KEYS", *keys)
         for node in [to, source, *(n for n in self.nodes if n not in (to, source))]:
             node.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
         self.wait_ok()
@@ -326,8 +618,28 @@ class RedisCluster:
             node.stop()
 
 
-class ChatWorker(ManagedProcess):
-    """The real chat worker process (`python -m chat`, as `make run` starts it)."""
+# --- chat workers ------------------------------------------------------------------------------
+
+
+def worker_environment(env: Mapping[str, str] = (), *, harness: bool = True) -> dict[str, str]:
+    """The environment of a chat worker: this process's own, less OWN_SETTINGS, then the
+    defaults (loopback, gevent, unbuffered output; for a test harness also its SECRET_KEY and
+    HARNESS_LIMITS), then `env` (which wins)."""
+    inherited = {k: v for k, v in os.environ.items() if k not in OWN_SETTINGS}
+    defaults = {"HOST": "127.0.0.1", "ASYNC_MODE": "gevent", "PYTHONUNBUFFERED": "1"}
+    if harness:
+        defaults |= {"SECRET_KEY": HARNESS_SECRET_KEY, **HARNESS_LIMITS}
+    return {**inherited, **defaults, **dict(env)}
+
+
+class ChatWorker(HttpServer):
+    """The real chat worker process (`python -m chat`, as `make run` starts it).
+
+    Listens on 127.0.0.1:`port` (a free one by default); its data (SQLite file, secrets) in
+    `workdir` unless env says otherwise. `harness=True` (tests) adds the harness SECRET_KEY
+    and HARNESS_LIMITS; the cluster launcher passes False and its own settings. Started on
+    construction; with `wait`, returns once /healthz answers 200.
+    """
 
     def __init__(
         self,
@@ -336,43 +648,59 @@ class ChatWorker(ManagedProcess):
         port: int | None = None,
         env: Mapping[str, str] = (),
         wait: bool = True,
+        harness: bool = True,
+        name: str | None = None,
+        log_path: Path | None = None,
     ) -> None:
         self.port = port or free_port()
-        self.node_id = dict(env).get("NODE_ID", f"worker-{self.port}")
-        inherited = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in ("DATABASE_URL", "REDIS_URL", "NODE_ID", "WORKERS")
-        }
-        full_env = {
-            **inherited,
-            "HOST": "127.0.0.1",
-            "PORT": str(self.port),
-            "NODE_ID": self.node_id,
-            "CHAT_DATA_DIR": str(workdir),
-            "SECRET_KEY": "test-secret-key-shared-by-all-workers",
-            "ASYNC_MODE": "gevent",
-            "PYTHONUNBUFFERED": "1",
-            **HARNESS_LIMITS,
-            **dict(env),
-        }
-        super().__init__(
-            [sys.executable, "-m", "chat"], full_env, workdir / f"worker-{self.port}.log"
+        given = dict(env)
+        self.node_id = given.get("NODE_ID", f"worker-{self.port}")
+        full_env = worker_environment(
+            {
+                "PORT": str(self.port),
+                "NODE_ID": self.node_id,
+                "CHAT_DATA_DIR": str(workdir),
+                **given,
+            },
+            harness=harness,
         )
+        super().__init__(
+            name or self.node_id,
+            [sys.executable, "-m", "chat"],
+            log_path or workdir / f"worker-{self.port}.log",
+            env=full_env,
+            cwd=REPO_ROOT,
+        )
+        self.start()
         if wait:
             self.wait_healthy()
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
-    def wait_healthy(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
-        def healthy() -> bool:
-            if not self.alive():
-                raise RuntimeError(f"worker exited early:\n{self.log_text()[-3000:]}")
-            return requests.get(self.url + "/healthz", timeout=2).status_code == 200
+# --- the Node baseline peer --------------------------------------------------------------------
 
-        wait_for(healthy, timeout, f"chat worker on {self.port}")
+
+class NodePeer(HttpServer):
+    """The baseline Socket.IO peer (loadtest/node-peer/server.js), one process, on `redis_url`.
+
+    Started and awaited on construction. Raises MissingProgram without node, ProcessError
+    without its npm dependencies (`make peer-deps`).
+    """
+
+    def __init__(self, workdir: Path, redis_url: str, node_id: str) -> None:
+        node = find_program("node")
+        if not (NODE_PEER_DIR / "node_modules").is_dir():
+            raise ProcessError("node-peer dependencies missing: run `make peer-deps`")
+        self.port = free_port()
+        self.node_id = node_id
+        env = {**os.environ, "PORT": str(self.port), "REDIS_URL": redis_url, "NODE_ID": node_id}
+        super().__init__(
+            node_id, [node, "server.js"], workdir / f"{node_id}.log", env=env, cwd=NODE_PEER_DIR
+        )
+        self.start()
+        self.wait_healthy(30)
+
+
+# --- PostgreSQL --------------------------------------------------------------------------------
 
 
 class PostgresDatabase:
@@ -381,9 +709,9 @@ class PostgresDatabase:
     def __init__(self, server_url: str) -> None:
         import sqlalchemy as sa
 
-        self.name = f"chat_test_{os.getpid()}_{int(time.time() * 1000) % 10**8}"
         from chat.config import normalize_database_url
 
+        self.name = f"chat_test_{os.getpid()}_{int(time.time() * 1000) % 10**8}"
         base = sa.engine.make_url(normalize_database_url(server_url))
         self._admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
         with self._admin.connect() as conn:
@@ -402,7 +730,7 @@ def _postgres_program(name: str) -> str:
     found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
     if found:
         return str(found[-1])
-    return require_program(name)
+    return find_program(name)
 
 
 class PostgresServer:
@@ -435,14 +763,8 @@ class PostgresServer:
         self._run(
             [
                 _postgres_program("initdb"),
-                "-D",
-                str(self.datadir),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--no-instructions",
+                *("-D", str(self.datadir), "-U", "postgres", "--auth=trust"),
+                *("-E", "UTF8", "--no-instructions"),
             ]
         )
         self.start()
@@ -480,16 +802,8 @@ class PostgresServer:
         self._run(
             [
                 _postgres_program("pg_ctl"),
-                "-D",
-                str(self.datadir),
-                "-l",
-                str(self.log_path),
-                "-o",
-                options,
-                "-w",
-                "-t",
-                "60",
-                "start",
+                *("-D", str(self.datadir), "-l", str(self.log_path), "-o", options),
+                *("-w", "-t", "60", "start"),
             ]
         )
 
@@ -499,14 +813,7 @@ class PostgresServer:
             self._run(
                 [
                     _postgres_program("pg_ctl"),
-                    "-D",
-                    str(self.datadir),
-                    "-m",
-                    mode,
-                    "-w",
-                    "-t",
-                    "60",
-                    "stop",
+                    *("-D", str(self.datadir), "-m", mode, "-w", "-t", "60", "stop"),
                 ]
             )
 
@@ -516,19 +823,11 @@ class PostgresServer:
     def pids(self) -> list[int]:
         """The postmaster and every process it started (backends, background workers)."""
         postmaster = int((self.datadir / "postmaster.pid").read_text().split()[0])
-        children: dict[int, list[int]] = {}
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:  # the process ended meanwhile
-                continue
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-        out, todo = [], [postmaster]
-        while todo:
-            pid = todo.pop()
-            out.append(pid)
-            todo.extend(children.get(pid, []))
-        return out
+        try:
+            proc = psutil.Process(postmaster)
+            return [postmaster, *(p.pid for p in proc.children(recursive=True))]
+        except psutil.NoSuchProcess:
+            return []
 
     def freeze(self) -> None:
         """SIGSTOP the whole server: connections stay open and the kernel still accepts new
@@ -550,7 +849,3 @@ class PostgresServer:
         """Stop the server at once and delete its directory."""
         self.stop(mode="immediate")
         shutil.rmtree(self.root, ignore_errors=True)
-
-
-def temp_dir(prefix: str) -> Path:
-    return Path(tempfile.mkdtemp(prefix=prefix))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,10 +11,7 @@ from chat_page import PHONE, ChatPage
 from playwright.sync_api import expect
 
 from testkit.clients import register
-from testkit.processes import REPO_ROOT
-
-sys.path.insert(0, str(REPO_ROOT / "deploy"))
-from cluster import Cluster  # noqa: E402  (the launcher behind `make cluster-up`)
+from testkit.cluster import Cluster  # the launcher behind `make cluster-up`
 
 pytestmark = pytest.mark.e2e
 # Each new browser lands on a worker by nginx's hash of a fresh affinity key: two workers are

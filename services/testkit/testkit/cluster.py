@@ -1,9 +1,9 @@
 """Run N chat workers behind nginx on one machine: `make cluster`, `cluster-up`, `cluster-down`.
 
-    python deploy/cluster.py run    # foreground; Ctrl-C or SIGTERM stops everything it started
-    python deploy/cluster.py up     # detached; returns once every worker and nginx answer
-    python deploy/cluster.py down   # stops a detached cluster by the PIDs it recorded
-    python deploy/cluster.py status
+    python -m testkit.cluster run    # foreground; Ctrl-C or SIGTERM stops everything it started
+    python -m testkit.cluster up     # detached; returns once every worker and nginx answer
+    python -m testkit.cluster down   # stops a detached cluster by the PIDs it recorded
+    python -m testkit.cluster status
 
 Settings come from the environment (the make variables of deploy/cluster.mk): WORKERS (3),
 HTTP_PORT (8080; workers on HTTP_PORT+1 .. HTTP_PORT+WORKERS), REDIS_URL (default: a private
@@ -11,9 +11,9 @@ redis-server on a free port; REDIS=cluster: a private 3-primary Redis Cluster), 
 (default: one SQLite file in WAL mode shared by all workers), ASYNC_MODE (passed through),
 CLUSTER_DIR (run/cluster).
 
-Tests and fault injection import it: `Cluster(run_dir, workers=3).start()` gives `.url` (nginx),
-`.workers` (each with url, node_id, kill(), stop(), start()), `.nginx` and `.redis`.
-Only the standard library and the venv's `requests` are used.
+Tests, fault injection and the benchmark campaign import it: `Cluster(run_dir, workers=3).start()`
+gives `.url` (nginx), `.workers` (testkit ChatWorkers: url, node_id, kill(), stop(), start()),
+`.nginx` and `.redis` (or `.redis_cluster`). Every process is started by testkit.processes.
 """
 
 from __future__ import annotations
@@ -21,23 +21,37 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import re
 import secrets
-import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import requests
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from .processes import (
+    REPO_ROOT,
+    START_TIMEOUT_SECONDS,
+    ChatWorker,
+    Process,
+    ProcessError,
+    RedisCluster,
+    RedisServer,
+    find_program,
+    free_port,
+    free_port_block,
+    port_is_free,
+    same_process_runs,
+    stop_pid,
+    tail,
+    wait_for,
+    worker_environment,
+)
+
 NGINX_DIR = REPO_ROOT / "deploy" / "nginx"
 # The one definition of how a worker is started and how the schema is migrated;
 # docker-compose.yml runs the same commands (deploy/tests/test_compose.py checks that).
@@ -50,279 +64,21 @@ STATE_FILE = "cluster.json"
 # chat.conf.template). Above the load campaign's 1,000 users on one machine, each a WebSocket
 # plus the odd REST call; far below what exhausts a worker. Offices behind one NAT may need more.
 DEFAULT_CONNECTIONS_PER_ADDRESS = 2000
-# Three workers importing gevent, Flask and SQLAlchemy at once on two busy cores take a few
-# seconds; a minute covers a loaded CI machine without hiding a worker that never comes up.
-START_TIMEOUT_SECONDS = 60
-STOP_TIMEOUT_SECONDS = 10
 _PLACEHOLDER = re.compile(r"\$\{(CHAT_[A-Z_]+)\}")
+# One line of nginx's `chat` log_format (chat.conf.template). A request retried on another
+# worker lists both: "upstream=a:1, b:2 ustatus=502, 200"; `key` is the affinity cookie, or
+# the request id where there is none (both 32 hex digits).
+ACCESS_LINE = re.compile(
+    r'"(?P<method>\S+) (?P<uri>\S+) [^"]*" (?P<status>\d{3}) \d+ rt=\S+ '
+    r"upstream=(?P<upstream>.+?) ustatus=(?P<ustatus>.+?) key=(?P<key>[0-9a-f]+)$"
+)
 
 
-class ClusterError(Exception):
+class ClusterError(ProcessError):
     """The cluster could not be started or stopped; the message says why and what to do."""
 
 
-# --- processes ---------------------------------------------------------------------------------
-
-
-class Process:
-    """A child process started by the launcher, output in a log file, stopped by its PID."""
-
-    def __init__(
-        self,
-        name: str,
-        argv: Sequence[str],
-        log_path: Path,
-        env: Mapping[str, str] | None = None,
-        cwd: Path | None = None,
-    ) -> None:
-        self.name, self.argv, self.log_path = name, list(argv), log_path
-        self.env, self.cwd = dict(env) if env is not None else None, cwd
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        """Start (or start again, after stop/kill) the process; output appends to its log."""
-        if self.alive():
-            raise ClusterError(f"{self.name} is already running (pid {self.pid})")
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            # Its own session: Ctrl-C in the launcher's terminal reaches the launcher only, which
-            # then stops everything in order; a detached cluster outlives the launcher.
-            self.proc = subprocess.Popen(
-                self.argv,
-                env=self.env,
-                cwd=self.cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    @property
-    def pid(self) -> int:
-        if self.proc is None:
-            raise ClusterError(f"{self.name} was never started")
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def signal(self, sig: int) -> None:
-        if self.alive():
-            os.kill(self.pid, sig)
-
-    def kill(self) -> None:
-        """SIGKILL: the process dies at once, without any chance to clean up."""
-        self.signal(signal.SIGKILL)
-        if self.proc is not None:
-            self.proc.wait(timeout=STOP_TIMEOUT_SECONDS)
-
-    def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> int | None:
-        """SIGTERM, then SIGKILL if it has not exited within `timeout`; returns the exit code."""
-        if self.proc is None:
-            return None
-        if self.alive():
-            self.signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        return self.proc.returncode
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "pid": self.pid, "started": _start_ticks(self.pid)}
-
-
-class RedisServer(Process):
-    """A private redis-server for this cluster only: safe to stop, kill or restart.
-
-    The cluster's requires a password: whoever reaches Redis can publish into the message
-    queue, that is emit into any room. The password is in a config file only its owner reads
-    (not on the command line, which every local user can see) and in REDIS_URL. Without a
-    password (a test's Sentinel master) it takes any client.
-    """
-
-    def __init__(self, run_dir: Path, port: int, password: str | None = None) -> None:
-        self.port, self.dir, self.password = port, run_dir / "redis", password
-        self.dir.mkdir(parents=True, exist_ok=True)
-        config = self.dir / "redis.conf"
-        config.touch(mode=0o600)
-        config.write_text(f"requirepass {password}\n" if password else "")
-        super().__init__(
-            "redis",
-            [
-                require_program("redis-server"),
-                str(config),
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.dir),
-            ],
-            run_dir / "logs" / "redis.log",
-        )
-
-    @property
-    def url(self) -> str:
-        auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
-
-    def wait_ready(self, timeout: float = 10) -> None:
-        self.wait_port(self.port, self, timeout, self.password)
-
-    @staticmethod
-    def wait_port(
-        port: int, process: Process, timeout: float = 10, password: str | None = None
-    ) -> None:
-        """Until the redis-server `process` answers PING on `port` (after AUTH, given one)."""
-
-        def ready() -> bool:
-            if not process.alive():
-                raise ClusterError(f"redis-server exited:\n{tail(process.log_text())}")
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                auth = f"AUTH {password}\r\n" if password else ""
-                s.sendall(f"{auth}PING\r\n".encode())
-                expected = (b"+OK\r\n" if password else b"") + b"+PONG\r\n"
-                answer = b""
-                while len(answer) < len(expected):
-                    chunk = s.recv(64)
-                    if not chunk:
-                        break
-                    answer += chunk
-                return answer == expected
-
-        wait_until(ready, timeout, f"redis-server on port {port}")
-
-    def restart(self, down_seconds: float = 0.0) -> None:
-        """Stop, stay down for `down_seconds`, start again on the same port (empty)."""
-        self.stop()
-        time.sleep(down_seconds)
-        self.start()
-        self.wait_ready()
-
-
-class RedisClusterNodes:
-    """A private Redis Cluster of `primaries` redis-servers (no replicas) on loopback.
-
-    Each node gets two free ports (clients, cluster bus); `redis-cli --cluster create` spreads
-    the 16384 slots over them. The workers get `redis+cluster://:pw@h:p,h:p,h:p` as REDIS_URL.
-    Like the single RedisServer, every node requires the password (in a config file only its
-    owner reads, not on a command line), given one. The cluster is created anew on every
-    start: a node table left by an earlier run (other ports, other node ids) is removed, or
-    `--cluster create` refuses the nodes as "not empty".
-    """
-
-    def __init__(self, run_dir: Path, primaries: int = 3, password: str | None = None) -> None:
-        self.dir = run_dir / "redis-cluster"
-        self.password = password
-        self.nodes: list[Process] = []
-        self.ports: list[int] = []
-        for i in range(1, primaries + 1):
-            port, bus_port = free_port(), free_port()
-            node_dir = self.dir / f"node-{i}"
-            node_dir.mkdir(parents=True, exist_ok=True)
-            (node_dir / "nodes.conf").unlink(missing_ok=True)
-            config = node_dir / "redis.conf"
-            config.touch(mode=0o600)
-            config.write_text(
-                f"requirepass {password}\nmasterauth {password}\n" if password else ""
-            )
-            self.ports.append(port)
-            self.nodes.append(
-                Process(
-                    f"redis-cluster-{i}",
-                    [
-                        require_program("redis-server"),
-                        str(config),
-                        *("--port", str(port), "--bind", "127.0.0.1"),
-                        *("--cluster-enabled", "yes", "--cluster-port", str(bus_port)),
-                        *("--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000"),
-                        *("--save", "", "--appendonly", "no", "--dir", str(node_dir)),
-                    ],
-                    run_dir / "logs" / f"redis-cluster-{i}.log",
-                )
-            )
-
-    @property
-    def url(self) -> str:
-        auth = f":{self.password}@" if self.password else ""
-        return f"redis+cluster://{auth}" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
-
-    def start(self, timeout: float = 30) -> None:
-        for node, port in zip(self.nodes, self.ports, strict=True):
-            node.start()
-            RedisServer.wait_port(port, node, password=self.password)
-        # redis-cli reads the password from the environment (not visible in `ps`).
-        cli_env = {**os.environ, "REDISCLI_AUTH": self.password} if self.password else None
-        out = subprocess.run(
-            [
-                require_program("redis-cli"),
-                "--cluster",
-                "create",
-                *(f"127.0.0.1:{p}" for p in self.ports),
-                *("--cluster-replicas", "0", "--cluster-yes"),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=cli_env,
-        )
-        if out.returncode != 0:
-            raise ClusterError(
-                f"redis-cli --cluster create failed:\n{tail(out.stdout + out.stderr)}"
-            )
-
-        def ok() -> bool:
-            for port in self.ports:
-                info = subprocess.run(
-                    [require_program("redis-cli"), "-p", str(port), "cluster", "info"],
-                    capture_output=True,
-                    text=True,
-                    timeout=5,
-                    env=cli_env,
-                ).stdout
-                if "cluster_state:ok" not in info:
-                    return False
-            return True
-
-        wait_until(ok, timeout, "the redis cluster to be ok")
-
-
-class Worker(Process):
-    """One chat worker (`python -m chat`), listening on 127.0.0.1:port."""
-
-    def __init__(self, index: int, port: int, env: Mapping[str, str], log_path: Path) -> None:
-        self.index, self.port = index, port
-        self.node_id = env["NODE_ID"]
-        super().__init__(
-            f"worker-{index}",
-            [sys.executable, *WORKER_COMMAND[1:]],
-            log_path,
-            env=env,
-            cwd=REPO_ROOT,
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def healthz(self) -> requests.Response:
-        return requests.get(self.url + "/healthz", timeout=3)
-
-    def wait_healthy(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
-        def healthy() -> bool:
-            if not self.alive():
-                raise ClusterError(f"{self.name} exited:\n{tail(self.log_text())}")
-            return self.healthz().status_code == 200
-
-        wait_until(healthy, timeout, f"{self.name} /healthz on port {self.port}")
+# --- nginx -------------------------------------------------------------------------------------
 
 
 class Nginx(Process):
@@ -350,7 +106,7 @@ class Nginx(Process):
             sid_tags=sid_tags,
             connections_per_address=connections_per_address,
         )
-        binary = require_program("nginx")
+        binary = find_program("nginx")
         self.base_argv = [
             binary,
             "-p",
@@ -382,7 +138,7 @@ class Nginx(Process):
                 )
             return requests.get(self.url + "/healthz", timeout=3).status_code == 200
 
-        wait_until(answers, timeout, f"nginx on port {self.port}")
+        wait_for(answers, timeout, f"nginx on port {self.port}", interval=0.1)
 
 
 def render_template(text: str, values: Mapping[str, str]) -> str:
@@ -491,8 +247,8 @@ class Cluster:
         self.extra_env = dict(env or {})
         self.connections_per_address = connections_per_address
         self.redis: RedisServer | None = None
-        self.redis_cluster: RedisClusterNodes | None = None
-        self.workers: list[Worker] = []
+        self.redis_cluster: RedisCluster | None = None
+        self.workers: list[ChatWorker] = []
         self.nginx: Nginx | None = None
 
     # The pieces, for callers that want them.
@@ -516,7 +272,7 @@ class Cluster:
     def database_url(self) -> str:
         return self.given_database_url or f"sqlite:///{self.run_dir / 'data' / 'chat.db'}"
 
-    def worker_by_node(self, node_id: str) -> Worker:
+    def worker_by_node(self, node_id: str) -> ChatWorker:
         return next(w for w in self.workers if w.node_id == node_id)
 
     def processes(self) -> list[Process]:
@@ -536,9 +292,9 @@ class Cluster:
         return self
 
     def _start(self, timeout: float) -> None:
-        require_program("nginx")
+        find_program("nginx")
         if not self.given_redis_url:
-            require_program("redis-server")
+            find_program("redis-server")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         http_port = self.http_port or free_port_block(self.worker_count + 1)
         ports = [http_port + i for i in range(1, self.worker_count + 1)]
@@ -549,28 +305,33 @@ class Cluster:
                 "choose another HTTP_PORT (workers use HTTP_PORT+1..+WORKERS)"
             )
         if not self.given_redis_url and self.redis_mode == "cluster":
-            self.redis_cluster = RedisClusterNodes(
-                self.run_dir, password=self._kept_secret("redis_password")
+            self.redis_cluster = RedisCluster(
+                self.run_dir / "redis-cluster",
+                password=self._kept_secret("redis_password"),
+                log_dir=self.run_dir / "logs",
             )
-            self.redis_cluster.start()
         elif not self.given_redis_url:
-            self.redis = RedisServer(self.run_dir, free_port(), self._kept_secret("redis_password"))
-            self.redis.start()
-            self.redis.wait_ready()
+            self.redis = RedisServer(
+                self.run_dir / "redis",
+                free_port(),
+                self._kept_secret("redis_password"),
+                log_path=self.run_dir / "logs" / "redis.log",
+            )
         self._prepare_database()
         env = self._worker_env()
-        self.workers = [
-            Worker(
-                i,
-                port,
-                # The node id doubles as the SID_TAG nginx routes cookie-less sessions by.
-                {**env, "PORT": str(port), "NODE_ID": f"worker-{i}", "SID_TAG": f"worker-{i}"},
-                self.run_dir / "logs" / f"worker-{i}.log",
+        for i, port in enumerate(ports, start=1):
+            self.workers.append(
+                ChatWorker(
+                    self.run_dir / "data",
+                    port=port,
+                    # The node id doubles as the SID_TAG nginx routes cookie-less sessions by.
+                    env={**env, "NODE_ID": f"worker-{i}", "SID_TAG": f"worker-{i}"},
+                    wait=False,
+                    harness=False,
+                    name=f"worker-{i}",
+                    log_path=self.run_dir / "logs" / f"worker-{i}.log",
+                )
             )
-            for i, port in enumerate(ports, start=1)
-        ]
-        for worker in self.workers:
-            worker.start()
         self.save_state()
         deadline = time.monotonic() + timeout
         for worker in self.workers:
@@ -596,7 +357,7 @@ class Cluster:
             # WAL lets every worker read while one writes; the mode is stored in the file.
             with sqlite3.connect(path) as conn:
                 conn.execute("PRAGMA journal_mode=WAL")
-        env = {**self._worker_env(), "ASYNC_MODE": "threading"}
+        env = worker_environment({**self._worker_env(), "ASYNC_MODE": "threading"}, harness=False)
         env.pop("REDIS_URL", None)  # migrating needs the database only
         out = subprocess.run(
             [sys.executable, *MIGRATE_COMMAND[1:]],
@@ -612,14 +373,9 @@ class Cluster:
             )
 
     def _worker_env(self) -> dict[str, str]:
-        inherited = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in ("DATABASE_URL", "REDIS_URL", "NODE_ID", "PORT", "HOST")
-        }
+        """The cluster's settings for every worker (testkit.processes.worker_environment adds
+        the inherited environment and the defaults)."""
         return {
-            **inherited,
-            "HOST": "127.0.0.1",
             "DATABASE_URL": self.database_url,
             "REDIS_URL": self.redis_url,
             "SECRET_KEY": self._secret_key(),
@@ -629,7 +385,6 @@ class Cluster:
             "AUTO_MIGRATE": "0",
             # nginx appends the client's address to X-Forwarded-For (login throttling).
             "TRUSTED_PROXY_HOPS": "1",
-            "PYTHONUNBUFFERED": "1",
             **self.extra_env,
         }
 
@@ -673,76 +428,18 @@ class Cluster:
         self.stop()
 
 
-# --- helpers -----------------------------------------------------------------------------------
-
-
-def require_program(name: str) -> str:
-    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
-    if path is None:
-        package = {"nginx": "nginx-light", "redis-server": "redis-server"}.get(name, name)
-        raise ClusterError(
-            f"{name} is not installed: run `make system-deps` (as root) or "
-            f"`apt-get install {package}`"
-        )
-    return path
-
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    """Could a server listen on `port` now? (Connections of a stopped one in TIME_WAIT do not
-    count: every server here sets SO_REUSEADDR, so does this check.)"""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def free_port_block(count: int) -> int:
-    """The first of `count` consecutive free ports (nginx, then one per worker).
-
-    Drawn from below the kernel's ephemeral range: a port checked free there may be taken a
-    moment later as the source port of any outgoing connection (and every test client makes
-    many), and then the worker cannot bind it.
-    """
-    try:
-        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        ephemeral_low = 32_768
-    for _ in range(200):
-        base = random.randrange(10_000, max(10_001, ephemeral_low - count))
-        if all(port_is_free(base + i) for i in range(count)):
-            return base
-    raise ClusterError(f"no block of {count} free ports found")
-
-
-def wait_until(
-    predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1
-) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = predicate()
-            if result:
-                return result
-        except ClusterError:
-            raise
-        except Exception as exc:  # not up yet
-            last = exc
-        time.sleep(interval)
-    raise ClusterError(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last})")
-
-
-def tail(text: str, lines: int = 30) -> str:
-    return "\n".join(text.rstrip().splitlines()[-lines:])
+def access_log_since(path: Path, offset: int) -> list[dict[str, str]]:
+    """nginx access log entries (`chat` log_format) written after byte `offset`: method, uri,
+    status, upstream, ustatus, key. An unparsable line fails (AssertionError names it)."""
+    with open(path) as f:
+        f.seek(offset)
+        lines = f.read().splitlines()
+    entries = []
+    for line in lines:
+        match = ACCESS_LINE.search(line)
+        assert match, f"unparsed nginx access log line: {line}"
+        entries.append(match.groupdict())
+    return entries
 
 
 def redact(url: str) -> str:
@@ -750,23 +447,9 @@ def redact(url: str) -> str:
     return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
-def _start_ticks(pid: int) -> int | None:
-    """When the process started (clock ticks since boot), or None when it is gone or a zombie.
-
-    A PID plus its start time names one process for good: a PID the kernel has handed to a
-    newer process since has another start time, so `down` never signals a stranger.
-    """
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    fields = stat.rsplit(")", 1)[1].split()  # the name in (...) may hold spaces
-    return None if fields[0] == "Z" else int(fields[19])
-
-
-def _pid_runs(entry: Mapping[str, Any]) -> bool:
-    """Is the process recorded in a state entry still running?"""
-    return entry["started"] is not None and _start_ticks(entry["pid"]) == entry["started"]
+def _pid_runs(entry: Mapping[str, object]) -> bool:
+    """Is the process recorded in a state entry (name, pid, started) still that process?"""
+    return same_process_runs(entry["pid"], entry["started"])  # type: ignore[arg-type]
 
 
 def stop_detached(run_dir: Path) -> list[str]:
@@ -776,16 +459,8 @@ def stop_detached(run_dir: Path) -> list[str]:
         return []
     stopped = []
     for entry in reversed(json.loads(state_path.read_text())["processes"]):
-        pid = entry["pid"]
-        if not _pid_runs(entry):
-            continue
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-        while _pid_runs(entry) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _pid_runs(entry):
-            os.kill(pid, signal.SIGKILL)
-        stopped.append(f"{entry['name']} (pid {pid})")
+        if stop_pid(entry["pid"], entry["started"]):
+            stopped.append(f"{entry['name']} (pid {entry['pid']})")
     state_path.unlink()
     return stopped
 
@@ -898,7 +573,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         print(f"no cluster runs from {run_dir}")
         return 0
-    except ClusterError as exc:
+    except ProcessError as exc:  # ClusterError, a missing program, a process that exited
         print(f"cluster: {exc}", file=sys.stderr)
         return 1
 

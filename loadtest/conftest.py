@@ -1,1 +1,0 @@
-"""Makes the chatload package (beside this file) importable by loadtest/tests."""

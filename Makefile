@@ -37,8 +37,8 @@ migrate: deps
 system-deps:
 	@bash deploy/scripts/ensure-system-deps.sh
 
-test: deps system-deps $(TEST_PREREQS)
-	$(VENV)/bin/ruff check services loadtest deploy
+# The lint (ruff + mypy) runs first: a type error fails CI as a test would.
+test: deps system-deps $(TEST_PREREQS) lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: deps typecheck

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import requests
@@ -183,6 +184,20 @@ class ChatPage:
                 return e.defaultPrevented;
             }"""
         )
+
+    def wait_for_value(self, expression: str, expected: object, timeout: float = 10.0) -> None:
+        """Poll `expression` in the page until it equals `expected`; AssertionError past `timeout`.
+
+        Not `page.wait_for_function`: Playwright polls a string predicate by evaluating it
+        inside the page, which the page's CSP (no 'unsafe-eval') refuses whenever the first
+        check is false. `page.evaluate` runs through the DevTools protocol, outside the CSP.
+        """
+        deadline = time.monotonic() + timeout
+        value = self.page.evaluate(expression)
+        while value != expected and time.monotonic() < deadline:
+            self.page.wait_for_timeout(100)
+            value = self.page.evaluate(expression)
+        assert value == expected, f"{expression} is {value!r}, not {expected!r}, after {timeout} s"
 
     def screenshot(self, name: str) -> Path:
         width = self.page.viewport_size["width"]

@@ -164,7 +164,7 @@ def test_a_hidden_tab_notifies_of_dms_and_mentions_and_counts_them_in_its_title(
     dm = api_post(chat_server.url, bob_token, "/dms", {"user": alice_name})
     api_say(chat_server.url, bob_token, dm["name"], "psst, in private")
     expect(alice.page).to_have_title("(3) Chat")
-    alice.page.wait_for_function("window.__notifications.length >= 2")
+    alice.wait_for_value("window.__notifications.length", 2)
     assert alice.page.evaluate("window.__notifications") == [
         {
             "title": f"{bob_name} in #general mentioned you",

@@ -224,5 +224,5 @@ def test_the_page_runs_under_a_strict_content_security_policy(open_chat, user, c
     assert page.page.evaluate("window.__violations") == []
     # The policy is in force: an inline style attribute is refused and reported.
     page.page.evaluate("document.body.setAttribute('style', 'color: red')")
-    page.page.wait_for_function("window.__violations.length === 1")
+    page.wait_for_value("window.__violations.length", 1)
     assert page.page.evaluate("window.__violations[0]").startswith("style-src")

@@ -61,7 +61,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     _init_realtime(app)
     _register_http(app)
     app.wsgi_app = _refuse_websocket_compression(app.wsgi_app)
-    from .realtime.hardening import guard_engineio_http
+    from .transport.packet_filter import guard_engineio_http
 
     app.wsgi_app = guard_engineio_http(app.wsgi_app, app.config["MAX_HTTP_BUFFER_SIZE"])
     if app.config["TRUSTED_PROXY_HOPS"]:
@@ -83,14 +83,14 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
 
 def _init_realtime(app: Flask) -> None:
-    from . import metrics, socket_limits
+    from . import metrics
     from .cluster.liveness import Liveness
     from .cluster.mq import ShardedRedisManager
     from .cluster.presence import Presence
     from .cluster.rate_limit import RateLimiter, rules_from_config
     from .cluster.shared_state import make_state
-    from .realtime import hardening
     from .realtime.namespace import ChatNamespace
+    from .transport import packet_filter, pings, socket_limits
 
     cfg = app.config
     state = make_state(cfg["REDIS_URL"])
@@ -125,12 +125,10 @@ def _init_realtime(app: Flask) -> None:
         logger=_library_logger("socketio.server"),
         engineio_logger=_library_logger("engineio.server"),
     )
-    hardening.harden(socketio.server)
-    from .realtime import pings
-
+    packet_filter.harden(socketio.server)
     pings.install(socketio.server.eio)
     if cfg["SID_TAG"]:
-        from .realtime.sticky import tag_session_ids
+        from .transport.sticky import tag_session_ids
 
         tag_session_ids(socketio.server.eio, cfg["SID_TAG"])
     socket_limits.install(cfg["MAX_SOCKET_QUEUE_BYTES"], cfg["AUTH_TIMEOUT_SECONDS"])

@@ -31,7 +31,7 @@ the abuse tests (test_abuse_fuzz, test_abuse_payloads) found, and what is done h
   are not UTF-8, bad base64) raised out of Engine.IO's WebSocket loop or polling handler: a
   traceback per packet, the WebSocket dropped. A polling body is checked before Engine.IO
   reads it (400 "Bad payload"); a WebSocket message is checked as it is received (the
-  connection is closed; gevent only, see serving.py).
+  connection is closed; frames.py under gevent, socket_limits.py in both modes).
 """
 
 from __future__ import annotations

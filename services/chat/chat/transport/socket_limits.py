@@ -27,7 +27,7 @@ pings blindly, and the worker grew until it was stopped. What is done here, in b
   closed the same way, by one sweeper task per worker (`start_sweeper`).
 - A WebSocket message that is no Engine.IO packet (empty, not UTF-8, bad type digit) raised
   out of Engine.IO's WebSocket loop; under eventlet that became an HTTP 500 with a traceback.
-  It closes that connection instead, in both modes (gevent's server checks it too, serving.py).
+  It closes that connection instead, in both modes (gevent's server checks it too, frames.py).
 
 The reach into python-engineio: `engineio.socket.Socket` is replaced by a subclass (the server
 creates sockets as `socket.Socket(self, sid)` and has no factory), which overrides `send`,
@@ -48,8 +48,8 @@ from typing import Any
 import engineio.socket
 from engineio import packet as eio_packet
 
-from . import metrics
-from .realtime.hardening import engineio_problem, refused
+from .. import metrics
+from .packet_filter import engineio_problem, refused
 
 log = logging.getLogger(__name__)
 

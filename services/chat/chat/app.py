@@ -90,7 +90,7 @@ def _init_realtime(app: Flask) -> None:
     from .cluster.rate_limit import RateLimiter, rules_from_config
     from .cluster.shared_state import make_state
     from .realtime.namespace import ChatNamespace
-    from .transport import packet_filter, pings, socket_limits
+    from .transport import origins, packet_filter, pings, socket_limits
 
     cfg = app.config
     state = make_state(cfg["REDIS_URL"])
@@ -110,7 +110,8 @@ def _init_realtime(app: Flask) -> None:
         app,
         async_mode=cfg["ASYNC_MODE"],
         client_manager=manager,
-        cors_allowed_origins=cfg["CORS_ALLOWED_ORIGINS"],
+        # A callable policy, which the gevent server asks too before a WebSocket upgrade.
+        cors_allowed_origins=origins.engineio_setting(cfg["CORS_ALLOWED_ORIGINS"]),
         max_http_buffer_size=cfg["MAX_HTTP_BUFFER_SIZE"],
         ping_interval=cfg["PING_INTERVAL_SECONDS"],
         ping_timeout=cfg["PING_TIMEOUT_SECONDS"],

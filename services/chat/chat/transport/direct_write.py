@@ -29,6 +29,7 @@ from engineio import packet as eio_packet
 from prometheus_client.core import CounterMetricFamily
 
 from .. import metrics
+from . import upstream
 from .frame_cache import FrameBytes
 from .socket_limits import LimitedSocket, packet_bytes
 
@@ -138,6 +139,7 @@ def install() -> None:
     global _installed
     if _installed:
         return
+    upstream.require("python-engineio", "direct_write (a subclass of engineio.socket.Socket)")
     engineio.socket.Socket = DirectWriteSocket
     metrics.registry.register(counts)
     _installed = True

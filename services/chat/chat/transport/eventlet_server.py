@@ -9,6 +9,7 @@ import eventlet
 import eventlet.wsgi
 from eventlet import websocket
 
+from . import upstream
 from .http_server import peer, request_head_seconds
 from .masking import unmask_from
 from .packet_filter import refused
@@ -67,7 +68,9 @@ def bound_eventlet_messages() -> None:
     attribute of RFC6455WebSocket, created per message by `_recv_frame`) becomes
     BoundedMessage, whose `push` refuses data past that length, which eventlet turns into a
     close with status 1009. test_upstream_eventlet_* pin what this relies on (eventlet 0.41).
+    Raises upstream.UntestedUpstream on an eventlet outside the tested range.
     """
+    upstream.require("eventlet", "eventlet_server (RFC6455WebSocket.Message, _apply_mask)")
     websocket.RFC6455WebSocket.Message = BoundedMessage
     # eventlet unmasks a client's payload one byte at a time in Python (as gevent-websocket
     # does; frames.py replaces that too): one C-level XOR instead.

@@ -5,19 +5,23 @@ Engine.IO looks at its size (max_http_buffer_size is checked only afterwards), a
 continuation frames without a bound, and unmasks byte by byte in Python: one unauthenticated
 client streaming a frame that announced 2 GiB kept a worker reading (and stalled it for
 seconds once it stopped). `BoundedWebSocket` refuses a frame or message above
-`max_message_bytes` before its payload is read (the connection gets a plain close frame),
-refuses reserved bits (close 1002), and unmasks in one C-level XOR.
+`max_message_bytes` before its payload is read, refuses reserved bits, and unmasks in one
+C-level XOR.
 
 On the way out it writes a broadcast's frame built once (frame_cache.py) with one `send()`,
 and `send_nowait` is direct_write.py's write from the emitting greenlet.
 
-What a frame may be, as this reader enforces it (tests/test_frames.py, on crafted bytes):
-- reserved bits (RSV1-3) set: ProtocolError, close 1002;
+What a client's frame may be, as this reader enforces it (tests/test_frames.py, on crafted
+bytes). Every refusal ends the connection: `receive()` returns None after writing a close
+frame without a status code (b"\x88\x00": gevent-websocket's close() drops its `code`):
+- reserved bits (RSV1-3) set: ProtocolError from read_frame;
 - a control frame (close, ping, pong) longer than 125 bytes or fragmented: ProtocolError
-  (gevent-websocket's header decoder), close 1002;
-- a data frame whose length, plus the frames of its message before it, is above
-  `max_message_bytes`: a close frame with no status, before its payload is read;
-- masked or not, a client's frame is taken (gevent-websocket does not require the mask).
+  from gevent-websocket's header decoder;
+- a frame whose length, plus the data frames of its message before it, is above
+  `max_message_bytes`: MessageTooBig, raised before its payload is read (control frames
+  are compared alone and do not count towards the message);
+- a payload cut short, text that is not UTF-8, or a message that is no Engine.IO packet;
+- masked or not, a frame is taken (gevent-websocket never required the client's mask).
 """
 
 from __future__ import annotations
@@ -130,21 +134,17 @@ class BoundedWebSocket(WebSocket):
             return None
         frame = frames.text_frame(message)
         try:
-            # gevent's own socket.send would wait for the socket to become writable; its
-            # OS socket is non-blocking, so this call returns at once.
-            sent = sock._sock.send(frame)
+            # A zero timeout: gevent's send tries once and raises instead of waiting for
+            # the socket to become writable (test_upstream_gevent_send_*).
+            sent = sock.send(frame, 0, timeout=0.0)
         except OSError:  # BlockingIOError included
             return None
         return frame[sent:]
 
     def receive(self) -> str | bytes | bytearray | None:
-        try:
-            message = super().receive()
-        except MessageTooBig:
-            # A plain close frame: gevent-websocket's close() ignores its `code` and
-            # sends the repr of a bytes reason as the payload, which clients reject.
-            self.close()
-            return None
+        # gevent-websocket's receive closes the connection and returns None on a protocol
+        # error and on any socket.error, MessageTooBig included (a WebSocketError is one).
+        message = super().receive()
         # A packet Engine.IO cannot decode would raise out of its WebSocket loop (a
         # traceback per packet): refuse it here, like any other broken frame.
         problem = None if message is None else engineio_problem(message)

@@ -10,6 +10,7 @@ from flask import Flask
 from gevent import pywsgi
 from geventwebsocket.handler import WebSocketHandler
 
+from . import upstream
 from .frames import BoundedWebSocket
 from .http_server import peer, request_head_seconds
 from .packet_filter import refused
@@ -72,7 +73,10 @@ def make_server(
 
     `pre_start_hook(handler) -> bool`: True serves the request as plain HTTP instead of
     upgrading it (gevent-websocket's hook; http_server.plain_http_for_foreign_origin).
+    Raises upstream.UntestedUpstream on a gevent or gevent-websocket outside the tested range.
     """
+    upstream.require("gevent-websocket", "frames.BoundedWebSocket and ChatWebSocketHandler")
+    upstream.require("gevent", "ChatWebSocketHandler (the request head deadline)")
     server = pywsgi.WSGIServer(
         (host, port),
         app,

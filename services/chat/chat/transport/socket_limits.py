@@ -49,6 +49,7 @@ import engineio.socket
 from engineio import packet as eio_packet
 
 from .. import metrics
+from . import upstream
 from .packet_filter import engineio_problem, refused
 
 log = logging.getLogger(__name__)
@@ -316,7 +317,11 @@ def start_sweeper(socketio) -> None:
 
 
 def install(max_queue_bytes: int, auth_timeout_seconds: float) -> None:
-    """Make Engine.IO create LimitedSocket (or direct_write's subclass) for every session."""
+    """Make Engine.IO create LimitedSocket (or direct_write's subclass) for every session.
+
+    Raises upstream.UntestedUpstream on a python-engineio outside the tested range.
+    """
+    upstream.require("python-engineio", "socket_limits (a subclass of engineio.socket.Socket)")
     LimitedSocket.max_queue_bytes = max_queue_bytes
     LimitedSocket.auth_timeout_seconds = auth_timeout_seconds
     if not issubclass(engineio.socket.Socket, LimitedSocket):

@@ -32,6 +32,11 @@ TESTED = {
 }
 
 
+def sample(name: str, **labels: str) -> float:
+    """A worker metric's value as /metrics reports it (0 before its first increment)."""
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
 @pytest.mark.parametrize("package", sorted(TESTED))
 def test_upstream_versions_are_the_tested_ones(package):
     version = importlib.metadata.version(package)
@@ -114,13 +119,13 @@ def test_upstream_engineio_websocket_loop_reads_through_wait(eio):
     """An undecodable message closes the transport instead of raising out of the loop."""
     sock = new_socket(eio)
     ws = FakeWebSocket()
-    before = metrics.protocol_errors.labels("undecodable")._value.get()
+    before = sample("chat_protocol_errors_total", kind="undecodable")
     ws.incoming.put("")  # no packet type: Engine.IO's decoder raises on it
     handler = threading.Thread(target=sock._websocket_handler, args=(ws,), daemon=True)
     handler.start()
     handler.join(5)
     assert not handler.is_alive() and sock.closed
-    assert metrics.protocol_errors.labels("undecodable")._value.get() == before + 1
+    assert sample("chat_protocol_errors_total", kind="undecodable") == before + 1
 
 
 def test_a_pong_with_no_ping_outstanding_is_dropped(eio):
@@ -142,17 +147,21 @@ def test_long_polling_counts_a_ping_written_once_a_get_takes_it(eio):
 
 def test_bytes_past_the_bound_cut_the_socket_and_free_its_queue(eio):
     sock = new_socket(eio)
-    cut_before = metrics.sockets_cut.labels("send_queue")._value.get()
+    cut_before = sample("chat_sockets_cut_total", reason="send_queue")
     for _ in range(4):  # the first at the head of the line, 903 bytes behind it
         sock.send(packet.Packet(packet.MESSAGE, data="x" * 300))
     assert sock.queued_bytes == 1204 and sock.queue.qsize() == 4
     sock.send(packet.Packet(packet.MESSAGE, data="x" * 300))  # 1,204 behind the head > 1,000
-    assert sock.queue.qsize() in (0, 1)  # emptied (the close may have queued its None)
-    assert metrics.sockets_cut.labels("send_queue")._value.get() == cut_before + 1
+    assert sample("chat_sockets_cut_total", reason="send_queue") == cut_before + 1
     deadline = time.monotonic() + 5
     while "s1" in eio.sockets and time.monotonic() < deadline:
         time.sleep(0.01)
     assert sock.closed and "s1" not in eio.sockets
+    # The 4 messages were dropped; what is left is the close's end-of-queue marker alone.
+    left = []
+    while not sock.queue.empty():
+        left.append(sock.queue.get_nowait())
+    assert left == [None]
 
 
 def test_a_reply_larger_than_the_bound_is_admitted_at_the_head_of_the_line(eio):

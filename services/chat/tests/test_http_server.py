@@ -41,3 +41,42 @@ def test_the_first_request_has_the_header_timeout_a_kept_alive_one_the_idle_allo
     header_timeout, requests_read, seconds
 ):
     assert request_head_seconds(header_timeout, requests_read) == seconds
+
+
+def a_socketio(cors_allowed_origins):
+    from types import SimpleNamespace
+
+    eio = SimpleNamespace(cors_allowed_origins=cors_allowed_origins)
+    return SimpleNamespace(server=SimpleNamespace(eio=eio))
+
+
+def upgrade_from(origin: str | None, upgrade: str = "websocket"):
+    from types import SimpleNamespace
+
+    environ = {"wsgi.url_scheme": "http", "HTTP_HOST": "chat.example", "HTTP_UPGRADE": upgrade}
+    if origin is not None:
+        environ["HTTP_ORIGIN"] = origin
+    return SimpleNamespace(environ=environ)
+
+
+@pytest.mark.parametrize(
+    ("configured", "origin", "upgrade", "plain_http"),
+    [
+        (None, "http://evil.example", "websocket", True),
+        (None, "http://evil.example", "WebSocket", True),
+        (None, "http://chat.example", "websocket", False),
+        (None, None, "websocket", False),
+        (None, "http://evil.example", "", False),  # not an upgrade: Engine.IO answers it
+        (["https://app.example"], "http://chat.example", "websocket", True),
+        ("*", "http://evil.example", "websocket", False),
+        ([], "http://evil.example", "websocket", False),
+    ],
+)
+def test_an_upgrade_from_a_refused_origin_is_served_as_plain_http(
+    configured, origin, upgrade, plain_http
+):
+    from chat.transport.http_server import plain_http_for_foreign_origin
+    from chat.transport.origins import engineio_setting
+
+    hook = plain_http_for_foreign_origin(a_socketio(engineio_setting(configured)))
+    assert hook(upgrade_from(origin, upgrade)) is plain_http

@@ -235,3 +235,11 @@ def test_upstream_engineio_socket_sends_through_the_queue_the_limits_count():
     assert "self.queue.put(pkt)" in inspect.getsource(engineio.socket.Socket.send)
     poll = inspect.getsource(engineio.socket.Socket.poll)
     assert "self.queue.get(" in poll and "self.queue.task_done()" in poll
+
+
+def test_upstream_engineio_marks_an_upgrade_with_upgrading_then_upgraded():
+    # direct_write counts the writer as idle only on an upgraded socket that is not upgrading
+    # (a long-poll GET from before the upgrade may still be waiting in poll()).
+    source = inspect.getsource(engineio.socket.Socket._websocket_handler)
+    assert "self.upgrading = True" in source
+    assert source.index("self.upgraded = True") < source.rindex("self.upgrading = False")

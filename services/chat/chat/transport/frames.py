@@ -22,6 +22,9 @@ frame without a status code (b"\x88\x00": gevent-websocket's close() drops its `
   are compared alone and do not count towards the message);
 - a payload cut short, text that is not UTF-8, or a message that is no Engine.IO packet;
 - masked or not, a frame is taken (gevent-websocket never required the client's mask).
+A client's own close frame is answered with a close and ends the connection too; one that
+carries a reason is echoed with the repr of that reason as its payload (gevent-websocket's
+doing, pinned as it is by test_a_client_close_with_a_reason_is_answered_with_the_reasons_repr).
 """
 
 from __future__ import annotations

@@ -138,8 +138,9 @@ class BoundedWebSocket(WebSocket):
         frame = frames.text_frame(message)
         try:
             # A zero timeout: gevent's send tries once and raises instead of waiting for
-            # the socket to become writable (test_upstream_gevent_send_*).
-            sent = sock.send(frame, 0, timeout=0.0)
+            # the socket to become writable (test_upstream_gevent_send_*). types-gevent
+            # copies the standard library's signature, without gevent's `timeout`.
+            sent = sock.send(frame, 0, timeout=0.0)  # type: ignore[call-arg]
         except OSError:  # BlockingIOError included
             return None
         return frame[sent:]

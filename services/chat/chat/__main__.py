@@ -8,8 +8,10 @@ import logging  # noqa: E402
 import signal  # noqa: E402
 from types import FrameType  # noqa: E402
 
-from chat import create_app, serving  # noqa: E402
+from chat import create_app  # noqa: E402
 from chat.extensions import socketio  # noqa: E402
+from chat.transport import http_server  # noqa: E402
+from chat.transport.drain import Drain  # noqa: E402
 
 log = logging.getLogger("chat")
 
@@ -20,13 +22,14 @@ def main() -> None:
     liveness = app.extensions["chat.liveness"]
     liveness.start()
     app.extensions["chat.sessions"].start()
-    drain = serving.Drain(
+    drain = Drain(
         socketio,
         on_exit=liveness.stop,
         seconds=cfg["DRAIN_SECONDS"],
         events=app.extensions["chat.namespace"],
     )
-    app.wsgi_app = drain.wsgi_middleware(app.wsgi_app)  # type: ignore[method-assign]
+    # Flask's documented way to add WSGI middleware (see app.py).
+    app.wsgi_app = drain.wsgi_middleware(app.wsgi_app)  # type: ignore[method-assign,assignment]
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
         if mode == "threading":  # the development server cannot drain: stop at once
@@ -45,7 +48,7 @@ def main() -> None:
         cfg["SQLALCHEMY_DATABASE_URI"].split("://", 1)[0],
         "yes" if cfg["REDIS_URL"] else "no",
     )
-    serving.serve(app, socketio, mode, drain, access_log=cfg["ACCESS_LOG"])
+    http_server.serve(app, socketio, mode, drain, access_log=cfg["ACCESS_LOG"])
 
 
 if __name__ == "__main__":

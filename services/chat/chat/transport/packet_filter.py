@@ -31,7 +31,7 @@ the abuse tests (test_abuse_fuzz, test_abuse_payloads) found, and what is done h
   are not UTF-8, bad base64) raised out of Engine.IO's WebSocket loop or polling handler: a
   traceback per packet, the WebSocket dropped. A polling body is checked before Engine.IO
   reads it (400 "Bad payload"); a WebSocket message is checked as it is received (the
-  connection is closed; gevent only, see serving.py).
+  connection is closed; frames.py under gevent, socket_limits.py in both modes).
 """
 
 from __future__ import annotations
@@ -39,14 +39,18 @@ from __future__ import annotations
 import io
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
+import socketio
 from engineio import packet as eio_packet
 from engineio import payload as eio_payload
 from socketio import packet
 
 from .. import metrics
 from ..errors import Invalid, error_ack
+from . import upstream
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +107,7 @@ def _polling_payload_problem(body: bytes) -> str | None:
     return None
 
 
-def protocol_problem(server, data: Any) -> tuple[str, str] | None:
+def protocol_problem(server: socketio.Server, data: Any) -> tuple[str, str] | None:
     """(kind, detail) if this Engine.IO message is no packet this application accepts."""
     if not isinstance(data, str):
         return "binary", "binary data"
@@ -131,7 +135,7 @@ def protocol_problem(server, data: Any) -> tuple[str, str] | None:
 BINARY_REFUSED = "binary payloads are not accepted; send text (e.g. base64) in JSON"
 
 
-def answer_binary_event(server, eio_sid: str, data: Any) -> None:
+def answer_binary_event(server: socketio.Server, eio_sid: str, data: Any) -> None:
     """Ack a binary event's header packet with `invalid`, if it asks for an ack.
 
     The handler never runs and the attachments that follow are dropped, so nothing of the
@@ -154,8 +158,14 @@ def answer_binary_event(server, eio_sid: str, data: Any) -> None:
     server.eio.send(eio_sid, ack.encode())
 
 
-def harden(server) -> None:
-    """Install the packet filter and the non-waiting disconnect on a python-socketio Server."""
+def harden(server: socketio.Server) -> None:
+    """Install the packet filter and the non-waiting disconnect on a python-socketio Server.
+
+    Raises upstream.UntestedUpstream on a python-socketio or python-engineio outside the
+    tested range.
+    """
+    upstream.require("python-socketio", "packet_filter (wraps Server._handle_eio_message)")
+    upstream.require("python-engineio", "packet_filter (Payload.max_decode_packets, disconnect)")
     eio = server.eio
     dispatch = server._handle_eio_message
     # A class attribute of python-engineio (4.x; test_upstream_engineio_polling_packet_limit).
@@ -189,14 +199,14 @@ def harden(server) -> None:
     eio.disconnect = disconnect
 
 
-def guard_engineio_http(wsgi_app, max_body_bytes: int):
+def guard_engineio_http(wsgi_app: WSGIApplication, max_body_bytes: int) -> WSGIApplication:
     """WSGI wrapper for Engine.IO's HTTP side: polling bodies checked, closing sessions 400."""
 
-    def bad(start_response, status: str, body: bytes) -> list[bytes]:
+    def bad(start_response: StartResponse, status: str, body: bytes) -> list[bytes]:
         start_response(status, [("Content-Type", "application/json")])
         return [body]
 
-    def app(environ: dict, start_response):
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") == "POST" and environ.get("PATH_INFO", "").startswith(
             "/socket.io"
         ):

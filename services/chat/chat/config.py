@@ -210,8 +210,8 @@ class Config:
             Path(__file__).resolve().parents[2] / "web"
         )
         self.LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
-        # The HTTP server's own access log, one line per request (serving.py); off by default:
-        # nginx in front keeps one.
+        # The HTTP server's own access log, one line per request (transport/http_server.py);
+        # off by default: nginx in front keeps one.
         self.ACCESS_LOG = _env_bool("ACCESS_LOG", False)
         self.SQLALCHEMY_ENGINE_OPTIONS = _engine_options(
             self.SQLALCHEMY_DATABASE_URI, self.DATABASE_TIMEOUT_SECONDS

@@ -6,6 +6,10 @@ PY := $(VENV)/bin/python
 PORT ?= 5000
 HOST ?= 127.0.0.1
 LOCK := services/chat/requirements-dev.lock
+# Test processes (pytest-xdist): most tests wait on real processes and sockets, so two share
+# the 2-core machine well; a test file runs whole in one process (module fixtures, order).
+# PYTEST_WORKERS=0 runs everything in this process, one test at a time.
+PYTEST_WORKERS ?= 2
 STAMP := $(VENV)/.installed
 
 .PHONY: run test lint typecheck migrate deps system-deps clean
@@ -39,7 +43,7 @@ system-deps:
 
 # The lint (ruff + mypy) runs first: a type error fails CI as a test would.
 test: deps system-deps $(TEST_PREREQS) lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: deps typecheck
 	$(VENV)/bin/ruff check services loadtest deploy

@@ -34,6 +34,26 @@ def test_an_integer_setting_that_is_not_one_is_refused_by_name(env, name):
     assert str(refused.value) == f"{name}='ten': an integer is expected"
 
 
+@pytest.mark.parametrize("value", ["-1", "65536"])
+def test_a_port_outside_the_tcp_range_is_refused_by_name(env, value):
+    env.setenv("SECRET_KEY", SECRET)
+    env.setenv("PORT", value)
+    with pytest.raises(ConfigError) as refused:
+        Config()
+    assert str(refused.value) == f"PORT={value}: a TCP port (0-65535) is expected"
+
+
+def test_an_unknown_log_level_is_refused_by_name(env):
+    env.setenv("SECRET_KEY", SECRET)
+    env.setenv("LOG_LEVEL", "verbose")
+    with pytest.raises(ConfigError) as refused:
+        Config()
+    assert str(refused.value) == (
+        "LOG_LEVEL='verbose': one of CRITICAL, FATAL, ERROR, WARNING, WARN, INFO, DEBUG, NOTSET "
+        "expected"
+    )
+
+
 def test_integer_settings_are_read_and_an_empty_one_takes_the_default(env):
     env.setenv("SECRET_KEY", SECRET)
     env.setenv("DRAIN_SECONDS", "7")

@@ -47,11 +47,23 @@ def async_mode() -> str:
     return mode
 
 
+# Anything else is refused: a typo (AUTO_MIGRATE=ture) read as "off" started a worker on an
+# unmigrated database that answered every write 503 while /healthz said ok.
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
 def _env_bool(name: str, default: bool) -> bool:
+    """A switch; ConfigError naming the variable when its value is not one of the words."""
     value = os.environ.get(name)
     if value in (None, ""):
         return default
-    return value.strip().lower() in ("1", "true", "yes", "on")
+    word = value.strip().lower()
+    if word not in TRUE_WORDS + FALSE_WORDS:
+        raise ConfigError(
+            f"{name}={value!r}: one of {', '.join(TRUE_WORDS + FALSE_WORDS)} is expected"
+        )
+    return word in TRUE_WORDS
 
 
 # Safe in a URL query, an nginx map regex and an upstream name, and free of the "." that

@@ -90,8 +90,20 @@ def test_overrides_replace_what_the_environment_says(env):
     assert Config({"DRAIN_SECONDS": 3}).DRAIN_SECONDS == 3
 
 
+@pytest.mark.parametrize("name", ["AUTO_MIGRATE", "ACCESS_LOG", "DIRECT_WEBSOCKET_WRITES"])
+def test_a_switch_that_is_no_known_word_is_refused_by_name(env, name):
+    env.setenv("SECRET_KEY", SECRET)
+    env.setenv(name, "ture")
+    with pytest.raises(ConfigError) as refused:
+        Config()
+    assert str(refused.value) == (
+        f"{name}='ture': one of 1, true, yes, on, 0, false, no, off is expected"
+    )
+
+
 @pytest.mark.parametrize(
-    ("value", "expected"), [(None, False), ("0", False), ("1", True), ("true", True)]
+    ("value", "expected"),
+    [(None, False), ("0", False), ("1", True), ("true", True), ("Off", False)],
 )
 def test_access_log_is_a_setting_of_config(env, value, expected):
     env.setenv("SECRET_KEY", SECRET)

@@ -46,7 +46,8 @@ def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster
         tmp_path_factory.mktemp("shared-cluster"),
         http_port=None,
         async_mode="gevent",
-        env=HARNESS_LIMITS,
+        # ACCESS_LOG: test_cluster_nginx reads the workers' request lines (no 400 reached one).
+        env={**HARNESS_LIMITS, "ACCESS_LOG": "1"},
     )
     try:
         yield cluster.start()

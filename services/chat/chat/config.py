@@ -29,6 +29,11 @@ def _env_int(name: str, default: int) -> int:
         raise ConfigError(f"{name}={value!r}: an integer is expected") from None
 
 
+# The names logging.Logger.setLevel accepts (app.py sets the root logger's level to it):
+# anything else raised ValueError from deep in create_app, naming no variable.
+LOG_LEVELS = ("CRITICAL", "FATAL", "ERROR", "WARNING", "WARN", "INFO", "DEBUG", "NOTSET")
+
+
 # The green-thread libraries a worker can run on (green.py); threading is for tests and tools.
 SUPPORTED_MODES = ("gevent", "eventlet", "threading")
 
@@ -42,11 +47,23 @@ def async_mode() -> str:
     return mode
 
 
+# Anything else is refused: a typo (AUTO_MIGRATE=ture) read as "off" started a worker on an
+# unmigrated database that answered every write 503 while /healthz said ok.
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
 def _env_bool(name: str, default: bool) -> bool:
+    """A switch; ConfigError naming the variable when its value is not one of the words."""
     value = os.environ.get(name)
     if value in (None, ""):
         return default
-    return value.strip().lower() in ("1", "true", "yes", "on")
+    word = value.strip().lower()
+    if word not in TRUE_WORDS + FALSE_WORDS:
+        raise ConfigError(
+            f"{name}={value!r}: one of {', '.join(TRUE_WORDS + FALSE_WORDS)} is expected"
+        )
+    return word in TRUE_WORDS
 
 
 # Safe in a URL query, an nginx map regex and an upstream name, and free of the "." that
@@ -57,7 +74,7 @@ SID_TAG_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,32}")
 def _sid_tag() -> str | None:
     tag = os.environ.get("SID_TAG") or None
     if tag is not None and not SID_TAG_PATTERN.fullmatch(tag):
-        raise ValueError(f"SID_TAG={tag!r}: 1-32 of A-Z a-z 0-9 _ - expected")
+        raise ConfigError(f"SID_TAG={tag!r}: 1-32 of A-Z a-z 0-9 _ - expected")
     return tag
 
 
@@ -129,6 +146,8 @@ class Config:
         self.ASYNC_MODE = async_mode()
         self.HOST = os.environ.get("HOST", "127.0.0.1")
         self.PORT = _env_int("PORT", 5000)
+        if not 0 <= self.PORT <= 65535:  # else an OverflowError traceback from bind()
+            raise ConfigError(f"PORT={self.PORT}: a TCP port (0-65535) is expected")
         self.NODE_ID = os.environ.get("NODE_ID") or f"{socket.gethostname()}:{self.PORT}"
         self.AUTO_MIGRATE = _env_bool("AUTO_MIGRATE", True)
         # Put at the front of every Engine.IO session id this worker issues, so nginx routes
@@ -210,6 +229,10 @@ class Config:
             Path(__file__).resolve().parents[2] / "web"
         )
         self.LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+        if self.LOG_LEVEL not in LOG_LEVELS:
+            raise ConfigError(
+                f"LOG_LEVEL={self.LOG_LEVEL!r}: one of {', '.join(LOG_LEVELS)} expected"
+            )
         # The HTTP server's own access log, one line per request (transport/http_server.py);
         # off by default: nginx in front keeps one.
         self.ACCESS_LOG = _env_bool("ACCESS_LOG", False)

@@ -34,6 +34,26 @@ def test_an_integer_setting_that_is_not_one_is_refused_by_name(env, name):
     assert str(refused.value) == f"{name}='ten': an integer is expected"
 
 
+@pytest.mark.parametrize("value", ["-1", "65536"])
+def test_a_port_outside_the_tcp_range_is_refused_by_name(env, value):
+    env.setenv("SECRET_KEY", SECRET)
+    env.setenv("PORT", value)
+    with pytest.raises(ConfigError) as refused:
+        Config()
+    assert str(refused.value) == f"PORT={value}: a TCP port (0-65535) is expected"
+
+
+def test_an_unknown_log_level_is_refused_by_name(env):
+    env.setenv("SECRET_KEY", SECRET)
+    env.setenv("LOG_LEVEL", "verbose")
+    with pytest.raises(ConfigError) as refused:
+        Config()
+    assert str(refused.value) == (
+        "LOG_LEVEL='verbose': one of CRITICAL, FATAL, ERROR, WARNING, WARN, INFO, DEBUG, NOTSET "
+        "expected"
+    )
+
+
 def test_integer_settings_are_read_and_an_empty_one_takes_the_default(env):
     env.setenv("SECRET_KEY", SECRET)
     env.setenv("DRAIN_SECONDS", "7")
@@ -70,8 +90,20 @@ def test_overrides_replace_what_the_environment_says(env):
     assert Config({"DRAIN_SECONDS": 3}).DRAIN_SECONDS == 3
 
 
+@pytest.mark.parametrize("name", ["AUTO_MIGRATE", "ACCESS_LOG", "DIRECT_WEBSOCKET_WRITES"])
+def test_a_switch_that_is_no_known_word_is_refused_by_name(env, name):
+    env.setenv("SECRET_KEY", SECRET)
+    env.setenv(name, "ture")
+    with pytest.raises(ConfigError) as refused:
+        Config()
+    assert str(refused.value) == (
+        f"{name}='ture': one of 1, true, yes, on, 0, false, no, off is expected"
+    )
+
+
 @pytest.mark.parametrize(
-    ("value", "expected"), [(None, False), ("0", False), ("1", True), ("true", True)]
+    ("value", "expected"),
+    [(None, False), ("0", False), ("1", True), ("true", True), ("Off", False)],
 )
 def test_access_log_is_a_setting_of_config(env, value, expected):
     env.setenv("SECRET_KEY", SECRET)

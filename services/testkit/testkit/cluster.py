@@ -541,7 +541,14 @@ def stop_detached_needed(run_dir: Path) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    # prog: argparse would name the file (cluster.py), which is not how it is run. The
+    # settings are environment variables, so --help shows the paragraph naming them.
+    doc = __doc__ or ""
+    parser = argparse.ArgumentParser(
+        prog="python -m testkit.cluster",
+        description=doc.split("\n", 1)[0],
+        epilog=next(p for p in doc.split("\n\n") if p.startswith("Settings")),
+    )
     parser.add_argument("command", choices=["run", "up", "down", "status"])
     parser.add_argument(
         "--dir",

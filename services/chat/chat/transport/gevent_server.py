@@ -45,6 +45,12 @@ class ChatWebSocketHandler(WebSocketHandler):
         finally:
             self._head_timer.close()
 
+    def log_request(self) -> None:
+        # gevent-websocket's own log_request writes every request but an upgrade at INFO
+        # through its logger, ignoring the server's `log`: ACCESS_LOG=0 turned nothing off.
+        if self.server.access_log:
+            super().log_request()
+
     def upgrade_connection(self) -> Any:
         result = super().upgrade_connection()
         accepted = getattr(self, "websocket", None)
@@ -70,6 +76,8 @@ class ChatWSGIServer(pywsgi.WSGIServer):
     header_timeout_seconds: float = 0.0
     # gevent-websocket's hook: True serves the request as plain HTTP instead of upgrading it.
     pre_start_hook: Callable[[Any], bool] | None = None
+    # ACCESS_LOG: one line per request (not per WebSocket upgrade) in the worker's log.
+    access_log: bool = False
 
 
 def make_server(
@@ -98,4 +106,5 @@ def make_server(
     server.max_websocket_message_bytes = max_message_bytes
     server.header_timeout_seconds = header_timeout_seconds
     server.pre_start_hook = pre_start_hook
+    server.access_log = access_log
     return server

@@ -109,9 +109,35 @@ def _secret_key(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
+# SQLite, or PostgreSQL through psycopg2 (normalize_database_url pins the bare schemes to it).
+DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres", "postgresql+psycopg2")
+# What cluster/shared_state.redis_client and cluster/topology.py open: one Redis (redis-py's
+# from_url: redis, rediss for TLS, unix for a socket path), one through Sentinels, a Cluster.
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
+
+
+def _url(name: str, value: str, schemes: tuple[str, ...]) -> str:
+    """`value` if it is `scheme://...` with a scheme of `schemes`; else ConfigError naming
+    `name` (the libraries' own errors, deep in start-up, named no variable)."""
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme.lower() not in schemes or not rest:
+        raise ConfigError(
+            f"{name}={value!r}: a URL starting with one of "
+            f"{', '.join(s + '://' for s in schemes)} is expected"
+        )
+    return value
+
+
 def _database_url(data_dir: Path) -> str:
-    url = os.environ.get("DATABASE_URL") or f"sqlite:///{data_dir / 'chat.db'}"
-    return normalize_database_url(url)
+    given = os.environ.get("DATABASE_URL")
+    if given:
+        _url("DATABASE_URL", given, DATABASE_SCHEMES)
+    return normalize_database_url(given or f"sqlite:///{data_dir / 'chat.db'}")
+
+
+def _redis_url() -> str | None:
+    given = os.environ.get("REDIS_URL") or None
+    return None if given is None else _url("REDIS_URL", given, REDIS_SCHEMES)
 
 
 def normalize_database_url(url: str) -> str:
@@ -142,7 +168,7 @@ class Config:
         self.DATA_DIR = str(data_dir)
         self.SECRET_KEY = given["SECRET_KEY"] if "SECRET_KEY" in given else _secret_key(data_dir)
         self.SQLALCHEMY_DATABASE_URI = _database_url(data_dir)
-        self.REDIS_URL = os.environ.get("REDIS_URL") or None
+        self.REDIS_URL = _redis_url()
         self.ASYNC_MODE = async_mode()
         self.HOST = os.environ.get("HOST", "127.0.0.1")
         self.PORT = _env_int("PORT", 5000)

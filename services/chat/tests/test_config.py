@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -173,3 +175,107 @@ def test_every_setting_config_reads_is_in_the_readme_table(monkeypatch, tmp_path
     }
     assert "DRAIN_SECONDS" in environ.read and "WEB_ROOT" in environ.read
     assert sorted(environ.read - table) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "schemes"),
+    [
+        (
+            "DATABASE_URL",
+            "bogus://x",
+            "sqlite://, postgresql://, postgres://, postgresql+psycopg2://",
+        ),
+        (
+            "DATABASE_URL",
+            "chat.db",
+            "sqlite://, postgresql://, postgres://, postgresql+psycopg2://",
+        ),
+        (
+            "REDIS_URL",
+            "notaurl",
+            "redis://, rediss://, unix://, redis+sentinel://, redis+cluster://",
+        ),
+        (
+            "REDIS_URL",
+            "http://127.0.0.1:6379",
+            "redis://, rediss://, unix://, redis+sentinel://, redis+cluster://",
+        ),
+        (
+            "REDIS_URL",
+            "redis://",
+            "redis://, rediss://, unix://, redis+sentinel://, redis+cluster://",
+        ),
+    ],
+)
+def test_a_url_setting_of_no_supported_scheme_is_refused_by_name(env, name, value, schemes):
+    env.setenv("SECRET_KEY", SECRET)
+    env.setenv(name, value)
+    with pytest.raises(ConfigError) as refused:
+        Config()
+    assert str(refused.value) == (
+        f"{name}={value!r}: a URL starting with one of {schemes} is expected"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("DATABASE_URL", "sqlite:///tmp/x.db", "sqlite:///tmp/x.db"),
+        ("DATABASE_URL", "postgres://u@h/db", "postgresql+psycopg2://u@h/db"),
+        ("DATABASE_URL", "postgresql://u@h/db", "postgresql+psycopg2://u@h/db"),
+        ("DATABASE_URL", "postgresql+psycopg2://u@h/db", "postgresql+psycopg2://u@h/db"),
+        ("REDIS_URL", "redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("REDIS_URL", "rediss://h:6380/0", "rediss://h:6380/0"),
+        ("REDIS_URL", "unix:///run/redis.sock", "unix:///run/redis.sock"),
+        ("REDIS_URL", "redis+sentinel://h1:26379,h2:26379/0/chat", None),
+        ("REDIS_URL", "redis+cluster://h1:7000,h2:7001", None),
+    ],
+)
+def test_url_settings_of_the_supported_schemes_are_taken(env, name, value, expected):
+    env.setenv("SECRET_KEY", SECRET)
+    env.setenv(name, value)
+    cfg = Config()
+    got = cfg.SQLALCHEMY_DATABASE_URI if name == "DATABASE_URL" else cfg.REDIS_URL
+    assert got == (expected or value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        (
+            "REDIS_URL",
+            "notaurl",
+            "REDIS_URL='notaurl': a URL starting with one of redis://, rediss://, unix://, "
+            "redis+sentinel://, redis+cluster:// is expected",
+        ),
+        (
+            "DATABASE_URL",
+            "bogus://x",
+            "DATABASE_URL='bogus://x': a URL starting with one of sqlite://, postgresql://, "
+            "postgres://, postgresql+psycopg2:// is expected",
+        ),
+    ],
+)
+def test_the_worker_exits_1_with_one_line_naming_a_bad_url(tmp_path, name, value, expected):
+    environ = {
+        key: val
+        for key, val in os.environ.items()
+        if key not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "PORT")
+    }
+    environ.update(
+        {
+            name: value,
+            "ASYNC_MODE": "threading",
+            "SECRET_KEY": SECRET,
+            "CHAT_DATA_DIR": str(tmp_path),
+            "PORT": "0",
+        }
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "chat"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stderr.splitlines(), done.stdout) == (1, [expected], "")

@@ -18,15 +18,26 @@ class ConfigError(SystemExit):
     """A setting the worker refuses to run with; the message says which and why."""
 
 
-def _env_int(name: str, default: int) -> int:
-    """An integer setting; ConfigError naming the variable when its value is not one."""
+def _env_int(
+    name: str, default: int, minimum: int, maximum: int | None = None, what: str = ""
+) -> int:
+    """An integer setting in [minimum, maximum]; ConfigError naming the variable otherwise
+    (saying `what` is expected when given, else the range).
+
+    Every setting has a minimum: a negative size or a zero interval started a worker that
+    then misbehaved (refused every frame, pinged in a busy loop) far from the cause.
+    """
     value = os.environ.get(name)
     if value in (None, ""):
         return default
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise ConfigError(f"{name}={value!r}: an integer is expected") from None
+    if number < minimum or (maximum is not None and number > maximum):
+        bound = f"at least {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+        raise ConfigError(f"{name}={number}: {what or 'an integer ' + bound} is expected")
+    return number
 
 
 # The names logging.Logger.setLevel accepts (app.py sets the root logger's level to it):
@@ -82,6 +93,11 @@ def _data_dir() -> Path:
     path = Path(os.environ.get("CHAT_DATA_DIR", "var")).resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+# PostgreSQL's statement_timeout is a 32-bit count of milliseconds: a longer timeout is
+# refused by the server on every new connection, not at start-up.
+MAX_DATABASE_TIMEOUT_SECONDS = (2**31 - 1) // 1000
 
 
 # Tokens are HMAC-signed with SECRET_KEY: a short key can be guessed offline from one token.
@@ -157,7 +173,10 @@ class Config:
 
     `overrides` (tests, tools) replace settings after they are read. A SECRET_KEY given there
     is used as it is: no key is read from or written to the data dir for it.
-    Raises ConfigError for a value the worker refuses (naming the variable).
+    Raises ConfigError for a value the worker refuses (naming the variable). Numbers have
+    a minimum: sizes, intervals, timeouts and limits at least 1 (a limit of 0 would refuse
+    everything); 0 only where it means "none" or "at once" (TRUSTED_PROXY_HOPS, DRAIN_SECONDS,
+    MQ_UNSUBSCRIBE_DELAY_SECONDS).
     """
 
     def __init__(self, overrides: Mapping[str, Any] | None = None) -> None:
@@ -171,67 +190,68 @@ class Config:
         self.REDIS_URL = _redis_url()
         self.ASYNC_MODE = async_mode()
         self.HOST = os.environ.get("HOST", "127.0.0.1")
-        self.PORT = _env_int("PORT", 5000)
-        if not 0 <= self.PORT <= 65535:  # else an OverflowError traceback from bind()
-            raise ConfigError(f"PORT={self.PORT}: a TCP port (0-65535) is expected")
+        # Checked here: else an OverflowError traceback from bind().
+        self.PORT = _env_int("PORT", 5000, 0, 65535, what="a TCP port (0-65535)")
         self.NODE_ID = os.environ.get("NODE_ID") or f"{socket.gethostname()}:{self.PORT}"
         self.AUTO_MIGRATE = _env_bool("AUTO_MIGRATE", True)
         # Put at the front of every Engine.IO session id this worker issues, so nginx routes
         # a request carrying the sid here without a cookie (transport/sticky.py). One per worker.
         self.SID_TAG = _sid_tag()
         # A day: long enough for a working session, short enough that a leaked token dies.
-        self.TOKEN_TTL_SECONDS = _env_int("TOKEN_TTL_SECONDS", 86_400)
+        self.TOKEN_TTL_SECONDS = _env_int("TOKEN_TTL_SECONDS", 86_400, 1)
         # "same-origin" keeps Engine.IO's default (Origin must match Host); "*" allows all.
         origins = os.environ.get("CORS_ALLOWED_ORIGINS", "same-origin")
         self.CORS_ALLOWED_ORIGINS = (
             None if origins == "same-origin" else "*" if origins == "*" else origins.split(",")
         )
         # 4,000 characters of UTF-8 is at most 16 KB; 64 KB leaves room for JSON and batching.
-        self.MAX_HTTP_BUFFER_SIZE = _env_int("MAX_HTTP_BUFFER_SIZE", 64 * 1024)
+        self.MAX_HTTP_BUFFER_SIZE = _env_int("MAX_HTTP_BUFFER_SIZE", 64 * 1024, 1)
         # A person types at most a few messages a second; 30 per 10 s stops floods, not chat.
-        self.RATE_LIMIT_MESSAGES = _env_int("RATE_LIMIT_MESSAGES", 30)
-        self.RATE_LIMIT_WINDOW_SECONDS = _env_int("RATE_LIMIT_WINDOW_SECONDS", 10)
+        self.RATE_LIMIT_MESSAGES = _env_int("RATE_LIMIT_MESSAGES", 30, 1)
+        self.RATE_LIMIT_WINDOW_SECONDS = _env_int("RATE_LIMIT_WINDOW_SECONDS", 10, 1)
         # The other limits (windows in cluster/rate_limit.py). A person logs in a few times a
         # day and mistypes a password now and then; a guesser needs thousands of tries.
-        self.RATE_LIMIT_LOGIN_FAILURES = _env_int("RATE_LIMIT_LOGIN_FAILURES", 10)
+        self.RATE_LIMIT_LOGIN_FAILURES = _env_int("RATE_LIMIT_LOGIN_FAILURES", 10, 1)
         # Per client address: an office behind one NAT address holds many mistyping people.
         self.RATE_LIMIT_LOGIN_FAILURES_PER_ADDRESS = _env_int(
-            "RATE_LIMIT_LOGIN_FAILURES_PER_ADDRESS", 50
+            "RATE_LIMIT_LOGIN_FAILURES_PER_ADDRESS", 50, 1
         )
         # Per client address and hour; a load test that registers thousands raises it.
-        self.RATE_LIMIT_REGISTRATIONS = _env_int("RATE_LIMIT_REGISTRATIONS", 20)
+        self.RATE_LIMIT_REGISTRATIONS = _env_int("RATE_LIMIT_REGISTRATIONS", 20, 1)
         # Per user and minute: a client rejoining its rooms after reconnects, not a sprayer.
-        self.RATE_LIMIT_JOINS = _env_int("RATE_LIMIT_JOINS", 120)
+        self.RATE_LIMIT_JOINS = _env_int("RATE_LIMIT_JOINS", 120, 1)
         # Per user and hour, rooms and direct conversations together: each one is listed for
         # every user (GET /api/rooms) and kept forever.
-        self.RATE_LIMIT_ROOM_CREATIONS = _env_int("RATE_LIMIT_ROOM_CREATIONS", 20)
+        self.RATE_LIMIT_ROOM_CREATIONS = _env_int("RATE_LIMIT_ROOM_CREATIONS", 20, 1)
         # Per user and minute: read markers follow what a person scrolls past.
-        self.RATE_LIMIT_READS = _env_int("RATE_LIMIT_READS", 120)
+        self.RATE_LIMIT_READS = _env_int("RATE_LIMIT_READS", 120, 1)
         # At most one `typing` broadcast per user and room this often; clients show it a few
         # seconds, so more often adds nothing a reader sees.
-        self.TYPING_INTERVAL_SECONDS = _env_int("TYPING_INTERVAL_SECONDS", 2)
+        self.TYPING_INTERVAL_SECONDS = _env_int("TYPING_INTERVAL_SECONDS", 2, 1)
         # How often each worker checks its sockets' tokens (revoked, expired): the bound on how
         # long an ended session's open socket keeps working.
-        self.SESSION_CHECK_SECONDS = _env_int("SESSION_CHECK_SECONDS", 2)
+        self.SESSION_CHECK_SECONDS = _env_int("SESSION_CHECK_SECONDS", 2, 1)
         # Proxies in front that append the client's address to X-Forwarded-For (nginx: 1).
         # 0 trusts no header: the address is the peer's, which a client cannot forge.
-        self.TRUSTED_PROXY_HOPS = _env_int("TRUSTED_PROXY_HOPS", 0)
+        self.TRUSTED_PROXY_HOPS = _env_int("TRUSTED_PROXY_HOPS", 0, 0)
         # PostgreSQL: how long a statement, a connection attempt or a wait for a pooled
         # connection may take before the call fails as `unavailable`. A chat query takes
         # milliseconds; a frozen server must not hold requests (and /healthz) for minutes.
-        self.DATABASE_TIMEOUT_SECONDS = _env_int("DATABASE_TIMEOUT_SECONDS", 3)
+        self.DATABASE_TIMEOUT_SECONDS = _env_int(
+            "DATABASE_TIMEOUT_SECONDS", 3, 1, MAX_DATABASE_TIMEOUT_SECONDS
+        )
         # Presence entries live this long without a heartbeat: the bound on a dead worker's ghosts.
-        self.PRESENCE_TTL_SECONDS = _env_int("PRESENCE_TTL_SECONDS", 15)
+        self.PRESENCE_TTL_SECONDS = _env_int("PRESENCE_TTL_SECONDS", 15, 1)
         # A worker keeps a room's message-queue channel this long after the room's last local
         # socket left, so a room that empties and refills (a reconnect, a page reload) costs
         # no SSUBSCRIBE/SUNSUBSCRIBE churn (cluster/mq.py).
-        self.MQ_UNSUBSCRIBE_DELAY_SECONDS = _env_int("MQ_UNSUBSCRIBE_DELAY_SECONDS", 30)
+        self.MQ_UNSUBSCRIBE_DELAY_SECONDS = _env_int("MQ_UNSUBSCRIBE_DELAY_SECONDS", 30, 0)
         # Enough sockets for a person's browser tabs and phone; not enough to exhaust a worker.
-        self.MAX_CONNECTIONS_PER_USER = _env_int("MAX_CONNECTIONS_PER_USER", 20)
+        self.MAX_CONNECTIONS_PER_USER = _env_int("MAX_CONNECTIONS_PER_USER", 20, 1)
         # SIGTERM drains: clients are sent elsewhere at once, then handlers in flight get this
         # long to finish. Storing a message takes milliseconds; 10 s is far inside the 30 s a
         # process manager usually waits before SIGKILL.
-        self.DRAIN_SECONDS = _env_int("DRAIN_SECONDS", 10)
+        self.DRAIN_SECONDS = _env_int("DRAIN_SECONDS", 10, 0)
         # gevent: a message frame is written in the emitting greenlet when the socket's writer
         # is idle and the kernel takes it, skipping Engine.IO's per-socket queue (transport/
         # direct_write.py). Off: every frame goes through the queue and writer, as in Engine.IO.
@@ -240,17 +260,17 @@ class Config:
         # reading is cut off past it (and catches up with `since` when it reconnects). 1 MiB
         # is over 20 of the largest messages (47 KB on the wire) on top of the kernel's own
         # buffers; a client that reads keeps its queue near empty.
-        self.MAX_SOCKET_QUEUE_BYTES = _env_int("MAX_SOCKET_QUEUE_BYTES", 1 << 20)
+        self.MAX_SOCKET_QUEUE_BYTES = _env_int("MAX_SOCKET_QUEUE_BYTES", 1 << 20, 1)
         # A session must complete a Socket.IO CONNECT (with a valid token) this soon after it
         # opened: clients do it in their first round trip; idle sessions only hold descriptors.
-        self.AUTH_TIMEOUT_SECONDS = _env_int("AUTH_TIMEOUT_SECONDS", 5)
+        self.AUTH_TIMEOUT_SECONDS = _env_int("AUTH_TIMEOUT_SECONDS", 5, 1)
         # An HTTP request's line and headers must arrive within this (slowloris). Browsers and
         # nginx send them in one packet; 10 s is room for a slow mobile link.
-        self.HEADER_TIMEOUT_SECONDS = _env_int("HEADER_TIMEOUT_SECONDS", 10)
+        self.HEADER_TIMEOUT_SECONDS = _env_int("HEADER_TIMEOUT_SECONDS", 10, 1)
         # Engine.IO's heartbeat (python-engineio's defaults): a client that answers no PING for
         # PING_INTERVAL + PING_TIMEOUT seconds is gone. nginx's proxy timeouts exceed the sum.
-        self.PING_INTERVAL_SECONDS = _env_int("PING_INTERVAL_SECONDS", 25)
-        self.PING_TIMEOUT_SECONDS = _env_int("PING_TIMEOUT_SECONDS", 20)
+        self.PING_INTERVAL_SECONDS = _env_int("PING_INTERVAL_SECONDS", 25, 1)
+        self.PING_TIMEOUT_SECONDS = _env_int("PING_TIMEOUT_SECONDS", 20, 1)
         self.WEB_ROOT = os.environ.get("WEB_ROOT") or str(
             Path(__file__).resolve().parents[2] / "web"
         )

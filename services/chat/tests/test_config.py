@@ -279,3 +279,63 @@ def test_the_worker_exits_1_with_one_line_naming_a_bad_url(tmp_path, name, value
         timeout=60,
     )
     assert (done.returncode, done.stderr.splitlines(), done.stdout) == (1, [expected], "")
+
+
+# Each integer setting and its minimum (test_every_integer_setting_has_its_bound checks the
+# list is complete): sizes, intervals, timeouts and limits >= 1; 0 where it means none/at once.
+MINIMUMS = {
+    "TOKEN_TTL_SECONDS": 1,
+    "MAX_HTTP_BUFFER_SIZE": 1,
+    "RATE_LIMIT_MESSAGES": 1,
+    "RATE_LIMIT_WINDOW_SECONDS": 1,
+    "RATE_LIMIT_LOGIN_FAILURES": 1,
+    "RATE_LIMIT_LOGIN_FAILURES_PER_ADDRESS": 1,
+    "RATE_LIMIT_REGISTRATIONS": 1,
+    "RATE_LIMIT_JOINS": 1,
+    "RATE_LIMIT_ROOM_CREATIONS": 1,
+    "RATE_LIMIT_READS": 1,
+    "TYPING_INTERVAL_SECONDS": 1,
+    "SESSION_CHECK_SECONDS": 1,
+    "TRUSTED_PROXY_HOPS": 0,
+    "DATABASE_TIMEOUT_SECONDS": 1,
+    "PRESENCE_TTL_SECONDS": 1,
+    "MQ_UNSUBSCRIBE_DELAY_SECONDS": 0,
+    "MAX_CONNECTIONS_PER_USER": 1,
+    "DRAIN_SECONDS": 0,
+    "MAX_SOCKET_QUEUE_BYTES": 1,
+    "AUTH_TIMEOUT_SECONDS": 1,
+    "HEADER_TIMEOUT_SECONDS": 1,
+    "PING_INTERVAL_SECONDS": 1,
+    "PING_TIMEOUT_SECONDS": 1,
+}
+
+
+@pytest.mark.parametrize(("name", "minimum"), sorted(MINIMUMS.items()))
+def test_an_integer_setting_below_its_minimum_is_refused_by_name(env, name, minimum):
+    env.setenv("SECRET_KEY", SECRET)
+    env.setenv(name, str(minimum - 1))
+    with pytest.raises(ConfigError) as refused:
+        Config()
+    expected = f"{name}={minimum - 1}: an integer at least {minimum} is expected"
+    if name == "DATABASE_TIMEOUT_SECONDS":
+        expected = f"{name}=0: an integer from 1 to 2147483 is expected"
+    assert str(refused.value) == expected
+    env.setenv(name, str(minimum))
+    assert getattr(Config(), name) == minimum
+
+
+def test_a_database_timeout_past_postgresqls_statement_timeout_is_refused(env):
+    env.setenv("SECRET_KEY", SECRET)
+    env.setenv("DATABASE_TIMEOUT_SECONDS", "2147484")
+    with pytest.raises(ConfigError) as refused:
+        Config()
+    assert str(refused.value) == (
+        "DATABASE_TIMEOUT_SECONDS=2147484: an integer from 1 to 2147483 is expected"
+    )
+
+
+def test_every_integer_setting_has_its_bound(env):
+    """MINIMUMS above names every integer setting but PORT (checked on its own)."""
+    source = Path(config.__file__).read_text()
+    names = set(re.findall(r'_env_int\(\s*"([A-Z_]+)"', source))
+    assert sorted(names - {"PORT"}) == sorted(MINIMUMS)

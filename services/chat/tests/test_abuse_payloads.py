@@ -341,6 +341,34 @@ def test_wrong_types_get_invalid_and_store_nothing(worker, token, event, payload
     assert len(history(worker, token)) == before
 
 
+def test_arguments_after_the_payload_get_invalid_and_store_nothing(worker, token):
+    """docs/API.md: one payload object per event; more arguments were silently ignored."""
+    before = len(history(worker, token))
+    raw = connected(worker, token)
+    try:
+        raw.send('421["join",{"room":"general"},2,3]')
+        join = next_ack(raw, 1)
+        raw.send('422["message",{"room":"general","text":"extra","client_id":"x2"},"x"]')
+        message = next_ack(raw, 2)
+    finally:
+        raw.close()
+    assert join == {
+        "ok": False,
+        "error": {
+            "code": "invalid",
+            "message": "one payload object per event; 2 more arguments given",
+        },
+    }
+    assert message == {
+        "ok": False,
+        "error": {
+            "code": "invalid",
+            "message": "one payload object per event; 1 more argument given",
+        },
+    }
+    assert len(history(worker, token)) == before
+
+
 @pytest.mark.parametrize(
     "packet",
     [

@@ -148,6 +148,41 @@ def test_leave_stops_delivery(sio_client):
     assert events(bob, "message") == []
 
 
+@pytest.mark.parametrize(
+    ("event", "args", "expected"),
+    [
+        (
+            "join",
+            ({"room": "general"}, 2, 3),
+            "one payload object per event; 2 more arguments given",
+        ),
+        (
+            "leave",
+            ({"room": "general"}, None),
+            "one payload object per event; 1 more argument given",
+        ),
+        (
+            "message",
+            ({"room": "general", "text": "hi", "client_id": "x1"}, "extra"),
+            "one payload object per event; 1 more argument given",
+        ),
+        (
+            "read",
+            ({"room": "general", "seq": 1}, {}),
+            "one payload object per event; 1 more argument given",
+        ),
+        ("typing", ({"room": "general"}, 1), "one payload object per event; 1 more argument given"),
+    ],
+)
+def test_arguments_after_the_payload_are_refused_as_invalid(sio_client, event, args, expected):
+    alice = sio_client("alice")
+    alice.get_received()
+    ack = alice.emit(event, *args, callback=True)
+    assert ack == {"ok": False, "error": {"code": "invalid", "message": expected}}
+    # Nothing was done: the message was not stored (a join with the payload alone shows it).
+    assert alice.emit("join", {"room": "general"}, callback=True)["messages"] == []
+
+
 def test_typing_reaches_the_others_in_the_room_but_not_the_typist(sio_client):
     alice, bob = sio_client("alice"), sio_client("bob")
     for s in (alice, bob):

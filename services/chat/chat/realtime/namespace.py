@@ -52,6 +52,8 @@ def event(name: str, schema: type[BaseModel] | None) -> Callable[[Handler], Hand
     """Wrap a handler: count it, time it, validate its payload, turn refusals into acks.
 
     Whatever a client sends, the handler answers with an ack; nothing escapes to kill it.
+    Arguments after the payload are refused as `invalid` (they were ignored: a client that
+    put its data in the wrong place was told it succeeded).
     """
 
     def decorate(fn: Handler) -> Handler:
@@ -67,6 +69,11 @@ def event(name: str, schema: type[BaseModel] | None) -> Callable[[Handler], Hand
                 principal = self.principals.get(_sid())
                 if principal is None:
                     raise Unauthorized("not connected")
+                if _extra:  # docs/API.md: one payload object per event
+                    raise Invalid(
+                        f"one payload object per event; {len(_extra)} more "
+                        f"argument{'s' if len(_extra) > 1 else ''} given"
+                    )
                 payload = schema.model_validate(data) if schema else None
                 return fn(self, principal, payload)
             except ValidationError as exc:

@@ -283,7 +283,11 @@ class ReadEvent(Payload):
     seq: Seq
 
 
+# Our tokens are about 100 characters; the bound keeps HMAC work per refused connect small.
+MAX_TOKEN_LENGTH = 1024
+
+
 class ConnectAuth(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
-    token: Annotated[str, Field(min_length=1, max_length=1024), STORABLE]
+    token: Annotated[str, Field(min_length=1, max_length=MAX_TOKEN_LENGTH), STORABLE]

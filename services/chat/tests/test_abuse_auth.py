@@ -62,6 +62,11 @@ def uid_of(worker, token: str) -> int:
     return accounts.verify_token(token, WORKER_SECRET, DAY).id
 
 
+# The refusal of a token that is no string, or longer than schemas.MAX_TOKEN_LENGTH: it was
+# "auth.token is required", which sent a client holding a token looking for a missing one.
+TOKEN_SHAPE = "auth.token must be a string of at most 1024 characters"
+
+
 def bad_tokens(worker, user) -> dict[str, tuple[object, str]]:
     """name -> (Socket.IO auth payload, the refusal message expected)."""
     name, token = user
@@ -72,11 +77,14 @@ def bad_tokens(worker, user) -> dict[str, tuple[object, str]]:
         "no auth": (None, "auth.token is required"),
         "empty auth": ({}, "auth.token is required"),
         "empty token": ({"token": ""}, "auth.token is required"),
-        "token not a string": ({"token": 12345}, "auth.token is required"),
-        "token a list": ({"token": [token]}, "auth.token is required"),
+        "token not a string": ({"token": 12345}, TOKEN_SHAPE),
+        "token a list": ({"token": [token]}, TOKEN_SHAPE),
         "auth a string": (token, "auth.token is required"),
         "garbage": ({"token": "not-a-token"}, "invalid token"),
-        "oversized": ({"token": token * 20}, "auth.token is required"),
+        "oversized": ({"token": token * 20}, TOKEN_SHAPE),
+        "3000 characters": ({"token": "t" * 3000}, TOKEN_SHAPE),
+        "1024 characters": ({"token": "t" * 1024}, "invalid token"),
+        "token with NUL": ({"token": token + "\u0000"}, "invalid token"),
         "forged: other secret": (
             {"token": signed(good_payload, "guessed-secret")},
             "invalid token",
@@ -101,6 +109,9 @@ CASES = [
     "auth a string",
     "garbage",
     "oversized",
+    "3000 characters",
+    "1024 characters",
+    "token with NUL",
     "forged: other secret",
     "tampered signature",
     "tampered payload",

@@ -99,6 +99,23 @@ def event(name: str, schema: type[BaseModel] | None) -> Callable[[Handler], Hand
     return decorate
 
 
+def _auth_refusal(exc: ValidationError) -> str:
+    """What was wrong with a connect's `auth` (schemas.ConnectAuth refused it).
+
+    No object or no token: required. A token of the wrong type or length is named as such
+    (all of these were "auth.token is required", which sent a client holding a 3,000-character
+    token looking for a missing one). A string no token can be (NUL, a lone surrogate):
+    invalid, as a wrong token is.
+    """
+    errors = exc.errors(include_url=False, include_input=False)
+    kinds = {err["type"] for err in errors if err["loc"] == ("token",)}
+    if not kinds or kinds <= {"missing", "string_too_short"}:
+        return "auth.token is required"
+    if kinds & {"string_type", "string_too_long"}:
+        return f"auth.token must be a string of at most {schemas.MAX_TOKEN_LENGTH} characters"
+    return "invalid token"
+
+
 class ChatNamespace(Namespace):
     """The default namespace. Connection state here is about this worker's own sockets."""
 
@@ -134,7 +151,7 @@ class ChatNamespace(Namespace):
             token = schemas.ConnectAuth.model_validate(auth).token
             principal = authenticate_token(token, cfg["SECRET_KEY"], cfg["TOKEN_TTL_SECONDS"])
         except (ValidationError, Unauthorized) as exc:
-            message = exc.message if isinstance(exc, ChatError) else "auth.token is required"
+            message = exc.message if isinstance(exc, ChatError) else _auth_refusal(exc)
             metrics.events_refused.labels("connect", "unauthorized").inc()
             raise ConnectionRefusedError(
                 "unauthorized", {"code": "unauthorized", "message": message}

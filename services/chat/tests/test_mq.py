@@ -130,6 +130,33 @@ def test_upstream_emit_envelope_is_the_one_pubsub_manager_publishes():
     assert sent[0] == upstream.published[0]
 
 
+def test_upstream_socketio_manager_keeps_rooms_by_namespace_then_room_with_their_sids():
+    # ShardedRedisManager._maintain gives up a room's channel once
+    # `rooms.get(namespace, {}).get(room)` is empty for every namespace. Tested on
+    # python-socketio 5.18.1; fails the day Manager.rooms changes shape.
+    manager = socketio.Manager()
+    socketio.Server(client_manager=manager, async_mode="threading")
+    manager.initialize()
+    sid = manager.connect("eio-1", "/")
+    manager.enter_room(sid, "/", "room:a")
+    assert sid in manager.rooms["/"]["room:a"]
+    manager.leave_room(sid, "/", "room:a")
+    assert not manager.rooms.get("/", {}).get("room:a")
+
+
+def test_an_untested_python_socketio_is_refused_before_the_manager_is_built(monkeypatch):
+    from chat.transport import upstream
+
+    monkeypatch.setattr(upstream, "version", lambda name: "6.0.0")
+    with pytest.raises(upstream.UntestedUpstream) as refused:
+        ShardedRedisManager("redis://127.0.0.1:1/0")
+    assert str(refused.value).startswith(
+        "cluster/mq.ShardedRedisManager (PubSubManager's emit envelope, Manager.rooms) relies "
+        "on python-socketio internals tested on 5.18 up to (not including) 6.0; 6.0.0 is "
+        "installed"
+    )
+
+
 def test_upstream_pubsub_listen_stays_blocked_on_a_quiet_channel_despite_socket_timeout(
     redis_server,
 ):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from importlib.metadata import version
 from typing import Any
 
 import engineio
@@ -50,6 +51,35 @@ class StopStaysQueue(queue.Queue):
         return super().get(block=False)
 
 
+# Client overrides python-socketio's private `_engineio_client_class` and
+# `_handle_eio_disconnect`, and EngineIOClient relies on python-engineio's write loop taking
+# batches with get(block=False). Tested on these ranges (the same as the worker's, in
+# chat/transport/upstream.py; tests/test_sioclient.py checks they agree and holds the
+# test_upstream_* canary): package -> (lowest tested (major, minor), first not tested).
+TESTED: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
+    "python-engineio": ((4, 15), (5, 0)),
+    "python-socketio": ((5, 18), (6, 0)),
+}
+
+
+class UntestedUpstream(RuntimeError):
+    """python-socketio or python-engineio is outside the range this client was tested on."""
+
+
+def require_tested_versions() -> None:
+    """Raise UntestedUpstream unless both libraries are in their TESTED range."""
+    for package, (low, high) in TESTED.items():
+        installed = version(package)
+        digits = ["".join(c for c in part if c.isdigit()) or "0" for part in installed.split(".")]
+        major_minor = (int(digits[0]), int(digits[1]) if len(digits) > 1 else 0)
+        if not low <= major_minor < high:
+            raise UntestedUpstream(
+                f"testkit.sioclient relies on {package} internals tested on {low[0]}.{low[1]} "
+                f"up to (not including) {high[0]}.{high[1]}; {installed} is installed: run "
+                "services/testkit/tests/test_sioclient.py, then update TESTED there"
+            )
+
+
 class EngineIOClient(engineio.Client):
     def create_queue(self, *args: Any, **kwargs: Any) -> queue.Queue:
         return StopStaysQueue(self)
@@ -59,6 +89,7 @@ class Client(socketio.Client):
     """socketio.Client on EngineIOClient; a call waiting for its ack ends with the connection."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        require_tested_versions()
         super().__init__(*args, **kwargs)
         self._waiting_acks: set[threading.Event] = set()
         self._waiting_lock = threading.Lock()

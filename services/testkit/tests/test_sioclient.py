@@ -11,6 +11,7 @@ import pytest
 import socketio
 from engineio import packet
 
+from testkit import sioclient
 from testkit.sioclient import Client, EngineIOClient, StopStaysQueue
 
 
@@ -139,3 +140,30 @@ def test_a_call_returns_the_ack_as_python_socketio_does():
     callback({"ok": True})
     thread.join(timeout=5)
     assert outcome == [{"ok": True}]
+
+
+def test_upstream_socketio_client_builds_its_engineio_client_from__engineio_client_class():
+    # Client swaps in EngineIOClient through this private method (python-socketio 5.18.1).
+    assert isinstance(Client().eio, EngineIOClient)
+
+
+def test_the_tested_ranges_are_the_workers():
+    from chat.transport import upstream
+
+    assert {name: upstream.TESTED[name] for name in sioclient.TESTED} == sioclient.TESTED
+
+
+@pytest.mark.parametrize("package", ["python-engineio", "python-socketio"])
+@pytest.mark.parametrize("installed", ["4.14.9", "6.0.0", "5.0.0"])
+def test_a_client_refuses_a_library_outside_its_tested_range(monkeypatch, package, installed):
+    real = sioclient.version
+    monkeypatch.setattr(
+        sioclient, "version", lambda name: installed if name == package else real(name)
+    )
+    low, high = sioclient.TESTED[package]
+    with pytest.raises(sioclient.UntestedUpstream) as refused:
+        Client()
+    assert str(refused.value).startswith(
+        f"testkit.sioclient relies on {package} internals tested on {low[0]}.{low[1]} up to "
+        f"(not including) {high[0]}.{high[1]}; {installed} is installed"
+    )

@@ -48,6 +48,7 @@ import redis
 from socketio.packet import Packet
 from socketio.pubsub_manager import PubSubManager
 
+from ..transport import upstream
 from .topology import Topology
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,14 @@ class ShardedRedisManager(PubSubManager):
         on_received: Callable[[str], None] | None = None,
         logger: Any = None,
     ) -> None:
+        # Beyond the documented _publish/_listen: emit builds PubSubManager's envelope itself
+        # and _maintain reads Manager.rooms (namespace -> room -> sids). Canaries in
+        # tests/test_mq.py and tests/test_upstream_pubsub_rooms.py (the reach table:
+        # chat/transport/__init__.py).
+        upstream.require(
+            "python-socketio",
+            "cluster/mq.ShardedRedisManager (PubSubManager's emit envelope, Manager.rooms)",
+        )
         super().__init__(channel=prefix + "control", logger=logger)
         self.redis_url = url
         self.prefix = prefix

@@ -22,10 +22,12 @@ One job per module:
 Only `http_server.serve` imports gevent_server, eventlet_server, frames and frame_cache, in
 the async mode that uses them: the other mode's server library is never imported.
 
-Reaches into library internals. Each one's install refuses a version outside
-`upstream.TESTED` (UntestedUpstream), and its `test_upstream_*` canaries (in
-services/chat/tests/, file in brackets) fail the day upstream changes what it relies on;
-test_upstream_versions_are_the_tested_ones [test_socket_limits] pins the exact versions.
+Reaches into library internals, the project's whole list: this package's first, then those
+outside it (cluster/, testkit). Each one's install refuses a version outside
+`upstream.TESTED` (UntestedUpstream) or its own tested range, and its `test_upstream_*`
+canaries (in services/chat/tests/ unless said, file in brackets) fail the day upstream
+changes what it relies on; test_upstream_versions_are_the_tested_ones [test_socket_limits]
+pins the exact versions.
 
 - socket_limits, direct_write: replace `engineio.socket.Socket` (Engine.IO builds sockets as
   `socket.Socket(self, sid)`, no factory); override send/poll/receive/check_ping_timeout and
@@ -84,6 +86,28 @@ test_upstream_versions_are_the_tested_ones [test_socket_limits] pins the exact v
 - sticky: replaces `generate_id` on the Engine.IO server instance. Guard: python-engineio
   4.x (its own check). Canary [test_sticky]:
   test_upstream_engineio_takes_the_session_id_from_generate_id
+- cluster/mq (outside transport/): ShardedRedisManager subclasses python-socketio's
+  `PubSubManager` beyond its `_publish`/`_listen` extension point: `emit` builds the
+  envelope PubSubManager.emit publishes, `_maintain` reads `Manager.rooms` (namespace ->
+  room -> sids). Guard: python-socketio (at construction). Canaries [test_mq]:
+  test_upstream_emit_envelope_is_the_one_pubsub_manager_publishes
+  test_upstream_socketio_manager_keeps_rooms_by_namespace_then_room_with_their_sids
+  and, for realtime/notify's enter_room/leave_room of another worker's sid,
+  test_upstream_room_changes_for_a_remote_sid_are_published [test_upstream_pubsub_rooms].
+  Behaviour of redis-py the links are built around (not a reach):
+  test_upstream_pubsub_listen_stays_blocked_on_a_quiet_channel_despite_socket_timeout
+  [test_mq].
+- cluster/rate_limit: EdgeInclusiveMemoryStorage reads `limits`' `MemoryStorage.events`
+  (each key's hits, newest first, with `atime`). Guard: its own (limits 5.x, at
+  construction). Canary [test_shared_state_contract]:
+  test_upstream_limits_memory_storage_keeps_hits_newest_first_and_leaves_out_the_edge
+- testkit.sioclient (the tests' Socket.IO client): overrides `socketio.Client`'s private
+  `_engineio_client_class` and `_handle_eio_disconnect`, and relies on python-engineio's
+  write loop taking batches with get(block=False). Guard: its own `sioclient.TESTED` (the
+  same python-engineio and python-socketio ranges; test_the_tested_ranges_are_the_workers
+  checks), at `Client()`. Canaries [services/testkit/tests/test_sioclient]:
+  test_upstream_engineio_still_loses_the_stop_so_the_fix_is_still_needed
+  test_upstream_socketio_client_builds_its_engineio_client_from__engineio_client_class
 
 Supported hooks used instead of a reach: python-engineio's callable `cors_allowed_origins`
 (origins.OriginPolicy; was `eio._cors_allowed_origins`). Canaries [test_origins]:

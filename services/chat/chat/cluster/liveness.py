@@ -105,7 +105,7 @@ class Liveness:
         from ..domain.messages import newest_in_rooms
         from ..realtime import publish
 
-        rooms = {room for sock in list(self.presence.local.values()) for room in sock.rooms}
+        rooms = self.presence.local_rooms()
         if channels is not None:  # Socket.IO room names (publish.channel) -> chat rooms
             rooms = {room for room in rooms if publish.channel(room) in channels}
         if not rooms or self.app is None:

@@ -1,6 +1,6 @@
 """A rolling restart: each worker of a 3-worker cluster gets SIGTERM in turn and is started again.
 
-A worker drains (chat/serving.py: Drain): it closes its listener, answers new events
+A worker drains (chat/transport/drain.py): it closes its listener, answers new events
 `unavailable`, lets the handlers in flight finish and ack, closes its clients' transports so
 they reconnect through nginx to another worker, and exits 0 within DRAIN_SECONDS. Real
 processes throughout (deploy/cluster.py's Cluster, real python-socketio clients through

@@ -8,8 +8,10 @@ import logging  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
 
-from chat import create_app, serving  # noqa: E402
+from chat import create_app  # noqa: E402
 from chat.extensions import socketio  # noqa: E402
+from chat.transport import drain as draining  # noqa: E402
+from chat.transport import http_server  # noqa: E402
 
 log = logging.getLogger("chat")
 
@@ -20,7 +22,7 @@ def main() -> None:
     liveness = app.extensions["chat.liveness"]
     liveness.start()
     app.extensions["chat.sessions"].start()
-    drain = serving.Drain(
+    drain = draining.Drain(
         socketio,
         on_exit=liveness.stop,
         seconds=cfg["DRAIN_SECONDS"],
@@ -45,7 +47,8 @@ def main() -> None:
         cfg["SQLALCHEMY_DATABASE_URI"].split("://", 1)[0],
         "yes" if cfg["REDIS_URL"] else "no",
     )
-    serving.serve(app, socketio, mode, drain, access_log=os.environ.get("ACCESS_LOG", "0") == "1")
+    access_log = os.environ.get("ACCESS_LOG", "0") == "1"
+    http_server.serve(app, socketio, mode, drain, access_log=access_log)
 
 
 if __name__ == "__main__":

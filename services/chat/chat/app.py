@@ -61,7 +61,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     _init_realtime(app)
     _register_http(app)
     app.wsgi_app = _refuse_websocket_compression(app.wsgi_app)
-    from .realtime.hardening import guard_engineio_http
+    from .transport.packet_filter import guard_engineio_http
 
     app.wsgi_app = guard_engineio_http(app.wsgi_app, app.config["MAX_HTTP_BUFFER_SIZE"])
     if app.config["TRUSTED_PROXY_HOPS"]:
@@ -83,14 +83,14 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
 
 def _init_realtime(app: Flask) -> None:
-    from . import metrics, socket_limits
+    from . import metrics
     from .cluster.liveness import Liveness
     from .cluster.mq import ShardedRedisManager
     from .cluster.presence import Presence
     from .cluster.rate_limit import RateLimiter, rules_from_config
     from .cluster.shared_state import make_state
-    from .realtime import hardening
     from .realtime.namespace import ChatNamespace
+    from .transport import origins, packet_filter, pings, socket_limits
 
     cfg = app.config
     state = make_state(cfg["REDIS_URL"])
@@ -110,7 +110,8 @@ def _init_realtime(app: Flask) -> None:
         app,
         async_mode=cfg["ASYNC_MODE"],
         client_manager=manager,
-        cors_allowed_origins=cfg["CORS_ALLOWED_ORIGINS"],
+        # A callable policy, which the gevent server asks too before a WebSocket upgrade.
+        cors_allowed_origins=origins.engineio_setting(cfg["CORS_ALLOWED_ORIGINS"]),
         max_http_buffer_size=cfg["MAX_HTTP_BUFFER_SIZE"],
         ping_interval=cfg["PING_INTERVAL_SECONDS"],
         ping_timeout=cfg["PING_TIMEOUT_SECONDS"],
@@ -125,12 +126,10 @@ def _init_realtime(app: Flask) -> None:
         logger=_library_logger("socketio.server"),
         engineio_logger=_library_logger("engineio.server"),
     )
-    hardening.harden(socketio.server)
-    from .realtime import pings
-
+    packet_filter.harden(socketio.server)
     pings.install(socketio.server.eio)
     if cfg["SID_TAG"]:
-        from .realtime.sticky import tag_session_ids
+        from .transport.sticky import tag_session_ids
 
         tag_session_ids(socketio.server.eio, cfg["SID_TAG"])
     socket_limits.install(cfg["MAX_SOCKET_QUEUE_BYTES"], cfg["AUTH_TIMEOUT_SECONDS"])

@@ -1,7 +1,7 @@
 """Binary payloads: refused, and answered when the client waits for an answer.
 
 The chat's payloads are JSON text; python-socketio would buffer a binary event's attachments
-without a bound, so realtime/hardening.py drops binary packets. A binary event that asks for
+without a bound, so transport/packet_filter.py drops binary packets. A binary event that asks for
 an ack gets the error ack `invalid` at once: a client waiting for its ack does not wait
 forever. Real worker process, real python-socketio client sending bytes.
 """

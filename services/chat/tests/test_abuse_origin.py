@@ -4,8 +4,8 @@ Browsers send the page's Origin with every WebSocket handshake and polling reque
 WebSocket is not covered by CORS: the server must check. Engine.IO's cors_allowed_origins
 is None here by default, which means same-origin (the Origin must equal the scheme and Host
 of the request). Verified for the WebSocket transport and for long-polling, against a real
-worker; the refusal happens before the WebSocket upgrade (chat/serving.py), so a foreign
-page never gets an open socket.
+worker; the refusal happens before the WebSocket upgrade (chat/transport/http_server.py), so a
+foreign page never gets an open socket.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Engine.IO's PINGs come from one PingWheel task per worker (chat/realtime/pings.py).
+"""Engine.IO's PINGs come from one PingWheel task per worker (chat/transport/pings.py).
 
 The canaries (test_upstream_*) pin what the wheel relies on in python-engineio; the rest
 drive a real engineio.Server over its polling transport (the same Socket objects a
@@ -17,7 +17,7 @@ import engineio.socket
 import pytest
 from engineio import packet as eio_packet
 
-from chat.realtime import pings
+from chat.transport import pings
 from testkit.processes import wait_for
 
 # Short, so the wheel's first PINGs come within a test; the tick is 0.2 s.

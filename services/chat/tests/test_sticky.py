@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from chat.config import Config
-from chat.realtime.sticky import SEPARATOR, tag_session_ids
+from chat.transport.sticky import SEPARATOR, tag_session_ids
 
 
 def polling_handshake(server: engineio.Server) -> dict:

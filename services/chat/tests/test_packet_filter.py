@@ -1,4 +1,4 @@
-"""Canaries: what realtime/hardening.py relies on in python-engineio and python-socketio.
+"""Canaries: what transport/packet_filter.py relies on in python-engineio and python-socketio.
 
 Tested on python-engineio 4.15 and python-socketio 5.18. Each test fails the day upstream
 changes what the reach relies on, instead of the worker failing quietly.
@@ -12,7 +12,7 @@ from engineio import packet as eio_packet
 from engineio import payload as eio_payload
 from socketio import packet
 
-from chat.realtime import hardening
+from chat.transport import packet_filter
 
 
 def test_upstream_engineio_polling_packet_limit_is_the_class_attribute_decode_reads():
@@ -29,7 +29,7 @@ def test_upstream_engineio_polling_packet_limit_is_the_class_attribute_decode_re
             pass
         else:
             raise AssertionError("engineio no longer limits packets per payload here")
-        eio_payload.Payload.max_decode_packets = hardening.POLLING_PACKETS_PER_BODY
+        eio_payload.Payload.max_decode_packets = packet_filter.POLLING_PACKETS_PER_BODY
         assert len(eio_payload.Payload(encoded_payload=body).packets) == 17
     finally:
         eio_payload.Payload.max_decode_packets = saved

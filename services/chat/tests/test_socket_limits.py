@@ -1,5 +1,6 @@
-"""Canaries for what chat/socket_limits.py and chat/serving.py rely on inside python-engineio,
-eventlet and gevent, and the limits themselves on one Engine.IO socket (no server process).
+"""Canaries for what chat/transport/ (socket_limits, eventlet_server, http_server) relies on
+inside python-engineio, eventlet and gevent, and the limits themselves on one Engine.IO socket
+(no server process).
 
 Each `test_upstream_*` fails the day upstream changes what the reach relies on; the versions
 they were written against are pinned in TESTED so an upgrade is looked at, not assumed.
@@ -19,8 +20,10 @@ import engineio.socket
 import pytest
 from engineio import packet
 
-from chat import metrics, serving, socket_limits
-from chat.socket_limits import LimitedSocket
+from chat import metrics
+from chat.transport import socket_limits
+from chat.transport.masking import unmask_from
+from chat.transport.socket_limits import LimitedSocket
 
 TESTED = {
     "python-engineio": "4.15.",
@@ -34,8 +37,7 @@ TESTED = {
 def test_upstream_versions_are_the_tested_ones(package):
     version = importlib.metadata.version(package)
     assert version.startswith(TESTED[package]), (
-        f"{package} {version}: re-check the reaches in socket_limits.py / serving.py, "
-        "then update TESTED"
+        f"{package} {version}: re-check the reaches in chat/transport/, then update TESTED"
     )
 
 
@@ -207,7 +209,9 @@ def test_upstream_eventlet_bounds_messages_through_its_message_class():
     source = inspect.getsource(websocket.RFC6455WebSocket._recv_frame)
     assert "self.Message(" in source and "message.push(" in source
     assert "max_frame_length" in inspect.signature(websocket.RFC6455WebSocket.Message).parameters
-    serving._bound_eventlet_messages()
+    from chat.transport import eventlet_server
+
+    eventlet_server.bound_eventlet_messages()
     message = websocket.RFC6455WebSocket.Message(1, 10)
     message.push(b"a" * 6)
     with pytest.raises(websocket.FailedConnectionError):
@@ -247,4 +251,4 @@ def test_upstream_eventlet_unmasks_through_apply_mask():
     for offset in (0, 1, 2, 3, 5):
         # eventlet 0.41's own _apply_mask, byte by byte
         expected = b"".join(bytes((data[i] ^ mask[(offset + i) % 4],)) for i in range(999))
-        assert serving._unmask_from(data, mask, 999, offset) == expected
+        assert unmask_from(data, mask, 999, offset) == expected

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from geventwebsocket.websocket import Header, WebSocket
 
-from chat.serving import FrameCache
+from chat.transport.frame_cache import FrameCache
 
 
 def gevent_websocket_frame(text: str) -> bytes:
@@ -41,5 +41,5 @@ def test_the_cache_is_bounded():
     texts = [f"42[{i}]" for i in range(FrameCache.SIZE * 3)]
     for text in texts:
         cache.text_frame(text)
-    assert len(cache._frames) == FrameCache.SIZE
+    assert len(cache) == FrameCache.SIZE
     assert cache.text_frame(texts[0]) == gevent_websocket_frame(texts[0])

@@ -31,7 +31,7 @@ the abuse tests (test_abuse_fuzz, test_abuse_payloads) found, and what is done h
   are not UTF-8, bad base64) raised out of Engine.IO's WebSocket loop or polling handler: a
   traceback per packet, the WebSocket dropped. A polling body is checked before Engine.IO
   reads it (400 "Bad payload"); a WebSocket message is checked as it is received (the
-  connection is closed; gevent only, see serving.py).
+  connection is closed; frames.py under gevent, socket_limits.py in both modes).
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from socketio import packet
 
 from .. import metrics
 from ..errors import Invalid, error_ack
+from . import upstream
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,13 @@ def answer_binary_event(server, eio_sid: str, data: Any) -> None:
 
 
 def harden(server) -> None:
-    """Install the packet filter and the non-waiting disconnect on a python-socketio Server."""
+    """Install the packet filter and the non-waiting disconnect on a python-socketio Server.
+
+    Raises upstream.UntestedUpstream on a python-socketio or python-engineio outside the
+    tested range.
+    """
+    upstream.require("python-socketio", "packet_filter (wraps Server._handle_eio_message)")
+    upstream.require("python-engineio", "packet_filter (Payload.max_decode_packets, disconnect)")
     eio = server.eio
     dispatch = server._handle_eio_message
     # A class attribute of python-engineio (4.x; test_upstream_engineio_polling_packet_limit).

@@ -27,7 +27,7 @@ pings blindly, and the worker grew until it was stopped. What is done here, in b
   closed the same way, by one sweeper task per worker (`start_sweeper`).
 - A WebSocket message that is no Engine.IO packet (empty, not UTF-8, bad type digit) raised
   out of Engine.IO's WebSocket loop; under eventlet that became an HTTP 500 with a traceback.
-  It closes that connection instead, in both modes (gevent's server checks it too, serving.py).
+  It closes that connection instead, in both modes (gevent's server checks it too, frames.py).
 
 The reach into python-engineio: `engineio.socket.Socket` is replaced by a subclass (the server
 creates sockets as `socket.Socket(self, sid)` and has no factory), which overrides `send`,
@@ -48,8 +48,9 @@ from typing import Any
 import engineio.socket
 from engineio import packet as eio_packet
 
-from . import metrics
-from .realtime.hardening import engineio_problem, refused
+from .. import metrics
+from . import upstream
+from .packet_filter import engineio_problem, refused
 
 log = logging.getLogger(__name__)
 
@@ -316,7 +317,11 @@ def start_sweeper(socketio) -> None:
 
 
 def install(max_queue_bytes: int, auth_timeout_seconds: float) -> None:
-    """Make Engine.IO create LimitedSocket (or direct_write's subclass) for every session."""
+    """Make Engine.IO create LimitedSocket (or direct_write's subclass) for every session.
+
+    Raises upstream.UntestedUpstream on a python-engineio outside the tested range.
+    """
+    upstream.require("python-engineio", "socket_limits (a subclass of engineio.socket.Socket)")
     LimitedSocket.max_queue_bytes = max_queue_bytes
     LimitedSocket.auth_timeout_seconds = auth_timeout_seconds
     if not issubclass(engineio.socket.Socket, LimitedSocket):

@@ -28,14 +28,10 @@ import engineio.socket
 from engineio import packet as eio_packet
 from prometheus_client.core import CounterMetricFamily
 
-from . import metrics
+from .. import metrics
+from . import upstream
+from .frame_cache import FrameBytes
 from .socket_limits import LimitedSocket, packet_bytes
-
-
-class FrameBytes(bytes):
-    """Bytes of a WebSocket frame already built: written as they are, not framed again."""
-
-    __slots__ = ()
 
 
 class _Remainder:
@@ -47,7 +43,7 @@ class _Remainder:
         self.data = FrameBytes(data)
 
     def encode(self, b64: bool = False) -> FrameBytes:
-        # The writer calls ws.send(pkt.encode()); serving.BoundedWebSocket writes FrameBytes raw.
+        # The writer calls ws.send(pkt.encode()); frames.BoundedWebSocket writes FrameBytes raw.
         return self.data
 
 
@@ -82,7 +78,7 @@ class DirectWriteSocket(LimitedSocket):
     kernel took whole here never waits in this process.
     """
 
-    # The gevent-websocket WebSocket (serving.BoundedWebSocket) while this socket is on that
+    # The gevent-websocket WebSocket (frames.BoundedWebSocket) while this socket is on that
     # transport; None on long-polling or after the WebSocket ended.
     _direct_ws = None
     # True while the WebSocket writer waits in poll(), holding no packets.
@@ -143,6 +139,7 @@ def install() -> None:
     global _installed
     if _installed:
         return
+    upstream.require("python-engineio", "direct_write (a subclass of engineio.socket.Socket)")
     engineio.socket.Socket = DirectWriteSocket
     metrics.registry.register(counts)
     _installed = True

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from types import SimpleNamespace
 
-from chat.serving import Drain
+from chat.transport.drain import Drain
 
 
 class Steps:

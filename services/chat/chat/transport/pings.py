@@ -54,7 +54,7 @@ def _engineio_socket_class() -> type:
     for cls in engineio.socket.Socket.__mro__:
         if "schedule_ping" in vars(cls):
             return cls
-    raise RuntimeError("engineio.socket.Socket has no schedule_ping: see chat/realtime/pings.py")
+    raise RuntimeError("engineio.socket.Socket has no schedule_ping: see chat/transport/pings.py")
 
 
 _EngineIOSocket = _engineio_socket_class()

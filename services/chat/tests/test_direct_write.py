@@ -1,6 +1,6 @@
-"""Direct WebSocket writes (DIRECT_WEBSOCKET_WRITES, chat/direct_write.py): with the switch on
-or off, every socket gets every frame exactly once and in the order the server emitted them,
-and a member that stops reading holds up no one else.
+"""Direct WebSocket writes (DIRECT_WEBSOCKET_WRITES, chat/transport/direct_write.py): with the
+switch on or off, every socket gets every frame exactly once and in the order the server
+emitted them, and a member that stops reading holds up no one else.
 
 Real gevent worker processes and real clients: python-socketio (its events are dispatched on
 threads of their own, so the order they come off the wire is read at its Engine.IO layer), and

@@ -1,0 +1,89 @@
+"""The gevent WSGI server: gevent-websocket's handler with a deadline on each request's head,
+the origin checked before an upgrade, and BoundedWebSocket (frames.py) for every WebSocket."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gevent
+from flask import Flask
+from gevent import pywsgi
+from geventwebsocket.handler import WebSocketHandler
+
+from . import upstream
+from .frames import BoundedWebSocket
+from .http_server import peer, request_head_seconds
+from .packet_filter import refused
+
+
+class ChatWebSocketHandler(WebSocketHandler):
+    """gevent-websocket's handler: request heads within a deadline, bounded WebSockets."""
+
+    requests_read = 0
+    _head_timer: Any = None
+
+    def handle_one_request(self) -> Any:
+        # The request line and headers must arrive within the deadline (slowloris); the
+        # timer is cancelled once they have (read_request), before the application runs.
+        seconds = request_head_seconds(self.server.header_timeout_seconds, self.requests_read)
+        self.requests_read += 1
+        timer = self._head_timer = gevent.Timeout.start_new(seconds)
+        try:
+            return super().handle_one_request()
+        except gevent.Timeout as exc:
+            if exc is not timer:
+                raise
+            refused("slow_headers", f"no request head within {seconds} s", peer(self))
+            return None  # the connection is closed
+        finally:
+            timer.close()
+
+    def read_request(self, raw_requestline: str) -> Any:
+        try:
+            return super().read_request(raw_requestline)
+        finally:
+            self._head_timer.close()
+
+    def upgrade_connection(self) -> Any:
+        result = super().upgrade_connection()
+        accepted = getattr(self, "websocket", None)
+        if accepted is not None and not isinstance(accepted, BoundedWebSocket):
+            # gevent-websocket builds its own WebSocket class here and has no hook for
+            # another: build ours from the same stream (nothing was read or written on it
+            # yet) and retire its object without a close frame (test_upstream_gevent_*).
+            ws = BoundedWebSocket(
+                self.environ, accepted.stream, self, self.server.max_websocket_message_bytes
+            )
+            accepted.closed = True  # its __del__ closes it: no close frame once closed
+            self.websocket = ws
+            self.environ["wsgi.websocket"] = ws
+        return result
+
+
+def make_server(
+    app: Flask,
+    host: str,
+    port: int,
+    max_message_bytes: int,
+    header_timeout_seconds: float,
+    pre_start_hook: Any,
+    access_log: bool,
+) -> pywsgi.WSGIServer:
+    """A gevent WSGIServer for `app` on host:port, not started.
+
+    `pre_start_hook(handler) -> bool`: True serves the request as plain HTTP instead of
+    upgrading it (gevent-websocket's hook; http_server.plain_http_for_foreign_origin).
+    Raises upstream.UntestedUpstream on a gevent or gevent-websocket outside the tested range.
+    """
+    upstream.require("gevent-websocket", "frames.BoundedWebSocket and ChatWebSocketHandler")
+    upstream.require("gevent", "ChatWebSocketHandler (the request head deadline)")
+    server = pywsgi.WSGIServer(
+        (host, port),
+        app,
+        handler_class=ChatWebSocketHandler,
+        log="default" if access_log else None,
+    )
+    server.max_websocket_message_bytes = max_message_bytes
+    server.header_timeout_seconds = header_timeout_seconds
+    server.pre_start_hook = pre_start_hook
+    return server

@@ -12,6 +12,8 @@ One job per module:
 - `masking.py`: unmasking a client's payload in one C-level XOR (both servers).
 - `direct_write.py`: a message frame written by the emitting greenlet when the socket's
   writer is idle (gevent, DIRECT_WEBSOCKET_WRITES).
+- `lazy_writer.py`: Engine.IO's WebSocket writer started only while a socket has something
+  queued, and PINGs written like direct writes (gevent, with DIRECT_WEBSOCKET_WRITES).
 - `socket_limits.py`: per Engine.IO socket: bytes queued, liveness by PONG, time to
   authenticate.
 - `packet_filter.py`: Engine.IO/Socket.IO input no honest client sends, refused cheaply.

@@ -10,8 +10,8 @@ import signal  # noqa: E402
 
 from chat import create_app  # noqa: E402
 from chat.extensions import socketio  # noqa: E402
-from chat.transport import drain as draining  # noqa: E402
 from chat.transport import http_server  # noqa: E402
+from chat.transport.drain import Drain  # noqa: E402
 
 log = logging.getLogger("chat")
 
@@ -22,7 +22,7 @@ def main() -> None:
     liveness = app.extensions["chat.liveness"]
     liveness.start()
     app.extensions["chat.sessions"].start()
-    drain = draining.Drain(
+    drain = Drain(
         socketio,
         on_exit=liveness.stop,
         seconds=cfg["DRAIN_SECONDS"],

@@ -22,7 +22,7 @@ def _env_bool(name: str, default: bool) -> bool:
 
 
 # Safe in a URL query, an nginx map regex and an upstream name, and free of the "." that
-# separates it from Engine.IO's own id (realtime/sticky.py).
+# separates it from Engine.IO's own id (transport/sticky.py).
 SID_TAG_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 
@@ -98,7 +98,7 @@ class Config:
         self.NODE_ID = os.environ.get("NODE_ID") or f"{socket.gethostname()}:{self.PORT}"
         self.AUTO_MIGRATE = _env_bool("AUTO_MIGRATE", True)
         # Put at the front of every Engine.IO session id this worker issues, so nginx routes
-        # a request carrying the sid here without a cookie (realtime/sticky.py). One per worker.
+        # a request carrying the sid here without a cookie (transport/sticky.py). One per worker.
         self.SID_TAG = _sid_tag()
         # A day: long enough for a working session, short enough that a leaked token dies.
         self.TOKEN_TTL_SECONDS = _env_int("TOKEN_TTL_SECONDS", 86_400)
@@ -154,7 +154,7 @@ class Config:
         # process manager usually waits before SIGKILL.
         self.DRAIN_SECONDS = _env_int("DRAIN_SECONDS", 10)
         # gevent: a message frame is written in the emitting greenlet when the socket's writer
-        # is idle and the kernel takes it, skipping Engine.IO's per-socket queue (serving.py,
+        # is idle and the kernel takes it, skipping Engine.IO's per-socket queue (transport/
         # direct_write.py). Off: every frame goes through the queue and writer, as in Engine.IO.
         self.DIRECT_WEBSOCKET_WRITES = _env_bool("DIRECT_WEBSOCKET_WRITES", True)
         # Bytes queued for one socket and not yet written to the kernel: a member who stops

@@ -20,6 +20,7 @@ import pytest
 import requests
 import socketio
 from engineio import packet as eio_packet
+from prometheus_client.parser import text_string_to_metric_families
 
 from testkit.clients import ChatClient, register
 from testkit.rawsocket import SlowConsumer, server_send_queue_bytes
@@ -88,11 +89,12 @@ class WireOrderClient:
 def frame_counts(worker) -> dict[str, float] | None:
     """chat_websocket_frames_total by path from /metrics; None if the worker has no such metric."""
     text = requests.get(worker.url + "/metrics", timeout=5).text
-    found = {}
-    for line in text.splitlines():
-        if line.startswith("chat_websocket_frames_total{"):
-            path = line.split('path="', 1)[1].split('"', 1)[0]
-            found[path] = float(line.rsplit(" ", 1)[1])
+    found = {
+        sample.labels["path"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "chat_websocket_frames_total"
+    }
     return found or None
 
 

@@ -50,3 +50,82 @@ def test_upstream_socketio_server_api_used_to_answer_binary_events():
     assert callable(server.manager.sid_from_eio_sid)
     assert server.manager.sid_from_eio_sid("unknown", "/") is None
     assert callable(server.eio.send) and isinstance(server.eio, engineio.Server)
+
+
+def test_upstream_socketio_dispatches_engineio_messages_through__handle_eio_message():
+    # harden() re-registers Engine.IO's "message" handler around this private method.
+    import inspect
+
+    server = socketio.Server()
+    assert server.eio.handlers["message"] == server._handle_eio_message
+    assert list(inspect.signature(server._handle_eio_message).parameters) == ["eio_sid", "data"]
+    # The session's environ, which the filter checks, is kept by Engine.IO session id.
+    assert "self.environ[eio_sid] = environ" in inspect.getsource(server._handle_eio_connect)
+    assert "del self.environ[eio_sid]" in inspect.getsource(server._handle_eio_disconnect)
+
+
+def test_upstream_engineio_disconnects_through_its_own_attribute_and_waits():
+    # harden() replaces `eio.disconnect` on the instance: Engine.IO's request handling calls
+    # it as self.disconnect(sid), and its own closes a polling socket waiting for a GET.
+    import inspect
+
+    assert "self.disconnect(sid)" in inspect.getsource(engineio.Server.handle_request)
+    assert "socket.close(reason=self.reason.SERVER_DISCONNECT)" in inspect.getsource(
+        engineio.Server.disconnect
+    )
+    assert inspect.signature(engineio.socket.Socket.close).parameters["wait"].default is True
+
+
+def test_a_hardened_disconnect_does_not_wait_for_a_poll():
+    server = socketio.Server(async_mode="threading")
+    packet_filter.harden(server)
+    eio = server.eio
+    sock = engineio.socket.Socket(eio, "s1")
+    eio.sockets["s1"] = sock
+    sock.send(eio_packet.Packet(eio_packet.MESSAGE, data="x"))  # nobody polls it
+    eio.disconnect("s1")  # returns: the queue is not joined
+    assert sock.closed and "s1" not in eio.sockets
+
+
+def polling_request(method: str, sid: str, body: bytes = b"") -> dict:
+    import io
+
+    return {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": "/socket.io/",
+        "QUERY_STRING": f"EIO=4&transport=polling&sid={sid}",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.url_scheme": "http",
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
+        "HTTP_HOST": "localhost",
+    }
+
+
+def closed_session() -> tuple[engineio.Server, str]:
+    server = engineio.Server(async_mode="threading")
+    sock = engineio.socket.Socket(server, "s1")
+    sock.connected = True
+    sock.closed = True  # closed, still in the table: a request raced its close
+    server.sockets["s1"] = sock
+    return server, "s1"
+
+
+def test_upstream_engineio_raises_keyerror_session_is_disconnected_for_a_closed_session():
+    # guard_engineio_http recognises this KeyError by its text ("Session"): when this fails,
+    # the text or the exception changed and a 500 would come back.
+    import pytest
+
+    server, sid = closed_session()
+    with pytest.raises(KeyError, match="Session is disconnected"):
+        server.handle_request(polling_request("POST", sid, b"1:4"), lambda s, h: None)
+
+
+def test_a_request_for_a_closed_session_gets_400_invalid_session():
+    server, sid = closed_session()
+    app = packet_filter.guard_engineio_http(server.handle_request, 1 << 16)
+    answer: list = []
+    body = app(polling_request("POST", sid, b"40"), lambda s, h: answer.append((s, h)))
+    assert answer == [("400 BAD REQUEST", [("Content-Type", "application/json")])]
+    assert body == [b'"Invalid session"']

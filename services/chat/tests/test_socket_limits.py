@@ -22,7 +22,6 @@ from engineio import packet
 
 from chat import metrics
 from chat.transport import socket_limits
-from chat.transport.masking import unmask_from
 from chat.transport.socket_limits import LimitedSocket
 
 TESTED = {
@@ -31,6 +30,11 @@ TESTED = {
     "eventlet": "0.41.",
     "gevent": "26.",
 }
+
+
+def sample(name: str, **labels: str) -> float:
+    """A worker metric's value as /metrics reports it (0 before its first increment)."""
+    return metrics.registry.get_sample_value(name, labels) or 0.0
 
 
 @pytest.mark.parametrize("package", sorted(TESTED))
@@ -115,13 +119,13 @@ def test_upstream_engineio_websocket_loop_reads_through_wait(eio):
     """An undecodable message closes the transport instead of raising out of the loop."""
     sock = new_socket(eio)
     ws = FakeWebSocket()
-    before = metrics.protocol_errors.labels("undecodable")._value.get()
+    before = sample("chat_protocol_errors_total", kind="undecodable")
     ws.incoming.put("")  # no packet type: Engine.IO's decoder raises on it
     handler = threading.Thread(target=sock._websocket_handler, args=(ws,), daemon=True)
     handler.start()
     handler.join(5)
     assert not handler.is_alive() and sock.closed
-    assert metrics.protocol_errors.labels("undecodable")._value.get() == before + 1
+    assert sample("chat_protocol_errors_total", kind="undecodable") == before + 1
 
 
 def test_a_pong_with_no_ping_outstanding_is_dropped(eio):
@@ -143,17 +147,21 @@ def test_long_polling_counts_a_ping_written_once_a_get_takes_it(eio):
 
 def test_bytes_past_the_bound_cut_the_socket_and_free_its_queue(eio):
     sock = new_socket(eio)
-    cut_before = metrics.sockets_cut.labels("send_queue")._value.get()
+    cut_before = sample("chat_sockets_cut_total", reason="send_queue")
     for _ in range(4):  # the first at the head of the line, 903 bytes behind it
         sock.send(packet.Packet(packet.MESSAGE, data="x" * 300))
     assert sock.queued_bytes == 1204 and sock.queue.qsize() == 4
     sock.send(packet.Packet(packet.MESSAGE, data="x" * 300))  # 1,204 behind the head > 1,000
-    assert sock.queue.qsize() in (0, 1)  # emptied (the close may have queued its None)
-    assert metrics.sockets_cut.labels("send_queue")._value.get() == cut_before + 1
+    assert sample("chat_sockets_cut_total", reason="send_queue") == cut_before + 1
     deadline = time.monotonic() + 5
     while "s1" in eio.sockets and time.monotonic() < deadline:
         time.sleep(0.01)
     assert sock.closed and "s1" not in eio.sockets
+    # The 4 messages were dropped; what is left is the close's end-of-queue marker alone.
+    left = []
+    while not sock.queue.empty():
+        left.append(sock.queue.get_nowait())
+    assert left == [None]
 
 
 def test_a_reply_larger_than_the_bound_is_admitted_at_the_head_of_the_line(eio):
@@ -203,52 +211,35 @@ def test_sessions_are_swept_after_the_auth_timeout(eio, monkeypatch):
     assert not socket_limits._unauthenticated
 
 
-def test_upstream_eventlet_bounds_messages_through_its_message_class():
-    from eventlet import websocket
-
-    source = inspect.getsource(websocket.RFC6455WebSocket._recv_frame)
-    assert "self.Message(" in source and "message.push(" in source
-    assert "max_frame_length" in inspect.signature(websocket.RFC6455WebSocket.Message).parameters
-    from chat.transport import eventlet_server
-
-    eventlet_server.bound_eventlet_messages()
-    message = websocket.RFC6455WebSocket.Message(1, 10)
-    message.push(b"a" * 6)
-    with pytest.raises(websocket.FailedConnectionError):
-        message.push(b"a" * 6)
+def test_upstream_engineio_sets_read_timeouts_on_the_transports__sock_or_socket():
+    # CheckedWebSocket forwards these names to the transport it wraps; socket_limits'
+    # _tcp_socket finds the TCP connection through them.
+    source = inspect.getsource(engineio.socket.Socket._websocket_handler)
+    assert "for attr in ['_sock', 'socket']" in source
 
 
-def test_upstream_servers_read_a_request_head_where_the_deadline_expects():
-    from eventlet import wsgi as eventlet_wsgi
-    from gevent import pywsgi
+def test_upstream_engineio_gevent_wrapper_holds_gevent_websockets_object_as__sock():
+    # direct_write reaches BoundedWebSocket.send_nowait, and socket_limits the TCP socket
+    # (`_sock.handler.socket`), through engineio's gevent wrapper's `_sock`.
+    from engineio.async_drivers.gevent import WebSocketWSGI
 
-    gevent_source = inspect.getsource(pywsgi.WSGIHandler.handle_one_request)
-    assert gevent_source.index("self.read_requestline()") < gevent_source.index(
-        "self.read_request("
-    )
-    assert gevent_source.index("self.read_request(") < gevent_source.index(
-        "self.handle_one_response()"
-    )
-    eventlet_source = inspect.getsource(eventlet_wsgi.HttpProtocol.handle_one_request)
-    assert eventlet_source.index("self._read_request_line()") < eventlet_source.index(
-        "self.parse_request()"
-    )
-    assert eventlet_source.index("self.parse_request()") < eventlet_source.index(
-        "self.handle_one_response()"
-    )
-    assert "protocol" in inspect.signature(eventlet_wsgi.server).parameters
+    ws = type("WS", (), {"version": "13", "path": "/", "origin": None, "protocol": None})()
+    seen: list = []
+    WebSocketWSGI(seen.append, None)({"wsgi.websocket": ws}, None)
+    assert seen[0]._sock is ws
 
 
-def test_upstream_eventlet_unmasks_through_apply_mask():
-    import os
+def test_upstream_engineio_socket_sends_through_the_queue_the_limits_count():
+    # LimitedSocket counts bytes at send() and poll(); direct_write hands its remainders to
+    # the same queue. When this fails, Engine.IO queues some other way.
+    assert "self.queue.put(pkt)" in inspect.getsource(engineio.socket.Socket.send)
+    poll = inspect.getsource(engineio.socket.Socket.poll)
+    assert "self.queue.get(" in poll and "self.queue.task_done()" in poll
 
-    from eventlet import websocket
 
-    assert "self._apply_mask(d, mask, length=dlen, offset=received)" in inspect.getsource(
-        websocket.RFC6455WebSocket._recv_frame
-    )
-    data, mask = os.urandom(1001), tuple(os.urandom(4))  # a mask as _recv_frame unpacks it
-    for offset in (0, 1, 2, 3, 5):
-        # eventlet 0.41's own _apply_mask, byte by byte
-        expected = b"".join(bytes((data[i] ^ mask[(offset + i) % 4],)) for i in range(999))
-        assert unmask_from(data, mask, 999, offset) == expected
+def test_upstream_engineio_marks_an_upgrade_with_upgrading_then_upgraded():
+    # direct_write counts the writer as idle only on an upgraded socket that is not upgrading
+    # (a long-poll GET from before the upgrade may still be waiting in poll()).
+    source = inspect.getsource(engineio.socket.Socket._websocket_handler)
+    assert "self.upgrading = True" in source
+    assert source.index("self.upgraded = True") < source.rindex("self.upgrading = False")

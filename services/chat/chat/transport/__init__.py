@@ -23,4 +23,75 @@ One job per module:
 
 Only `http_server.serve` imports gevent_server, eventlet_server, frames and frame_cache, in
 the async mode that uses them: the other mode's server library is never imported.
+
+Reaches into library internals. Each one's install refuses a version outside
+`upstream.TESTED` (UntestedUpstream), and its `test_upstream_*` canaries (in
+services/chat/tests/, file in brackets) fail the day upstream changes what it relies on;
+test_upstream_versions_are_the_tested_ones [test_socket_limits] pins the exact versions.
+
+- socket_limits, direct_write: replace `engineio.socket.Socket` (Engine.IO builds sockets as
+  `socket.Socket(self, sid)`, no factory); override send/poll/receive/check_ping_timeout and
+  the private `_websocket_handler`; count on the writer polling again only after a write.
+  Guard: python-engineio. Canaries [test_socket_limits]:
+  test_upstream_engineio_creates_sockets_through_the_module_attribute
+  test_upstream_engineio_writer_polls_again_only_after_writing_its_batch
+  test_upstream_engineio_websocket_loop_reads_through_wait
+  test_upstream_engineio_socket_sends_through_the_queue_the_limits_count
+- socket_limits, direct_write: the transport under Engine.IO's WebSocket wrapper: `_sock`
+  (gevent; `_sock.handler.socket` is the TCP socket), `.socket` (eventlet). Guard:
+  python-engineio, eventlet. Canaries:
+  test_upstream_engineio_gevent_wrapper_holds_gevent_websockets_object_as__sock
+  test_upstream_engineio_sets_read_timeouts_on_the_transports__sock_or_socket
+  [test_socket_limits]; test_upstream_eventlet_websocket_holds_its_tcp_socket_as_socket
+  [test_eventlet_server].
+- frames: BoundedWebSocket overrides gevent-websocket's read_frame/send_frame and relies on
+  receive() closing on any socket.error. Guard: gevent-websocket (at make_server).
+  Canaries [test_frames], beside the crafted-bytes tests:
+  test_upstream_geventwebsocket_reads_messages_frame_by_frame_through_read_frame
+  test_upstream_geventwebsocket_receive_closes_on_any_socket_error_from_read_frame
+- gevent_server: replaces the WebSocket gevent-websocket's upgrade_connection built
+  (`self.websocket`, `environ["wsgi.websocket"]`; its own is marked closed so it writes no
+  close frame). Guard: gevent-websocket. Canaries [test_gevent_server]:
+  test_upstream_geventwebsocket_upgrade_builds_its_websocket_where_the_handler_swaps_it
+  test_upstream_geventwebsocket_a_websocket_marked_closed_writes_nothing_when_dropped
+- gevent_server, eventlet_server: the request-head deadline overrides handle_one_request with
+  read_request (gevent.pywsgi) / parse_request (eventlet.wsgi). Guard: gevent, eventlet.
+  Canary [test_http_server]:
+  test_upstream_servers_read_a_request_head_where_the_deadline_expects
+- eventlet_server: replaces `RFC6455WebSocket.Message` and `_apply_mask`. Guard: eventlet.
+  Canaries [test_eventlet_server]:
+  test_upstream_eventlet_bounds_messages_through_its_message_class
+  test_upstream_eventlet_unmasks_through_apply_mask
+- packet_filter: wraps python-socketio's `Server._handle_eio_message` (re-registered with the
+  public `eio.on("message")`), reads `Server.environ`. Guard: python-socketio.
+  Canaries [test_packet_filter]:
+  test_upstream_socketio_dispatches_engineio_messages_through__handle_eio_message
+  test_upstream_socketio_decodes_a_binary_event_header_with_its_ack_id
+  test_upstream_socketio_server_api_used_to_answer_binary_events
+- packet_filter: replaces `eio.disconnect` on the instance (a disconnect that does not wait
+  for a poll). Guard: python-engineio. Canary [test_packet_filter]:
+  test_upstream_engineio_disconnects_through_its_own_attribute_and_waits
+- packet_filter: tells KeyError("Session is disconnected") by `"Session" in str(exc)`.
+  Guard: python-engineio. Canary [test_packet_filter]:
+  test_upstream_engineio_raises_keyerror_session_is_disconnected_for_a_closed_session
+- packet_filter: `engineio.payload.Payload.max_decode_packets`, a class attribute. Guard:
+  python-engineio. Canary [test_packet_filter]:
+  test_upstream_engineio_polling_packet_limit_is_the_class_attribute_decode_reads
+- pings: replaces `Socket.schedule_ping` on Engine.IO's class, sets `start_service_task`.
+  Guard: python-engineio 4.x (its own check). Canaries [test_pings]:
+  test_upstream_engineio_schedules_a_ping_after_the_handshake_and_after_each_pong
+  test_upstream_engineio_send_ping_waits_the_interval_then_sets_last_ping_and_pings
+  test_upstream_engineio_starts_no_service_task_when_told_not_to
+  test_upstream_engineio_check_ping_timeout_closes_a_socket_pinged_too_long_ago
+- sticky: replaces `generate_id` on the Engine.IO server instance. Guard: python-engineio
+  4.x (its own check). Canary [test_sticky]:
+  test_upstream_engineio_takes_the_session_id_from_generate_id
+
+Supported hooks used instead of a reach: python-engineio's callable `cors_allowed_origins`
+(origins.OriginPolicy; was `eio._cors_allowed_origins`). Canaries [test_origins]:
+test_upstream_engineio_asks_a_callable_policy_for_the_check_and_the_cors_header and
+test_upstream_engineio_same_origin_rule_is_the_one_origins_copies. gevent's
+`socket.send(data, 0, timeout=0.0)` (was the OS socket under gevent's `_sock`). Canary
+[test_frames]: test_upstream_gevent_send_with_a_zero_timeout_raises_instead_of_waiting.
+prometheus_client's `Gauge.track_inprogress` (drain).
 """

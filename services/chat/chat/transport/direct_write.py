@@ -23,6 +23,8 @@ queue, and `check_ping_timeout` runs for every packet as in `Socket.send`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from typing import Any
 
 import engineio.socket
 from engineio import packet as eio_packet
@@ -55,7 +57,7 @@ class FrameCounts:
         self.partial = 0  # written in part there, the rest by the writer
         self.queued = 0  # handed to the writer (it was busy, or the kernel took nothing)
 
-    def collect(self):
+    def collect(self) -> Iterator[CounterMetricFamily]:
         family = CounterMetricFamily(
             "chat_websocket_frames",
             "Message frames to WebSockets, by how they were written "
@@ -84,7 +86,7 @@ class DirectWriteSocket(LimitedSocket):
     # True while the WebSocket writer waits in poll(), holding no packets.
     _writer_waiting = False
 
-    def _websocket_handler(self, ws):
+    def _websocket_handler(self, ws: Any) -> Any:
         target = getattr(ws, "_sock", None)
         self._direct_ws = target if hasattr(target, "send_nowait") else None
         try:
@@ -93,7 +95,7 @@ class DirectWriteSocket(LimitedSocket):
             self._direct_ws = None
             self._writer_waiting = False
 
-    def poll(self):
+    def poll(self) -> list[Any]:
         # After the upgrade the writer is the only caller; a long-poll GET still waiting from
         # before it (or during it) does not count as an idle writer.
         self._writer_waiting = self._direct_ws is not None and self.upgraded and not self.upgrading
@@ -102,7 +104,7 @@ class DirectWriteSocket(LimitedSocket):
         finally:
             self._writer_waiting = False
 
-    def send(self, pkt) -> None:
+    def send(self, pkt: eio_packet.Packet) -> None:
         ws = self._direct_ws
         if ws is None or pkt.packet_type != eio_packet.MESSAGE or pkt.binary:
             return super().send(pkt)

@@ -14,7 +14,7 @@ from .. import metrics
 log = logging.getLogger(__name__)
 
 # How often the drain looks whether the last handlers have finished.
-_DRAIN_POLL_SECONDS = 0.05
+POLL_SECONDS = 0.05
 
 
 class EventGate(Protocol):
@@ -113,7 +113,7 @@ class Drain:
     def _wait(self, busy: Callable[[], bool], deadline: float) -> None:
         """Poll until `busy()` is false or the deadline passes."""
         while busy() and self.clock() < deadline:
-            self.socketio.sleep(_DRAIN_POLL_SECONDS)
+            self.socketio.sleep(POLL_SECONDS)
 
     def wsgi_middleware(self, wsgi_app: WSGIApplication) -> WSGIApplication:
         """Count requests in flight; while draining, close connections and refuse sessions.
@@ -136,11 +136,8 @@ class Drain:
                     )
                     return [b"this worker is shutting down; reconnect"]
                 start_response = _closing(start_response)
-            metrics.handlers_in_progress.inc()
-            try:
+            with metrics.handlers_in_progress.track_inprogress():
                 return wsgi_app(environ, start_response)
-            finally:
-                metrics.handlers_in_progress.dec()
 
         return app
 

@@ -45,7 +45,7 @@ class HeadDeadlineProtocol(eventlet.wsgi.HttpProtocol):
             self._head_timer.cancel()
 
 
-class BoundedMessage(websocket.RFC6455WebSocket.Message):  # type: ignore[name-defined]
+class BoundedMessage(websocket.RFC6455WebSocket.Message):
     """eventlet's WebSocket message, refusing data past its max_frame_length (close 1009)."""
 
     bounded = True

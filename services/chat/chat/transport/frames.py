@@ -22,6 +22,9 @@ frame without a status code (b"\x88\x00": gevent-websocket's close() drops its `
   are compared alone and do not count towards the message);
 - a payload cut short, text that is not UTF-8, or a message that is no Engine.IO packet;
 - masked or not, a frame is taken (gevent-websocket never required the client's mask).
+A client's own close frame is answered with a close and ends the connection too; one that
+carries a reason is echoed with the repr of that reason as its payload (gevent-websocket's
+doing, pinned as it is by test_a_client_close_with_a_reason_is_answered_with_the_reasons_repr).
 """
 
 from __future__ import annotations
@@ -135,8 +138,9 @@ class BoundedWebSocket(WebSocket):
         frame = frames.text_frame(message)
         try:
             # A zero timeout: gevent's send tries once and raises instead of waiting for
-            # the socket to become writable (test_upstream_gevent_send_*).
-            sent = sock.send(frame, 0, timeout=0.0)
+            # the socket to become writable (test_upstream_gevent_send_*). types-gevent
+            # copies the standard library's signature, without gevent's `timeout`.
+            sent = sock.send(frame, 0, timeout=0.0)  # type: ignore[call-arg]
         except OSError:  # BlockingIOError included
             return None
         return frame[sent:]

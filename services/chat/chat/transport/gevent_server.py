@@ -3,6 +3,7 @@ the origin checked before an upgrade, and BoundedWebSocket (frames.py) for every
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import gevent
@@ -88,15 +89,26 @@ class ChatWebSocketHandler(WebSocketHandler):
         return result
 
 
+class ChatWSGIServer(pywsgi.WSGIServer):
+    """gevent's WSGIServer with the settings its handler reads (set by make_server)."""
+
+    # The largest WebSocket message accepted (MAX_HTTP_BUFFER_SIZE), in bytes.
+    max_websocket_message_bytes: int = 0
+    # HEADER_TIMEOUT_SECONDS: a request's line and headers must arrive within it.
+    header_timeout_seconds: float = 0.0
+    # gevent-websocket's hook: True serves the request as plain HTTP instead of upgrading it.
+    pre_start_hook: Callable[[Any], bool] | None = None
+
+
 def make_server(
     app: Flask,
     host: str,
     port: int,
     max_message_bytes: int,
     header_timeout_seconds: float,
-    pre_start_hook: Any,
+    pre_start_hook: Callable[[Any], bool] | None,
     access_log: bool,
-) -> pywsgi.WSGIServer:
+) -> ChatWSGIServer:
     """A gevent WSGIServer for `app` on host:port, not started.
 
     `pre_start_hook(handler) -> bool`: True serves the request as plain HTTP instead of
@@ -105,7 +117,7 @@ def make_server(
     """
     upstream.require("gevent-websocket", "frames.BoundedWebSocket and ChatWebSocketHandler")
     upstream.require("gevent", "ChatWebSocketHandler (the request head deadline)")
-    server = pywsgi.WSGIServer(
+    server = ChatWSGIServer(
         (host, port),
         app,
         handler_class=ChatWebSocketHandler,

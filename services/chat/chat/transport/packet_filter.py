@@ -39,8 +39,11 @@ from __future__ import annotations
 import io
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
+import socketio
 from engineio import packet as eio_packet
 from engineio import payload as eio_payload
 from socketio import packet
@@ -104,7 +107,7 @@ def _polling_payload_problem(body: bytes) -> str | None:
     return None
 
 
-def protocol_problem(server, data: Any) -> tuple[str, str] | None:
+def protocol_problem(server: socketio.Server, data: Any) -> tuple[str, str] | None:
     """(kind, detail) if this Engine.IO message is no packet this application accepts."""
     if not isinstance(data, str):
         return "binary", "binary data"
@@ -132,7 +135,7 @@ def protocol_problem(server, data: Any) -> tuple[str, str] | None:
 BINARY_REFUSED = "binary payloads are not accepted; send text (e.g. base64) in JSON"
 
 
-def answer_binary_event(server, eio_sid: str, data: Any) -> None:
+def answer_binary_event(server: socketio.Server, eio_sid: str, data: Any) -> None:
     """Ack a binary event's header packet with `invalid`, if it asks for an ack.
 
     The handler never runs and the attachments that follow are dropped, so nothing of the
@@ -155,7 +158,7 @@ def answer_binary_event(server, eio_sid: str, data: Any) -> None:
     server.eio.send(eio_sid, ack.encode())
 
 
-def harden(server) -> None:
+def harden(server: socketio.Server) -> None:
     """Install the packet filter and the non-waiting disconnect on a python-socketio Server.
 
     Raises upstream.UntestedUpstream on a python-socketio or python-engineio outside the
@@ -196,14 +199,14 @@ def harden(server) -> None:
     eio.disconnect = disconnect
 
 
-def guard_engineio_http(wsgi_app, max_body_bytes: int):
+def guard_engineio_http(wsgi_app: WSGIApplication, max_body_bytes: int) -> WSGIApplication:
     """WSGI wrapper for Engine.IO's HTTP side: polling bodies checked, closing sessions 400."""
 
-    def bad(start_response, status: str, body: bytes) -> list[bytes]:
+    def bad(start_response: StartResponse, status: str, body: bytes) -> list[bytes]:
         start_response(status, [("Content-Type", "application/json")])
         return [body]
 
-    def app(environ: dict, start_response):
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") == "POST" and environ.get("PATH_INFO", "").startswith(
             "/socket.io"
         ):

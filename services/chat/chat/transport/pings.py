@@ -34,7 +34,9 @@ import collections
 import logging
 import time
 from importlib.metadata import version
+from typing import cast
 
+import engineio
 import engineio.socket
 from engineio import packet as eio_packet
 
@@ -49,11 +51,11 @@ PINGS_PER_YIELD = 256
 TESTED_ENGINEIO_MAJOR = 4
 
 
-def _engineio_socket_class() -> type:
+def _engineio_socket_class() -> type[engineio.socket.Socket]:
     """python-engineio's own Socket class (direct_write may have replaced the module's name)."""
     for cls in engineio.socket.Socket.__mro__:
         if "schedule_ping" in vars(cls):
-            return cls
+            return cast(type[engineio.socket.Socket], cls)
     raise RuntimeError("engineio.socket.Socket has no schedule_ping: see chat/transport/pings.py")
 
 
@@ -64,7 +66,7 @@ _engineio_schedule_ping = _EngineIOSocket.schedule_ping
 class PingWheel:
     """The sockets of one Engine.IO server waiting for their next PING, in due order."""
 
-    def __init__(self, eio_server) -> None:
+    def __init__(self, eio_server: engineio.Server) -> None:
         self.server = eio_server
         self._due: collections.deque = collections.deque()  # (monotonic due time, socket)
         # Pinged sockets, checked for their PONG once ping_timeout has passed (the job of
@@ -81,7 +83,7 @@ class PingWheel:
         """Pinged sockets not checked yet for their PONG."""
         return len(self._pong_due)
 
-    def add(self, sock) -> None:
+    def add(self, sock: engineio.socket.Socket) -> None:
         """PING `sock` once `ping_interval` seconds have passed (Engine.IO's _send_ping)."""
         self._due.append((time.monotonic() + self.server.ping_interval, sock))
         if self._task is None:  # started with the first socket, as Engine.IO's service task
@@ -140,7 +142,7 @@ class PingWheel:
                 pending.append((now + TICK_SECONDS, sock))
         return closed
 
-    def _forget(self, sock) -> None:
+    def _forget(self, sock: engineio.socket.Socket) -> None:
         if sock.closed and self.server.sockets.get(sock.sid) is sock:
             del self.server.sockets[sock.sid]
 
@@ -155,7 +157,7 @@ class PingWheel:
             self.server.sleep(TICK_SECONDS)
 
 
-def _schedule_ping(self) -> None:
+def _schedule_ping(self: engineio.socket.Socket) -> None:
     """Engine.IO's schedule_ping, with the wait on the server's PingWheel when it has one."""
     wheel = getattr(self.server, "chat_ping_wheel", None)
     if wheel is None:
@@ -167,7 +169,7 @@ def _schedule_ping(self) -> None:
     return None
 
 
-def install(eio_server) -> PingWheel:
+def install(eio_server: engineio.Server) -> PingWheel:
     """Ping every socket of `eio_server` (an engineio.Server) from one PingWheel task.
 
     Raises RuntimeError on a python-engineio major version this was not tested with.

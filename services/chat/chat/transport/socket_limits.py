@@ -45,16 +45,17 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+import engineio
 import engineio.socket
+import socketio
 from engineio import packet as eio_packet
+from engineio.socket import Socket as _EngineIOSocket
 
 from .. import metrics
 from . import upstream
 from .packet_filter import engineio_problem, refused
 
 log = logging.getLogger(__name__)
-
-_EngineIOSocket = engineio.socket.Socket
 
 # OPEN, PING, NOOP and CLOSE packets carry a few dozen bytes at most.
 _SMALL_PACKET_BYTES = 64
@@ -81,7 +82,7 @@ class LimitedSocket(_EngineIOSocket):
     max_queue_bytes = 1 << 20
     auth_timeout_seconds = 5.0
 
-    def __init__(self, server, sid) -> None:
+    def __init__(self, server: engineio.Server, sid: str) -> None:
         super().__init__(server, sid)
         self.queued_bytes = 0  # queued plus handed to the writer and not yet written
         self._in_flight_bytes = 0  # the writer's current batch
@@ -97,7 +98,7 @@ class LimitedSocket(_EngineIOSocket):
 
     # --- bytes queued ------------------------------------------------------------------------
 
-    def send(self, pkt) -> None:
+    def send(self, pkt: eio_packet.Packet) -> None:
         if not self.check_ping_timeout():
             return None
         if pkt.packet_type == eio_packet.PING:
@@ -129,7 +130,7 @@ class LimitedSocket(_EngineIOSocket):
         self.queued_bytes += size
         self.queue.put(item)
 
-    def poll(self):
+    def poll(self) -> list[Any]:
         # The writer calls poll() again only after it wrote the previous batch: those bytes
         # have left the worker's memory for the kernel's.
         self._written()
@@ -158,7 +159,7 @@ class LimitedSocket(_EngineIOSocket):
 
     # --- liveness ----------------------------------------------------------------------------
 
-    def receive(self, pkt) -> None:
+    def receive(self, pkt: eio_packet.Packet) -> None:
         if pkt.packet_type != eio_packet.PONG:
             return super().receive(pkt)
         if not self.last_ping:  # no PING outstanding: Engine.IO ignores it too
@@ -226,7 +227,7 @@ class LimitedSocket(_EngineIOSocket):
 
     # --- the WebSocket transport -------------------------------------------------------------
 
-    def _websocket_handler(self, ws):
+    def _websocket_handler(self, ws: Any) -> Any:
         self._transport = ws
         try:
             return super()._websocket_handler(CheckedWebSocket(ws, self.sid))
@@ -237,11 +238,11 @@ class LimitedSocket(_EngineIOSocket):
 class CheckedWebSocket:
     """The transport Engine.IO reads from, closing the connection on a message that is no packet."""
 
-    def __init__(self, ws, sid: str) -> None:
+    def __init__(self, ws: Any, sid: str) -> None:
         self._ws = ws
         self._sid = sid
 
-    def wait(self):
+    def wait(self) -> str | bytes | None:
         message = self._ws.wait()
         if message is None:
             return None
@@ -252,18 +253,18 @@ class CheckedWebSocket:
             return None
         return message
 
-    def send(self, message):
+    def send(self, message: str | bytes) -> Any:
         return self._ws.send(message)
 
-    def close(self):
+    def close(self) -> Any:
         return self._ws.close()
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         # Engine.IO sets its read timeout on the transport's `_sock` or `socket`.
         return getattr(self._ws, name)
 
 
-def _tcp_socket(ws):
+def _tcp_socket(ws: Any) -> Any:
     """The TCP socket under a WebSocket transport (gevent-websocket or eventlet), or None."""
     if ws is None:
         return None
@@ -281,7 +282,7 @@ def _tcp_socket(ws):
 _unauthenticated: OrderedDict[str, float] = OrderedDict()
 
 
-def sweep(sio_server, now: float | None = None) -> int:
+def sweep(sio_server: socketio.Server, now: float | None = None) -> int:
     """Cut sessions that have not connected to a namespace in time; returns how many."""
     now = time.monotonic() if now is None else now
     deadline = now - LimitedSocket.auth_timeout_seconds
@@ -302,7 +303,7 @@ def sweep(sio_server, now: float | None = None) -> int:
     return cut
 
 
-def start_sweeper(socketio) -> None:
+def start_sweeper(socketio: Any) -> None:
     """One task per worker cutting sessions that did not authenticate in time."""
 
     def run() -> None:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from importlib.metadata import version
 
+import engineio
+
 # "." is not in the base64url alphabet of Engine.IO's ids nor allowed in a tag, so the tag
 # is everything before the first one.
 SEPARATOR = "."
@@ -26,7 +28,7 @@ SEPARATOR = "."
 TESTED_ENGINEIO_MAJOR = 4
 
 
-def tag_session_ids(eio_server, tag: str) -> None:
+def tag_session_ids(eio_server: engineio.Server, tag: str) -> None:
     """From now on every session id `eio_server` (an engineio.Server) issues starts `<tag>.`.
 
     Raises RuntimeError on a python-engineio this was not tested with.

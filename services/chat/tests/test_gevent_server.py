@@ -11,15 +11,17 @@ import gc
 import inspect
 import logging
 import os
+import sys
 from types import SimpleNamespace
 
 import gevent
 import pytest
+from gevent import pywsgi
 from gevent import socket as gsocket
 from geventwebsocket.handler import WebSocketHandler
-from geventwebsocket.websocket import WebSocket
+from geventwebsocket.websocket import Stream, WebSocket
 
-from chat.transport.gevent_server import make_server
+from chat.transport.gevent_server import READ_BUFFER_BYTES, ChatWebSocketHandler, make_server
 from chat.transport.masking import unmask
 
 LIMIT = 100
@@ -182,3 +184,46 @@ def test_upstream_geventwebsocket_a_websocket_marked_closed_writes_nothing_when_
     del ws
     gc.collect()
     assert bytes(wire.written) == written
+
+
+# --- the connection's reader: a small buffer (READ_BUFFER_BYTES) instead of pywsgi's 8 KiB ----
+
+
+def test_each_connection_reads_through_a_small_buffer_and_a_long_head_still_upgrades(server):
+    with gevent.Timeout(10):
+        a, b = gsocket.socketpair()
+        try:
+            handler = ChatWebSocketHandler(a, ("127.0.0.1", 1), server)
+            reference = a.makefile("rb", READ_BUFFER_BYTES)
+            eight_kib = a.makefile("rb", -1)
+            assert sys.getsizeof(handler.rfile) == sys.getsizeof(reference)
+            assert sys.getsizeof(eight_kib) - sys.getsizeof(handler.rfile) == 8192 - 1024
+            for f in (reference, eight_kib, handler.rfile):
+                f.close()
+        finally:
+            a.close()
+            b.close()
+        # A request head three times the buffer (a long cookie), then frames: all read.
+        client = Client(server.server_port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        client.sock.sendall(
+            (
+                "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nCookie: c={'x' * 3 * READ_BUFFER_BYTES}\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        assert client.read_until(b"\r\n\r\n").startswith(b"HTTP/1.1 101 ")
+        assert client.read_frame() == (0x1, b"BoundedWebSocket")
+        client.sock.sendall(client_frame(b"4one") + client_frame(b"4two"))  # in one segment
+        assert client.read_frame() == (0x1, b"echo 4one")
+        assert client.read_frame() == (0x1, b"echo 4two")
+        client.close()
+
+
+def test_upstream_gevent_pywsgi_handler_makes_its_reader_in_init_and_frames_read_through_it():
+    # use_small_read_buffer replaces `rfile` after pywsgi's __init__ made it, before any read;
+    # gevent-websocket's Stream reads the WebSocket's frames through the handler's rfile.
+    init = inspect.getsource(pywsgi.WSGIHandler.__init__)
+    assert "self.rfile = sock.makefile('rb', -1)" in init
+    assert "handler.rfile.read" in inspect.getsource(Stream.__init__)

@@ -75,3 +75,43 @@ def test_while_the_others_write_back_after_a_loss_no_partial_list_is_announced()
     assert one.changes() == []
     assert two.changes() == []
     assert one.online(ROOM) == ["alice", "bob"]  # both written back; announced once settled
+
+
+def test_the_rooms_and_entries_kept_as_sockets_come_and_go_match_the_sockets():
+    """local_rooms() and the heartbeat's entries are kept per room and user, not walked."""
+    state, one, _ = two_workers()
+    one.connect("s1", "alice")
+    one.connect("s2", "alice")
+    one.connect("s3", "bob")
+    one.enter("s1", ROOM)
+    one.enter("s1", "random")
+    one.enter("s2", ROOM)
+    one.enter("s3", "random")
+    one.enter("s3", "random")  # twice: one entry
+    assert one.local_rooms() == {ROOM, "random"}
+    one.leave("s1", "random")
+    assert one.local_rooms() == {ROOM, "random"}  # s3 is still in it
+    one.leave("s3", "random")
+    assert one.local_rooms() == {ROOM}
+    one.leave("s3", "random")  # not in it any more: nothing changes
+    one.disconnect("s1")
+    assert one.local_rooms() == {ROOM}
+    one.disconnect("s2")
+    assert one.local_rooms() == set()
+    one.enter("s3", "quiet")
+    state._sets.clear()  # the shared state lost everything: the heartbeat writes it back
+    one.heartbeat()
+    assert sorted(state.members("chat:conns:bob")) == ["bob|node-1|s3"]
+    assert state.members("chat:conns:alice") == []
+    assert sorted(state.members("chat:presence:{quiet}")) == ["bob|node-1|s3"]
+    assert state.members("chat:presence:{general}") == []
+    assert one.sids_of("bob") == ["s3"]
+
+
+def test_a_sid_connected_again_starts_with_no_rooms():
+    _, one, _ = two_workers()
+    one.connect("s1", "alice")
+    one.enter("s1", ROOM)
+    one.connect("s1", "alice")
+    assert one.local_rooms() == set()
+    assert one.local["s1"].rooms == set()

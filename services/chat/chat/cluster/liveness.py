@@ -107,7 +107,7 @@ class Liveness:
         that sees a seq beyond the last it has asks for the gap with `join {since}`; one
         that already has it drops the copy by seq. One message per room, not a replay.
         """
-        rooms = {room for sock in list(self.presence.local.values()) for room in sock.rooms}
+        rooms = self.presence.local_rooms()
         if channels is not None:  # Socket.IO room names (publish.channel) -> chat rooms
             rooms = {room for room in rooms if publish.channel(room) in channels}
         if not rooms or self.app is None:

@@ -12,6 +12,8 @@ One job per module:
 - `masking.py`: unmasking a client's payload in one C-level XOR (both servers).
 - `direct_write.py`: a message frame written by the emitting greenlet when the socket's
   writer is idle (gevent, DIRECT_WEBSOCKET_WRITES).
+- `lazy_writer.py`: Engine.IO's WebSocket writer started only while a socket has something
+  queued, and PINGs written like direct writes (gevent, with DIRECT_WEBSOCKET_WRITES).
 - `socket_limits.py`: per Engine.IO socket: bytes queued, liveness by PONG, time to
   authenticate.
 - `packet_filter.py`: Engine.IO/Socket.IO input no honest client sends, refused cheaply.
@@ -54,6 +56,17 @@ pins the exact versions.
   close frame). Guard: gevent-websocket. Canaries [test_gevent_server]:
   test_upstream_geventwebsocket_upgrade_builds_its_websocket_where_the_handler_swaps_it
   test_upstream_geventwebsocket_a_websocket_marked_closed_writes_nothing_when_dropped
+- lazy_writer: runs a copy of python-engineio 4.15.1's private `Socket._websocket_handler`
+  with the writer started on demand, below socket_limits/direct_write in the method order.
+  Guard: python-engineio (at install), and the copy runs only on exactly 4.15.1 (else
+  Engine.IO's own handler). Canaries [test_lazy_writer]:
+  test_upstream_engineio_version_is_the_one_the_handler_was_copied_from
+  test_upstream_engineio_websocket_handler_is_the_copied_code (hashes of the copied
+  `_websocket_handler`, `poll`, `close`)
+- gevent_server: replaces pywsgi's `handler.rfile` (made in `WSGIHandler.__init__`) by a
+  reader with a 1 KiB buffer before the first read; gevent-websocket's Stream reads through
+  it. Guard: gevent, gevent-websocket (at make_server). Canary [test_gevent_server]:
+  test_upstream_gevent_pywsgi_handler_makes_its_reader_in_init_and_frames_read_through_it
 - gevent_server, eventlet_server: the request-head deadline overrides handle_one_request with
   read_request (gevent.pywsgi) / parse_request (eventlet.wsgi). Guard: gevent, eventlet.
   Canary [test_http_server]:

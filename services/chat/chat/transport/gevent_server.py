@@ -16,12 +16,40 @@ from .frames import BoundedWebSocket
 from .http_server import peer, request_head_seconds
 from .packet_filter import refused
 
+# The buffer of each connection's reader (pywsgi's `rfile`). pywsgi makes it with
+# `sock.makefile('rb', -1)`: 8 KiB, kept for a WebSocket's whole life (gevent-websocket reads
+# its frames through it), the largest single item of an idle connection's memory
+# (docs/BENCHMARKS.md, "Connection density"). A PONG frame is 7 bytes, a chat event a few
+# hundred; a read larger than the buffer goes to the socket directly, and a request head of
+# a few KiB takes a few more recv() calls.
+READ_BUFFER_BYTES = 1024
+
+
+def use_small_read_buffer(handler: Any) -> None:
+    """Give a new pywsgi handler a reader with a READ_BUFFER_BYTES buffer instead of 8 KiB.
+
+    Called from the handler's __init__, before the connection's first read, so the reader it
+    replaces holds no bytes; that one is closed (releasing its reference to the socket, as
+    pywsgi's own close would). A handler whose `rfile` is not a buffered reader over its
+    socket is left as it is (test_upstream_gevent_pywsgi_* in tests/test_gevent_server.py).
+    """
+    old = getattr(handler, "rfile", None)
+    sock = getattr(handler, "socket", None)
+    if old is None or sock is None or getattr(old, "raw", None) is None:
+        return
+    handler.rfile = sock.makefile("rb", READ_BUFFER_BYTES)
+    old.close()
+
 
 class ChatWebSocketHandler(WebSocketHandler):
     """gevent-websocket's handler: request heads within a deadline, bounded WebSockets."""
 
     requests_read = 0
     _head_timer: Any = None
+
+    def __init__(self, sock: Any, address: Any, server: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(sock, address, server, *args, **kwargs)
+        use_small_read_buffer(self)
 
     def handle_one_request(self) -> Any:
         # The request line and headers must arrive within the deadline (slowloris); the

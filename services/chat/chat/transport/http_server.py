@@ -56,6 +56,10 @@ def serve(app: Flask, socketio: Any, mode: str, drain: Drain, access_log: bool) 
 
             direct_write.install()
             log.info("direct WebSocket writes: on (DIRECT_WEBSOCKET_WRITES)")
+            # With direct writes the writer carries little: started only when it has to.
+            from . import lazy_writer
+
+            lazy_writer.install()
         server = gevent_server.make_server(
             app,
             host,

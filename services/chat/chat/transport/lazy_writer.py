@@ -1,0 +1,298 @@
+"""Engine.IO's WebSocket writer task only while a socket has something to write (gevent).
+
+python-engineio 4 starts one writer task per WebSocket (`Socket._websocket_handler`) that
+waits in `poll()` on the socket's queue, ping_interval + ping_timeout at a time, for the whole
+life of the connection: at 8,000 idle WebSockets, 8,000 greenlets (each with its saved C
+stack, ~4 KiB) and 8,000 armed timers. With direct writes (direct_write.py) that queue only
+carries what the emitting greenlet could not write at once: frames the kernel did not take
+whole, and control packets. `LazyWriterSocket` starts the writer when something is queued
+and lets it end once the queue is empty, and writes PINGs the way direct_write writes
+messages (at once, when no writer is running, the queue is empty and the kernel takes the
+frame whole), so an idle socket keeps neither a writer nor a timer.
+
+What is kept, as with Engine.IO's writer:
+- Order: a packet is written directly only when nothing is queued and no writer runs (it
+  holds no packets then); otherwise it is queued and the writer, started by that put if none
+  runs, writes the queue in order. The check, the write and the decision happen without a
+  greenlet switch in between. A writer that finds the queue empty ends without a switch
+  between that look and marking itself gone, so a put is never left without a writer.
+- The bound on bytes queued and PONG-after-PING (socket_limits): the writer calls `poll()`
+  as Engine.IO's does, and accounts its last batch as written (`_written`) when it ends; a
+  PING written directly counts as written at once (a partly written one counts once its
+  remainder is).
+- The end: a `None` in the queue (the reader loop ended, or `close()`) makes the writer
+  close the WebSocket, as Engine.IO's writer does; a failed write ends it the same way, and
+  no writer is started again for that WebSocket.
+- Liveness: Engine.IO's writer also gave up after ping_interval + ping_timeout without a
+  packet to send; with a PING every ping_interval (realtime/pings.py) that never happens to
+  a live socket, and the reader keeps its own read timeout of the same length.
+
+The reach into python-engineio: `_websocket_handler` is its 4.15.1 code with the writer
+changed (the upgrade and the reader loop are as there). It is used only on that version
+(`UPSTREAM_OK`); on another, Engine.IO's own handler runs (a writer per socket, as before),
+and `test_upstream_engineio_*` in tests/test_lazy_writer.py fail until
+the copy is checked against the new code.
+"""
+
+from __future__ import annotations
+
+import threading
+from importlib.metadata import version
+from typing import TYPE_CHECKING, Any
+
+import engineio.socket
+from engineio import exceptions
+from engineio import packet as eio_packet
+
+from . import upstream
+from .direct_write import DirectWriteSocket, _Remainder
+from .socket_limits import packet_bytes
+
+# The python-engineio whose `Socket._websocket_handler` is copied below.
+TESTED_ENGINEIO_VERSION = "4.15.1"
+UPSTREAM_OK = version("python-engineio") == TESTED_ENGINEIO_VERSION
+
+
+def _engineio_socket_class() -> type:
+    """python-engineio's own Socket class (install() may have replaced the module's name)."""
+    for cls in engineio.socket.Socket.__mro__:
+        if cls.__module__ == "engineio.socket" and cls.__name__ == "Socket":
+            return cls
+    raise RuntimeError("engineio.socket.Socket is no subclass of Engine.IO's Socket")
+
+
+if TYPE_CHECKING:  # to mypy, Engine.IO's own class (python-engineio ships no types: Any)
+    from engineio.socket import Socket as _EngineIOSocket
+else:
+    _EngineIOSocket = _engineio_socket_class()
+
+
+# Held while a writer is started or decides to end, so a put is never left without one. Under
+# gevent and eventlet nothing in it switches greenlets (it never waits); it matters for
+# Engine.IO's threading mode (tests). One for all sockets: no lock object per socket.
+_handover = threading.Lock()
+
+
+class _PingRemainder(_Remainder):
+    """The rest of a PING frame the kernel did not take at once: a PING for socket_limits."""
+
+    __slots__ = ()
+    packet_type = eio_packet.PING
+
+
+class LazyWriterHandler(_EngineIOSocket):
+    """Engine.IO's Socket whose WebSocket writer runs only while something is queued.
+
+    Below socket_limits' LimitedSocket in the method order (see LazyWriterSocket): its
+    `_websocket_handler` is what LimitedSocket's and DirectWriteSocket's call as Engine.IO's.
+    """
+
+    # The transport while the handler is in its reader loop; None before and after.
+    _lazy_ws: Any = None
+    # The running writer task, or None.
+    _lazy_writer: Any = None
+    # Engine.IO's own attribute (set in its __init__), declared for mypy: the copy below sets it.
+    connected: bool
+    # The writer met the end of the queue (None) or a failed write: it started its last.
+    _lazy_done = False
+
+    def _websocket_handler(self, ws):
+        if not UPSTREAM_OK:
+            return super()._websocket_handler(ws)
+        server = self.server
+
+        # --- from here to the writer: python-engineio 4.15.1, unchanged -----------------------
+        def websocket_wait():
+            data = ws.wait()
+            if data and len(data) > server.max_http_buffer_size:
+                raise ValueError("packet is too large")
+            return data
+
+        for attr in ["_sock", "socket"]:
+            if hasattr(ws, attr) and hasattr(getattr(ws, attr), "settimeout"):
+                getattr(ws, attr).settimeout(server.ping_interval + server.ping_timeout)
+
+        if self.connected:
+            # the socket was already connected, so this is an upgrade
+            self.upgrading = True  # hold packet sends during the upgrade
+
+            pkt = websocket_wait()
+            decoded_pkt = eio_packet.Packet(encoded_packet=pkt)
+            if decoded_pkt.packet_type != eio_packet.PING or decoded_pkt.data != "probe":
+                server.logger.info("%s: Failed websocket upgrade, no PING packet", self.sid)
+                self.upgrading = False
+                return []
+            ws.send(eio_packet.Packet(eio_packet.PONG, data="probe").encode())
+            self.queue.put(eio_packet.Packet(eio_packet.NOOP))  # end poll
+
+            pkt = websocket_wait()
+            decoded_pkt = eio_packet.Packet(encoded_packet=pkt)
+            if decoded_pkt.packet_type != eio_packet.UPGRADE:
+                self.upgraded = False
+                server.logger.info(
+                    "%s: Failed websocket upgrade, expected UPGRADE packet, received %s instead.",
+                    self.sid,
+                    pkt,
+                )
+                self.upgrading = False
+                return []
+            self.upgraded = True
+            self.upgrading = False
+        else:
+            self.connected = True
+            self.upgraded = True
+
+        # --- the writer: started by a put (`_wake_writer`), not here --------------------------
+        self._lazy_ws = ws
+        self._lazy_done = False
+        self._writer_ended()  # nothing in flight: direct writes may go
+        self._wake_writer()  # anything queued during the upgrade
+
+        server.logger.info("%s: Upgrade to websocket successful", self.sid)
+
+        # --- the reader loop: python-engineio 4.15.1, unchanged -------------------------------
+        while True:
+            p = None
+            try:
+                p = websocket_wait()
+            except Exception as e:
+                if not self.closed:
+                    server.logger.info(
+                        '%s: Unexpected error "%s", closing connection', self.sid, str(e)
+                    )
+                break
+            if p is None:
+                # connection closed by client
+                break
+            pkt = eio_packet.Packet(encoded_packet=p)
+            try:
+                self.receive(pkt)
+            except exceptions.UnknownPacketError:
+                pass
+            except exceptions.SocketIsClosedError:
+                server.logger.info("Receive error -- socket is closed")
+                break
+            except Exception:
+                server.logger.exception("Unknown receive error")
+                break
+
+        # --- the end: as Engine.IO's, with the writer started for the None if none runs -------
+        self.queue.put(None)  # unlock the writer task so that it can exit
+        self._wake_writer()
+        writer = self._lazy_writer
+        if writer is not None:
+            writer.join()
+        self._lazy_ws = None
+        self.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
+        return []
+
+    def _wake_writer(self) -> None:
+        """Start a writer if something is queued and none runs."""
+        with _handover:
+            if (
+                self._lazy_ws is None
+                or self._lazy_writer is not None
+                or self._lazy_done
+                or not self.queue.qsize()
+            ):
+                return
+            self._lazy_writer = self.server.start_background_task(self._write_queued)
+            self._writer_started()
+
+    def _write_queued(self) -> None:
+        """The writer: Engine.IO's loop, ending when the queue is empty instead of waiting."""
+        ws = self._lazy_ws
+        try:
+            while True:
+                with _handover:  # the look at the queue and the exit, as one step
+                    if ws is None or self._lazy_done or not self.queue.qsize():
+                        self._lazy_writer = None
+                        if not self._lazy_done:
+                            self._writer_ended()
+                        break
+                try:
+                    packets = self.poll()  # returns at once: the queue holds something
+                except exceptions.QueueEmpty:  # taken by someone else meanwhile
+                    continue
+                if not packets:  # the None: the connection ends
+                    self._lazy_done = True
+                    continue
+                try:
+                    for pkt in packets:
+                        ws.send(pkt.encode())
+                except Exception:
+                    self._lazy_done = True
+        finally:
+            self._lazy_writer = None
+        if self._lazy_done and ws is not None:
+            ws.close()
+
+    def _writer_started(self) -> None:
+        """A writer is about to take packets (subclasses stop direct writes)."""
+
+    def _writer_ended(self) -> None:
+        """The writer holds no packets any more (subclasses account its last batch)."""
+
+
+class LazyWriterSocket(DirectWriteSocket, LazyWriterHandler):
+    """DirectWriteSocket (and socket_limits' LimitedSocket) with the writer on demand.
+
+    Method order: LazyWriterSocket, DirectWriteSocket, LimitedSocket, LazyWriterHandler,
+    Engine.IO's Socket: the limits and direct writes wrap this module's handler.
+    """
+
+    def _enqueue(self, item: Any, size: int) -> None:
+        super()._enqueue(item, size)
+        self._wake_writer()
+
+    def _writer_ended(self) -> None:
+        # What LimitedSocket.poll() does when Engine.IO's writer comes back for more: the
+        # batch it took has been written (bytes queued go down, a PING in it counts).
+        self._written()
+        # What DirectWriteSocket.poll() sets while Engine.IO's writer waits in it.
+        self._writer_waiting = self._direct_ws is not None and self.upgraded and not self.upgrading
+
+    def _writer_started(self) -> None:
+        self._writer_waiting = False  # a writer holds (or is about to take) packets
+
+    def send(self, pkt) -> None:
+        ws = self._direct_ws
+        if (
+            ws is None
+            or pkt.packet_type != eio_packet.PING
+            or not self._writer_waiting
+            or self.queue.qsize()
+        ):
+            return super().send(pkt)
+        # A PING, written now as direct_write writes messages (see the module docstring).
+        if not self.check_ping_timeout():
+            return None
+        self._ping_written = self._early_pong = False
+        rest = ws.send_nowait(pkt.encode())
+        if rest is None:  # nothing written: the writer sends it, or meets the error
+            self._enqueue(pkt, packet_bytes(pkt))
+        elif rest:
+            remainder = _PingRemainder(rest)
+            self._enqueue(remainder, packet_bytes(remainder))
+        else:
+            self._ping_written = True
+        return None
+
+    def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
+        # Engine.IO's close() puts the None (and a CLOSE) in the queue and, with `wait`, joins
+        # the queue: the writer must be started before that join.
+        first = not self.closed and not self.closing
+        super().close(wait=False, abort=abort, reason=reason)
+        self._wake_writer()
+        if first and wait:
+            self.queue.join()
+
+
+def install() -> None:
+    """Make Engine.IO create LazyWriterSocket for every new session (after direct_write's).
+
+    Raises upstream.UntestedUpstream on a python-engineio outside the tested range; within it
+    but on another version than TESTED_ENGINEIO_VERSION, Engine.IO's own handler runs.
+    """
+    upstream.require("python-engineio", "lazy_writer (a subclass of engineio.socket.Socket)")
+    engineio.socket.Socket = LazyWriterSocket

@@ -1,0 +1,214 @@
+"""The WebSocket writer on demand (chat/transport/lazy_writer.py) on one Engine.IO socket, and
+the canaries for the python-engineio code it copies.
+
+The socket runs its handler on a thread against a fake transport (Engine.IO's threading mode,
+no server process), as tests/test_upstream_socket_limits.py does; the whole path under gevent
+with real clients is in test_direct_write.py, test_pings.py and
+deploy/tests/test_faults_slow_consumer.py (the lazy writer is on wherever direct writes are).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import inspect
+import queue
+import threading
+import time
+
+import engineio
+import pytest
+from engineio import packet
+
+from chat.transport import lazy_writer
+from chat.transport.lazy_writer import LazyWriterSocket
+from chat.transport.socket_limits import LimitedSocket
+
+# sha256 of the python-engineio 4.15.1 methods lazy_writer copies or relies on.
+UPSTREAM_SOURCE = {
+    "_websocket_handler": "58afe122719282de1def07b5530c154fbf41a40481bc8a787c4eb7d94db56c9c",
+    "poll": "d7d705066fd3b9487de647e24e548526a34264ca5b92a61705f26a7471b6e73f",
+    "close": "05fac55831999f25188d658b733f8e1044d5325becfd3c87011a6b03d30003b9",
+}
+
+
+def test_upstream_engineio_version_is_the_one_the_handler_was_copied_from():
+    assert importlib.metadata.version("python-engineio") == lazy_writer.TESTED_ENGINEIO_VERSION
+    assert lazy_writer.UPSTREAM_OK
+
+
+@pytest.mark.parametrize("method", sorted(UPSTREAM_SOURCE))
+def test_upstream_engineio_websocket_handler_is_the_copied_code(method):
+    source = inspect.getsource(getattr(lazy_writer._EngineIOSocket, method))
+    digest = hashlib.sha256(source.encode()).hexdigest()
+    assert digest == UPSTREAM_SOURCE[method], (
+        f"engineio Socket.{method} changed: compare it with LazyWriterHandler in "
+        "chat/transport/lazy_writer.py, then update UPSTREAM_SOURCE and TESTED_ENGINEIO_VERSION"
+    )
+
+
+def test_the_limits_and_direct_writes_wrap_the_lazy_handler():
+    mro = LazyWriterSocket.__mro__
+    assert mro.index(LimitedSocket) < mro.index(lazy_writer.LazyWriterHandler)
+    assert mro.index(lazy_writer.LazyWriterHandler) < mro.index(lazy_writer._EngineIOSocket)
+
+
+class FakeWebSocket:
+    """A transport: `wait` returns what the test feeds it; `send` may be held by the test.
+
+    `_sock` is what direct_write looks for: a WebSocket whose `send_nowait` writes a frame now
+    (returns the bytes not taken: b"" for all; None for nothing, when `full` is set).
+    """
+
+    def __init__(self) -> None:
+        self.incoming: queue.Queue = queue.Queue()
+        self.sent: list[str] = []
+        self.direct: list[str] = []
+        self.full = False
+        self.hold = threading.Event()
+        self.hold.set()
+        self.writing = threading.Event()
+        self.closed = threading.Event()
+        self._sock = self
+
+    def wait(self):
+        return self.incoming.get(timeout=10)
+
+    def send(self, data: str) -> None:
+        self.writing.set()
+        assert self.hold.wait(10)
+        self.sent.append(data)
+
+    def send_nowait(self, data: str) -> bytes | None:
+        if self.full:
+            return None
+        self.direct.append(data)
+        return b""
+
+    def close(self) -> None:
+        self.closed.set()
+        self.incoming.put(None)
+
+
+@pytest.fixture
+def eio():
+    server = engineio.Server(async_mode="threading", ping_interval=60)
+    yield server
+    for sock in list(server.sockets.values()):
+        sock.closed = True
+
+
+def until(predicate, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return predicate()
+
+
+def open_socket(
+    server, ws: FakeWebSocket, sid: str = "s1"
+) -> tuple[LazyWriterSocket, threading.Thread]:
+    sock = LazyWriterSocket(server, sid)
+    server.sockets[sid] = sock
+    handler = threading.Thread(target=sock._websocket_handler, args=(ws,), daemon=True)
+    handler.start()
+    assert until(lambda: sock._lazy_ws is not None)
+    return sock, handler
+
+
+def test_an_idle_websocket_has_no_writer_and_one_starts_for_a_queued_packet_then_ends(eio):
+    ws = FakeWebSocket()
+    sock, handler = open_socket(eio, ws)
+    assert sock._lazy_writer is None and sock._writer_waiting
+    ws.full = True  # the kernel takes nothing: the message goes through the queue
+    sock.send(packet.Packet(packet.MESSAGE, data="hello"))
+    assert until(lambda: ws.sent == ["4hello"])
+    assert until(lambda: sock._lazy_writer is None)
+    assert sock._writer_waiting and sock.queued_bytes == 0
+    ws.full = False
+    sock.send(packet.Packet(packet.MESSAGE, data="again"))  # idle again: written directly
+    assert ws.direct == ["4again"] and sock._lazy_writer is None
+    ws.incoming.put(None)  # the client goes
+    handler.join(5)
+    assert not handler.is_alive() and sock.closed and ws.closed.is_set()
+
+
+def test_an_idle_sockets_ping_is_written_directly_and_its_pong_counts(eio):
+    ws = FakeWebSocket()
+    sock, handler = open_socket(eio, ws)
+    sock.last_ping = time.time()
+    sock.send(packet.Packet(packet.PING))
+    assert ws.direct == ["2"] and ws.sent == [] and sock._lazy_writer is None
+    assert sock._ping_written
+    ws.incoming.put("3")
+    assert until(lambda: sock.last_ping is None)
+    ws.incoming.put(None)
+    handler.join(5)
+    assert not handler.is_alive()
+
+
+def test_a_pong_counts_only_once_the_writer_has_written_its_ping(eio):
+    ws = FakeWebSocket()
+    sock, handler = open_socket(eio, ws)
+    ws.full = True  # the PING goes through the writer
+    ws.hold.clear()
+    sock.last_ping = time.time()
+    sock.send(packet.Packet(packet.PING))
+    assert ws.writing.wait(5)  # the writer is midway through writing the PING
+    ws.incoming.put("3")  # the PONG, before the PING was written
+    assert until(lambda: sock._early_pong)
+    assert sock.last_ping, "taken before its PING was written"
+    ws.hold.set()  # the write completes; the writer finds the queue empty and ends
+    assert until(lambda: sock.last_ping is None), "the PONG was not taken once its PING was written"
+    assert ws.sent == ["2"] and sock.queued_bytes == 0
+    assert until(lambda: sock._lazy_writer is None)
+    ws.incoming.put(None)
+    handler.join(5)
+    assert not handler.is_alive()
+
+
+def test_packets_queued_while_the_writer_writes_follow_in_order(eio):
+    ws = FakeWebSocket()
+    sock, handler = open_socket(eio, ws)
+    ws.full = True
+    ws.hold.clear()
+    sock.send(packet.Packet(packet.MESSAGE, data="1"))
+    assert ws.writing.wait(5)
+    ws.full = False  # a direct write now would overtake the first: it must queue
+    for data in ("2", "3"):
+        sock.send(packet.Packet(packet.MESSAGE, data=data))
+    assert ws.direct == []
+    ws.hold.set()
+    assert until(lambda: ws.sent == ["41", "42", "43"])
+    assert until(lambda: sock._lazy_writer is None)
+    ws.incoming.put(None)
+    handler.join(5)
+    assert not handler.is_alive()
+
+
+def test_close_with_wait_returns_once_the_writer_has_taken_everything(eio):
+    ws = FakeWebSocket()
+    sock, handler = open_socket(eio, ws)
+    closer = threading.Thread(target=sock.close, daemon=True)  # Engine.IO's disconnect: wait=True
+    closer.start()
+    closer.join(5)
+    assert not closer.is_alive() and sock.closed
+    assert ws.sent == ["1"]  # its CLOSE packet
+    assert ws.closed.is_set()  # the writer met the end of the queue and closed the transport
+    handler.join(5)
+    assert not handler.is_alive()
+
+
+def test_a_failed_write_ends_the_connection_and_no_writer_starts_again(eio):
+    ws = FakeWebSocket()
+    sock, handler = open_socket(eio, ws)
+
+    def broken(data: str) -> None:
+        raise OSError("connection reset")
+
+    ws.send = broken
+    ws.full = True
+    sock.send(packet.Packet(packet.MESSAGE, data="lost"))
+    handler.join(5)
+    assert not handler.is_alive() and sock.closed and ws.closed.is_set()
+    assert sock._lazy_done and sock._lazy_writer is None

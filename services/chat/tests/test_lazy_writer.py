@@ -15,6 +15,7 @@ import inspect
 import queue
 import threading
 import time
+import uuid
 
 import engineio
 import pytest
@@ -106,8 +107,9 @@ def until(predicate, seconds: float = 5.0) -> bool:
 
 
 def open_socket(
-    server, ws: FakeWebSocket, sid: str = "s1"
+    server, ws: FakeWebSocket, sid: str | None = None
 ) -> tuple[LazyWriterSocket, threading.Thread]:
+    sid = sid or f"lazy-{uuid.uuid4().hex}"
     sock = LazyWriterSocket(server, sid)
     server.sockets[sid] = sock
     handler = threading.Thread(target=sock._websocket_handler, args=(ws,), daemon=True)

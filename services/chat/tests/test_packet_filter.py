@@ -13,6 +13,11 @@ from engineio import payload as eio_payload
 from socketio import packet
 
 from chat.transport import packet_filter
+from chat.transport.upstream import engineio_socket_class
+
+# python-engineio's own class: a worker app built earlier in this process (pytest runs many
+# files per process) installed the project's subclass as engineio.socket.Socket.
+ENGINEIO_SOCKET = engineio_socket_class()
 
 
 def test_upstream_engineio_polling_packet_limit_is_the_class_attribute_decode_reads():
@@ -73,14 +78,14 @@ def test_upstream_engineio_disconnects_through_its_own_attribute_and_waits():
     assert "socket.close(reason=self.reason.SERVER_DISCONNECT)" in inspect.getsource(
         engineio.Server.disconnect
     )
-    assert inspect.signature(engineio.socket.Socket.close).parameters["wait"].default is True
+    assert inspect.signature(ENGINEIO_SOCKET.close).parameters["wait"].default is True
 
 
 def test_a_hardened_disconnect_does_not_wait_for_a_poll():
     server = socketio.Server(async_mode="threading")
     packet_filter.harden(server)
     eio = server.eio
-    sock = engineio.socket.Socket(eio, "s1")
+    sock = ENGINEIO_SOCKET(eio, "s1")
     eio.sockets["s1"] = sock
     sock.send(eio_packet.Packet(eio_packet.MESSAGE, data="x"))  # nobody polls it
     eio.disconnect("s1")  # returns: the queue is not joined
@@ -105,7 +110,7 @@ def polling_request(method: str, sid: str, body: bytes = b"") -> dict:
 
 def closed_session() -> tuple[engineio.Server, str]:
     server = engineio.Server(async_mode="threading")
-    sock = engineio.socket.Socket(server, "s1")
+    sock = ENGINEIO_SOCKET(server, "s1")
     sock.connected = True
     sock.closed = True  # closed, still in the table: a request raced its close
     server.sockets["s1"] = sock

@@ -23,6 +23,11 @@ from engineio import packet
 from chat import metrics
 from chat.transport import socket_limits
 from chat.transport.socket_limits import LimitedSocket
+from chat.transport.upstream import engineio_socket_class
+
+# python-engineio's own class: a worker app built earlier in this process (pytest runs many
+# files per process) installed the project's subclass as engineio.socket.Socket.
+ENGINEIO_SOCKET = engineio_socket_class()
 
 TESTED = {
     "python-engineio": "4.15.",
@@ -214,7 +219,7 @@ def test_sessions_are_swept_after_the_auth_timeout(eio, monkeypatch):
 def test_upstream_engineio_sets_read_timeouts_on_the_transports__sock_or_socket():
     # CheckedWebSocket forwards these names to the transport it wraps; socket_limits'
     # _tcp_socket finds the TCP connection through them.
-    source = inspect.getsource(engineio.socket.Socket._websocket_handler)
+    source = inspect.getsource(ENGINEIO_SOCKET._websocket_handler)
     assert "for attr in ['_sock', 'socket']" in source
 
 
@@ -232,14 +237,14 @@ def test_upstream_engineio_gevent_wrapper_holds_gevent_websockets_object_as__soc
 def test_upstream_engineio_socket_sends_through_the_queue_the_limits_count():
     # LimitedSocket counts bytes at send() and poll(); direct_write hands its remainders to
     # the same queue. When this fails, Engine.IO queues some other way.
-    assert "self.queue.put(pkt)" in inspect.getsource(engineio.socket.Socket.send)
-    poll = inspect.getsource(engineio.socket.Socket.poll)
+    assert "self.queue.put(pkt)" in inspect.getsource(ENGINEIO_SOCKET.send)
+    poll = inspect.getsource(ENGINEIO_SOCKET.poll)
     assert "self.queue.get(" in poll and "self.queue.task_done()" in poll
 
 
 def test_upstream_engineio_marks_an_upgrade_with_upgrading_then_upgraded():
     # direct_write counts the writer as idle only on an upgraded socket that is not upgrading
     # (a long-poll GET from before the upgrade may still be waiting in poll()).
-    source = inspect.getsource(engineio.socket.Socket._websocket_handler)
+    source = inspect.getsource(ENGINEIO_SOCKET._websocket_handler)
     assert "self.upgrading = True" in source
     assert source.index("self.upgraded = True") < source.rindex("self.upgrading = False")

@@ -53,18 +53,10 @@ TESTED_ENGINEIO_VERSION = "4.15.1"
 UPSTREAM_OK = version("python-engineio") == TESTED_ENGINEIO_VERSION
 
 
-def _engineio_socket_class() -> type:
-    """python-engineio's own Socket class (install() may have replaced the module's name)."""
-    for cls in engineio.socket.Socket.__mro__:
-        if cls.__module__ == "engineio.socket" and cls.__name__ == "Socket":
-            return cls
-    raise RuntimeError("engineio.socket.Socket is no subclass of Engine.IO's Socket")
-
-
 if TYPE_CHECKING:  # to mypy, Engine.IO's own class (python-engineio ships no types: Any)
     from engineio.socket import Socket as _EngineIOSocket
 else:
-    _EngineIOSocket = _engineio_socket_class()
+    _EngineIOSocket = upstream.engineio_socket_class()
 
 
 # Held while a writer is started or decides to end, so a put is never left without one. Under

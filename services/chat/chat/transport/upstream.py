@@ -47,3 +47,17 @@ def require(package: str, reach: str) -> None:
             "installed: run the test_upstream_* canaries (services/chat/tests), then update "
             "chat/transport/upstream.py"
         )
+
+
+def engineio_socket_class() -> type:
+    """python-engineio's own `Socket` class, whatever `engineio.socket.Socket` names now.
+
+    socket_limits, direct_write and lazy_writer install their subclass under that name (the
+    reach above); canaries and copies must look at upstream's class, not at ours.
+    """
+    import engineio.socket
+
+    for cls in engineio.socket.Socket.__mro__:
+        if cls.__module__ == "engineio.socket" and cls.__name__ == "Socket":
+            return cls
+    raise RuntimeError("engineio.socket.Socket is no subclass of python-engineio's Socket")

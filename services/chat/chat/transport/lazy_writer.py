@@ -24,7 +24,7 @@ What is kept, as with Engine.IO's writer:
   close the WebSocket, as Engine.IO's writer does; a failed write ends it the same way, and
   no writer is started again for that WebSocket.
 - Liveness: Engine.IO's writer also gave up after ping_interval + ping_timeout without a
-  packet to send; with a PING every ping_interval (realtime/pings.py) that never happens to
+  packet to send; with a PING every ping_interval (transport/pings.py) that never happens to
   a live socket, and the reader keeps its own read timeout of the same length.
 
 The reach into python-engineio: `_websocket_handler` is its 4.15.1 code with the writer

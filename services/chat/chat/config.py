@@ -157,14 +157,21 @@ def _redis_url() -> str | None:
 
 
 def normalize_database_url(url: str) -> str:
-    """Pin PostgreSQL URLs to psycopg2, the driver psycogreen makes cooperative.
+    """Pin PostgreSQL URLs to psycopg2, the driver psycogreen makes cooperative; make a
+    relative SQLite path absolute, against the working directory.
 
     SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, which would block the green hub;
-    Heroku-style postgres:// is no longer accepted at all.
+    Heroku-style postgres:// is no longer accepted at all. Flask-SQLAlchemy would put a
+    relative SQLite file under the app's instance folder inside the installed package, not
+    where the person who wrote `sqlite:///var/chat.db` looks for it.
     """
     for bare in ("postgres://", "postgresql://"):
         if url.startswith(bare):
             return "postgresql+psycopg2://" + url[len(bare) :]
+    sqlite = "sqlite:///"
+    path = url[len(sqlite) :]
+    if url.startswith(sqlite) and path and not path.startswith(("/", ":memory:")):
+        return sqlite + str(Path(path).resolve())
     return url
 
 

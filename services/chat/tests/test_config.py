@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from chat import config, green
-from chat.config import Config, ConfigError, async_mode
+from chat.config import Config, ConfigError, async_mode, normalize_database_url
 
 CHAT_PACKAGE = Path(config.__file__).parent
 README = CHAT_PACKAGE.parents[2] / "README.md"
@@ -220,7 +220,7 @@ def test_a_url_setting_of_no_supported_scheme_is_refused_by_name(env, name, valu
 @pytest.mark.parametrize(
     ("name", "value", "expected"),
     [
-        ("DATABASE_URL", "sqlite:///tmp/x.db", "sqlite:///tmp/x.db"),
+        ("DATABASE_URL", "sqlite:////tmp/x.db", "sqlite:////tmp/x.db"),
         ("DATABASE_URL", "postgres://u@h/db", "postgresql+psycopg2://u@h/db"),
         ("DATABASE_URL", "postgresql://u@h/db", "postgresql+psycopg2://u@h/db"),
         ("DATABASE_URL", "postgresql+psycopg2://u@h/db", "postgresql+psycopg2://u@h/db"),
@@ -339,3 +339,22 @@ def test_every_integer_setting_has_its_bound(env):
     source = Path(config.__file__).read_text()
     names = set(re.findall(r'_env_int\(\s*"([A-Z_]+)"', source))
     assert sorted(names - {"PORT"}) == sorted(MINIMUMS)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("sqlite:///var/chat.db", "sqlite:///{cwd}/var/chat.db"),
+        ("sqlite:////srv/chat.db", "sqlite:////srv/chat.db"),
+        ("sqlite:///:memory:", "sqlite:///:memory:"),
+        ("postgresql://u@h/db", "postgresql+psycopg2://u@h/db"),
+        ("postgres://u@h/db", "postgresql+psycopg2://u@h/db"),
+    ],
+)
+def test_a_relative_sqlite_path_is_the_working_directorys_and_postgresql_uses_psycopg2(
+    given, expected, monkeypatch, tmp_path
+):
+    # Flask-SQLAlchemy would otherwise read a relative SQLite path against the app's instance
+    # folder: `make bench-density`, whose worker was given one, failed to open its database.
+    monkeypatch.chdir(tmp_path)
+    assert normalize_database_url(given) == expected.format(cwd=tmp_path.resolve())

@@ -323,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args(argv)
+    # The worker and the Node processes run in directories of their own: paths go absolute.
+    args.workdir = args.workdir.resolve()
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     if not set(servers) <= set(LABELS):
         p.error(f"--servers: {', '.join(LABELS)} expected")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import pytest
@@ -26,7 +27,9 @@ def test_bench_density_measures_both_servers_with_every_client_connected(tmp_pat
             "make",
             "--no-print-directory",
             "bench-density",
-            f"RESULTS={tmp_path}",
+            # Relative, as `make bench-density`'s default is: the worker and the Node
+            # clients run in other directories and must still find their files.
+            f"RESULTS={os.path.relpath(tmp_path, REPO_ROOT)}",
             f"CLIENTS={CLIENTS}",
             "IDLE=2",
         ],

@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from importlib.metadata import version
 from typing import Any
 
 import redis
@@ -23,6 +22,7 @@ from limits.storage import MemoryStorage, RedisClusterStorage, RedisStorage, Sto
 from limits.strategies import MovingWindowRateLimiter
 
 from ..errors import RateLimited
+from ..transport import upstream
 from .shared_state import (
     CLUSTER_SCHEME,
     REDIS_CALL_TIMEOUT_SECONDS,
@@ -82,8 +82,8 @@ def rules_from_config(cfg: Mapping[str, Any]) -> dict[str, Rule]:
 
 
 # limits 5.x keeps MemoryStorage's moving-window hits in `events[key]`, newest first, each
-# with its `atime` (tested on 5.8.0; test_upstream_limits_* in test_shared_state_contract.py).
-TESTED_LIMITS_MAJOR = 5
+# with its `atime` (tested on 5.8.0; test_upstream_limits_* in test_shared_state_contract.py;
+# the range is upstream.TESTED["limits"]).
 
 
 class EdgeInclusiveMemoryStorage(MemoryStorage):
@@ -97,13 +97,7 @@ class EdgeInclusiveMemoryStorage(MemoryStorage):
     """
 
     def __init__(self) -> None:
-        installed = version("limits")
-        if int(installed.split(".")[0]) != TESTED_LIMITS_MAJOR:
-            raise RuntimeError(
-                f"EdgeInclusiveMemoryStorage reads limits {TESTED_LIMITS_MAJOR}.x "
-                f"MemoryStorage.events; {installed} is installed: run the test_upstream_limits_* "
-                "canaries (services/chat/tests/test_shared_state_contract.py)"
-            )
+        upstream.require("limits", "EdgeInclusiveMemoryStorage (MemoryStorage.events)")
         super().__init__()
 
     def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:

@@ -33,12 +33,13 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from importlib.metadata import version
 from typing import cast
 
 import engineio
 import engineio.socket
 from engineio import packet as eio_packet
+
+from . import upstream
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,6 @@ TICK_SECONDS = 0.2
 # PINGs sent between two yields to other tasks: sockets that connected in a burst fall due
 # in the same tick; 256 queue puts take well under a millisecond.
 PINGS_PER_YIELD = 256
-TESTED_ENGINEIO_MAJOR = 4
 
 
 def _engineio_socket_class() -> type[engineio.socket.Socket]:
@@ -172,15 +172,11 @@ def _schedule_ping(self: engineio.socket.Socket) -> None:
 def install(eio_server: engineio.Server) -> PingWheel:
     """Ping every socket of `eio_server` (an engineio.Server) from one PingWheel task.
 
-    Raises RuntimeError on a python-engineio major version this was not tested with.
+    Raises upstream.UntestedUpstream on a python-engineio outside the tested range.
     """
-    installed = version("python-engineio")
-    if int(installed.split(".")[0]) != TESTED_ENGINEIO_MAJOR:
-        raise RuntimeError(
-            f"the ping wheel relies on python-engineio {TESTED_ENGINEIO_MAJOR}.x pinging from "
-            f"Socket.schedule_ping/_send_ping; {installed} is installed: run the "
-            "test_upstream_* canaries (services/chat/tests/test_pings.py)"
-        )
+    upstream.require(
+        "python-engineio", "the ping wheel (pinging from Socket.schedule_ping/_send_ping)"
+    )
     wheel = getattr(eio_server, "chat_ping_wheel", None)
     if wheel is None:
         wheel = eio_server.chat_ping_wheel = PingWheel(eio_server)

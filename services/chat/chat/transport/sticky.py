@@ -17,29 +17,22 @@ same method, so they carry the tag too (harmless: they are only ever compared).
 
 from __future__ import annotations
 
-from importlib.metadata import version
-
 import engineio
+
+from . import upstream
 
 # "." is not in the base64url alphabet of Engine.IO's ids nor allowed in a tag, so the tag
 # is everything before the first one.
 SEPARATOR = "."
 # python-engineio 4.x issues the handshake's id from generate_id (tested on 4.15.1).
-TESTED_ENGINEIO_MAJOR = 4
 
 
 def tag_session_ids(eio_server: engineio.Server, tag: str) -> None:
     """From now on every session id `eio_server` (an engineio.Server) issues starts `<tag>.`.
 
-    Raises RuntimeError on a python-engineio this was not tested with.
+    Raises upstream.UntestedUpstream on a python-engineio outside the tested range.
     """
-    installed = version("python-engineio")
-    if int(installed.split(".")[0]) != TESTED_ENGINEIO_MAJOR:
-        raise RuntimeError(
-            f"SID_TAG relies on python-engineio {TESTED_ENGINEIO_MAJOR}.x issuing session ids "
-            f"from Server.generate_id; {installed} is installed: run the test_upstream_* "
-            "canaries (services/chat/tests/test_sticky.py) and update TESTED_ENGINEIO_MAJOR"
-        )
+    upstream.require("python-engineio", "SID_TAG (session ids from Server.generate_id)")
     generate = eio_server.generate_id
 
     def generate_id() -> str:

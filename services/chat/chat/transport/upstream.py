@@ -18,6 +18,7 @@ TESTED: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
     "gevent": ((26, 0), (27, 0)),
     "gevent-websocket": ((0, 10), (0, 11)),
     "eventlet": ((0, 41), (0, 42)),
+    "limits": ((5, 0), (6, 0)),  # cluster/rate_limit.py's EdgeInclusiveMemoryStorage
 }
 
 

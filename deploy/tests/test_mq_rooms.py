@@ -169,7 +169,12 @@ def test_clients_joining_a_streaming_room_on_a_new_worker_miss_nothing(three_wor
             thread.join(timeout=120)
         assert errors == []
         for room, (client, history) in joined.items():
-            client.wait_for("message", lambda m, r=room: m["room"] == r and m["seq"] == per_room)
+            # The last message arrives live, unless the stream had ended before the join (a
+            # loaded machine registers the joiner slowly): then its history holds it.
+            if per_room not in {m["seq"] for m in history}:
+                client.wait_for(
+                    "message", lambda m, r=room: m["room"] == r and m["seq"] == per_room
+                )
             live = [m["seq"] for m in client.received("message") if m["room"] == room]
             seen = {m["seq"] for m in history} | set(live)
             assert seen == set(range(1, per_room + 1)), (

@@ -33,6 +33,7 @@ JOIN_LATEST = 50
 class Posted:
     message: MessagePayload
     created: bool  # False when a retry found the message stored by an earlier attempt
+    room: RoomRef  # the room it was stored in (the caller's notices need it)
 
 
 def post_message(principal: Principal, room_name: str, text: str, client_id: str | None) -> Posted:
@@ -58,7 +59,7 @@ def post_message(principal: Principal, room_name: str, text: str, client_id: str
         require_user(principal)  # a token naming a user that is gone: a foreign key refused it
         if client_id is None:
             raise
-        return Posted(_stored_retry(principal, room, client_id), created=False)
+        return Posted(_stored_retry(principal, room, client_id), created=False, room=room)
     except OperationalError as exc:
         db.session.rollback()
         if is_database_timeout(exc):
@@ -68,7 +69,7 @@ def post_message(principal: Principal, room_name: str, text: str, client_id: str
                 "retry with the same client_id"
             ) from None
         raise Unavailable("the message store is unavailable; the message was not sent") from None
-    return Posted(payload, created=True)
+    return Posted(payload, created=True, room=room)
 
 
 # seq: the room's counter, incremented and read in the statement that stores the message.

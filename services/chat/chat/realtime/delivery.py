@@ -7,7 +7,6 @@ here, so the two cannot drift apart in what a new message sets off.
 from __future__ import annotations
 
 from .. import metrics
-from ..domain import rooms
 from ..domain.messages import Posted
 from . import notify, publish
 
@@ -27,6 +26,4 @@ def message_posted(posted: Posted) -> None:
     message = posted.message
     publish.message(message["room"], message)
     metrics.messages_stored.inc()
-    room = rooms.lookup(message["room"])
-    if room is not None:  # None only if the room was deleted since the message was stored
-        notify.activity(room)
+    notify.activity(posted.room)

@@ -392,7 +392,22 @@ def redis_ping(port: int, password: str | None = None) -> bool:
         return answer == expected
 
 
-class RedisServer(Process):
+class _RedisProcess(Process):
+    """A redis-server process on `port`, with `password` or none."""
+
+    port: int
+    password: str | None
+
+    def wait_ready(self, timeout: float = 10) -> None:
+        def ready() -> bool:
+            if not self.alive():
+                raise self.exited_error()
+            return redis_ping(self.port, self.password)
+
+        wait_for(ready, timeout, f"redis-server on port {self.port}")
+
+
+class RedisServer(_RedisProcess):
     """A private redis-server on a free port: safe to stop, restart, pause or flush.
 
     With a password it requires AUTH: whoever reaches Redis can publish into the message
@@ -430,14 +445,6 @@ class RedisServer(Process):
         auth = f":{self.password}@" if self.password else ""
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
-    def wait_ready(self, timeout: float = 10) -> None:
-        def ready() -> bool:
-            if not self.alive():
-                raise self.exited_error()
-            return redis_ping(self.port, self.password)
-
-        wait_for(ready, timeout, f"redis-server on port {self.port}")
-
     def restart(self, down_seconds: float = 0.0) -> None:
         """Stop, stay down for `down_seconds`, start again on the same port (empty)."""
         self.stop()
@@ -458,7 +465,7 @@ class RedisServer(Process):
         self.signal(signal.SIGCONT)
 
 
-class RedisClusterNode(Process):
+class RedisClusterNode(_RedisProcess):
     """One redis-server in cluster mode on a free port (its node table in `workdir`)."""
 
     def __init__(
@@ -495,14 +502,6 @@ class RedisClusterNode(Process):
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
-
-    def wait_ready(self, timeout: float = 10) -> None:
-        def ready() -> bool:
-            if not self.alive():
-                raise self.exited_error()
-            return redis_ping(self.port, self.password)
-
-        wait_for(ready, timeout, f"redis-server on port {self.port}")
 
     def client(self) -> Any:
         import redis

@@ -17,6 +17,7 @@ from chat.cluster import rate_limit
 from chat.cluster.rate_limit import RateLimiter, Rule
 from chat.cluster.shared_state import MemoryState, RedisState
 from chat.errors import RateLimited
+from testkit.clock import FakeClock as Clock
 
 AMOUNT, SECONDS = 3, 10
 # (time in seconds, admitted?). A fixed window [0, 10) + [10, 20) would admit the 10.1, 10.5
@@ -39,19 +40,6 @@ SCHEDULE = [
     (30.0, True),
     (30.0, False),
 ]
-
-
-class Clock:
-    """Stands in for the `time` module where the limiter and `limits` read the time."""
-
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def time(self) -> float:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.now
 
 
 @pytest.fixture(params=["memory", "redis", "redis-cluster"])

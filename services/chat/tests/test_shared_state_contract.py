@@ -17,19 +17,7 @@ from chat.cluster import rate_limit, shared_state
 from chat.cluster.rate_limit import RateLimiter, Rule
 from chat.cluster.shared_state import MemoryState, RedisState, SharedState
 from chat.errors import RateLimited
-
-
-class Clock:
-    """Stands in for the `time` module where the state, the limiter and `limits` read it."""
-
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def time(self) -> float:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.now
+from testkit.clock import FakeClock as Clock
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -406,6 +406,12 @@ class _RedisProcess(Process):
 
         wait_for(ready, timeout, f"redis-server on port {self.port}")
 
+    def start_again(self) -> None:
+        """Start the stopped server again on its port: a plain server comes back empty
+        (nothing is saved), a cluster node with its saved node table."""
+        self.start()
+        self.wait_ready()
+
 
 class RedisServer(_RedisProcess):
     """A private redis-server on a free port: safe to stop, restart, pause or flush.
@@ -450,11 +456,6 @@ class RedisServer(_RedisProcess):
         self.stop()
         time.sleep(down_seconds)
         self.start_again()
-
-    def start_again(self) -> None:
-        """Start a stopped server again on the same port (an empty one: nothing is saved)."""
-        self.start()
-        self.wait_ready()
 
     def pause(self) -> None:
         """SIGSTOP: the server hangs; connections stay open and the kernel still accepts new
@@ -510,11 +511,6 @@ class RedisClusterNode(_RedisProcess):
 
     def node_id(self) -> str:
         return self.client().execute_command("CLUSTER", "MYID")
-
-    def start_again(self) -> None:
-        """Start the stopped node again on its port; it rejoins with its saved node table."""
-        self.start()
-        self.wait_ready()
 
 
 class RedisCluster:

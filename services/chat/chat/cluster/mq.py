@@ -237,6 +237,10 @@ class ShardedRedisManager(PubSubManager):
                 callback=callback,
                 **kwargs,
             )
+        if event in self.best_effort_events and self._publish_paused():
+            return super().emit(
+                event, data, namespace=namespace, room=room, skip_sid=skip_sid, ignore_queue=True
+            )
         # The envelope PubSubManager.emit builds (test_upstream_emit_envelope checks it).
         message = {
             "method": "emit",
@@ -249,10 +253,6 @@ class ShardedRedisManager(PubSubManager):
             "callback": None,
             "host_id": self.host_id,
         }
-        if event in self.best_effort_events and self._publish_paused():
-            return super().emit(
-                event, data, namespace=namespace, room=room, skip_sid=skip_sid, ignore_queue=True
-            )
         twice = self._mark_twice(message)
         pending = self._send(message)
         try:

@@ -214,3 +214,28 @@ def test_a_failed_write_ends_the_connection_and_no_writer_starts_again(eio):
     handler.join(5)
     assert not handler.is_alive() and sock.closed and ws.closed.is_set()
     assert sock._lazy_done and sock._lazy_writer is None
+
+
+def test_a_close_that_waits_returns_when_the_writer_has_already_ended_on_a_failed_write(eio):
+    # The window between a failed write and the reader noticing: a server-side disconnect
+    # (Engine.IO's close(wait=True) joins the queue) must not wait for a writer that is gone.
+    ws = FakeWebSocket()
+    ws.close = ws.closed.set  # the reader is not woken: it is still waiting for the client
+    sock, handler = open_socket(eio, ws)
+
+    def broken(data: str) -> None:
+        raise OSError("connection reset")
+
+    ws.send = broken
+    ws.full = True
+    sock.send(packet.Packet(packet.MESSAGE, data="lost"))
+    assert ws.closed.wait(5) and until(lambda: sock._lazy_writer is None)
+    assert sock._lazy_done and not sock.closed and handler.is_alive()
+    closer = threading.Thread(target=sock.close, daemon=True)
+    closer.start()
+    closer.join(5)
+    assert not closer.is_alive() and sock.closed
+    assert sock.queue.qsize() == 0 and sock.queue.unfinished_tasks == 0
+    ws.incoming.put(None)  # now the reader meets the end: its own None is taken too
+    handler.join(5)
+    assert not handler.is_alive() and sock.queue.unfinished_tasks == 0

@@ -181,12 +181,10 @@ class LazyWriterHandler(_EngineIOSocket):
     def _wake_writer(self) -> None:
         """Start a writer if something is queued and none runs."""
         with _handover:
-            if (
-                self._lazy_ws is None
-                or self._lazy_writer is not None
-                or self._lazy_done
-                or not self.queue.qsize()
-            ):
+            if self._lazy_done:
+                self._discard_queued()
+                return
+            if self._lazy_ws is None or self._lazy_writer is not None or not self.queue.qsize():
                 return
             self._lazy_writer = self.server.start_background_task(self._write_queued)
             self._writer_started()
@@ -199,7 +197,9 @@ class LazyWriterHandler(_EngineIOSocket):
                 with _handover:  # the look at the queue and the exit, as one step
                     if ws is None or self._lazy_done or not self.queue.qsize():
                         self._lazy_writer = None
-                        if not self._lazy_done:
+                        if self._lazy_done:
+                            self._discard_queued()
+                        else:
                             self._writer_ended()
                         break
                 try:
@@ -218,6 +218,22 @@ class LazyWriterHandler(_EngineIOSocket):
             self._lazy_writer = None
         if self._lazy_done and ws is not None:
             ws.close()
+
+    def _discard_queued(self) -> None:
+        """Take what is queued after the writer met the end; called holding `_handover`.
+
+        No writer will write it (the WebSocket is closed or failed), and Engine.IO's
+        `close(wait=True)` joins the queue: a packet or `None` put after the end (a server
+        disconnect, the reader loop's own `None`) would otherwise keep that join waiting for
+        ever.
+        """
+        queue_empty = self.server.get_queue_empty_exception()
+        while True:
+            try:
+                self.queue.get(block=False)
+            except queue_empty:
+                return
+            self.queue.task_done()
 
     def _writer_started(self) -> None:
         """A writer is about to take packets (subclasses stop direct writes)."""

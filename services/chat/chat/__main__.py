@@ -8,7 +8,7 @@ import logging  # noqa: E402
 import signal  # noqa: E402
 from types import FrameType  # noqa: E402
 
-from chat import create_app  # noqa: E402
+from chat import create_app, garbage  # noqa: E402
 from chat.extensions import socketio  # noqa: E402
 from chat.transport import http_server  # noqa: E402
 from chat.transport.drain import Drain  # noqa: E402
@@ -39,6 +39,9 @@ def main() -> None:
         drain.begin()
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    garbage.watch_pauses()
+    frozen = garbage.freeze_startup_objects()  # start-up is done
+    log.info("start-up objects frozen out of garbage collection: %d", frozen)
     log.info(
         "chat worker %s listening on http://%s:%s (async_mode=%s, database=%s, redis=%s)",
         cfg["NODE_ID"],

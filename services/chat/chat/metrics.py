@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 registry = CollectorRegistry()
@@ -72,3 +74,18 @@ mq_subscriptions = Gauge(
     "Room channels this worker is subscribed to (or subscribing) in the message queue",
     registry=registry,
 )
+gc_pause_seconds = Histogram(
+    "chat_gc_pause_seconds",
+    "Time the cyclic garbage collector held the worker, by generation (garbage.py); a full "
+    "collection (2) delays every delivery due meanwhile",
+    ["generation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+    registry=registry,
+)
+gc_frozen_objects = Gauge(
+    "chat_gc_frozen_objects",
+    "Objects in the garbage collector's permanent generation: the worker's start-up, frozen "
+    "once before it serves (garbage.py)",
+    registry=registry,
+)
+gc_frozen_objects.set_function(gc.get_freeze_count)

@@ -240,15 +240,19 @@ def test_text_longer_than_4000_characters_is_invalid(worker, token):
 # --- nesting ----------------------------------------------------------------------------------
 
 
+TOO_DEEP = {
+    "ok": False,
+    "error": {"code": "invalid", "message": "payload nests too deeply to decode"},
+}
 # The ack each depth gets: the decoder takes 100 levels (a list is no string: `invalid`);
-# past its nesting limit the packet does not decode and is dropped unanswered.
+# past its nesting limit the payload does not decode: `invalid` too, nothing handled.
 NESTED_ACKS = {
     100: {
         "ok": False,
         "error": {"code": "invalid", "message": "text: Input should be a valid string"},
     },
-    10_000: None,
-    30_000: None,  # 60 KB, under the size limit
+    10_000: TOO_DEEP,
+    30_000: TOO_DEEP,  # 60 KB, under the size limit
 }
 
 
@@ -270,11 +274,49 @@ def test_deeply_nested_json_over_socketio(worker, token, depth):
             earlier.append(packet)
         assert json.loads(packet[3:])[0]["ok"] is True
         acks = [json.loads(p[3:])[0] for p in earlier if isinstance(p, str) and p.startswith("431")]
-        assert acks == ([] if NESTED_ACKS[depth] is None else [NESTED_ACKS[depth]])
+        assert acks == [NESTED_ACKS[depth]]
     finally:
         raw.close()
     assert worker.tracebacks() == before
     assert_still_serving(worker.url, token)
+
+
+NOT_JSON = {"ok": False, "error": {"code": "invalid", "message": "payload does not decode as JSON"}}
+
+
+@pytest.mark.parametrize(
+    "payload, ack",
+    [
+        ('["message",{"room":"general","text":"cut', NOT_JSON),  # truncated
+        ('["message",{"room":"general","text":"a",}]', NOT_JSON),  # a trailing comma
+        ('["message",{"room":"general","text":' + "9" * 5000 + "}]", NOT_JSON),  # > 4,300 digits
+        ('["message",{"room":"general","text":' + "[" * 5000 + "]" * 5000 + "}]", TOO_DEEP),
+    ],
+    ids=["truncated", "trailing-comma", "huge-integer", "too-deep"],
+)
+def test_an_event_whose_payload_does_not_decode_gets_invalid_and_stores_nothing(
+    worker, token, payload, ack
+):
+    stored = history(worker, token)
+    raw = connected(worker, token)
+    before = worker.tracebacks()
+    try:
+        raw.send("427" + payload)  # asks for ack 7
+        raw.send("42" + payload)  # asks for none: no answer
+        raw.send('428["join",{"room":"general"}]')  # the marker: handled after both
+        earlier = []
+        for _ in range(50):
+            packet = raw.recv()
+            if isinstance(packet, str) and packet.startswith("438"):
+                break
+            earlier.append(packet)
+        assert json.loads(packet[3:])[0]["ok"] is True
+        acks = [p for p in earlier if isinstance(p, str) and p.startswith("43")]
+        assert acks == ["437" + json.dumps([ack], separators=(",", ":"))]
+    finally:
+        raw.close()
+    assert worker.tracebacks() == before
+    assert history(worker, token) == stored
 
 
 @pytest.mark.parametrize("depth", [100, 10_000])  # 10,000 levels: 60 KB, under the limit

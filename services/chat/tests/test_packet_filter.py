@@ -7,6 +7,7 @@ changes what the reach relies on, instead of the worker failing quietly.
 from __future__ import annotations
 
 import engineio
+import pytest
 import socketio
 from engineio import packet as eio_packet
 from engineio import payload as eio_payload
@@ -134,3 +135,19 @@ def test_a_request_for_a_closed_session_gets_400_invalid_session():
     body = app(polling_request("POST", sid, b"40"), lambda s, h: answer.append((s, h)))
     assert answer == [("400 BAD REQUEST", [("Content-Type", "application/json")])]
     assert body == [b'"Invalid session"']
+
+
+def test_upstream_socketio_decodes_an_event_header_without_its_payload():
+    # packet_filter._header relies on Packet.decode parsing type, namespace and ack id first
+    # and the payload last, with `self.json.loads` (a class attribute it can stand in for).
+    header_class = packet_filter._header_class(socketio.Server().packet_class)
+    header = header_class(encoded_packet='2/chat,17["message",{"text":' + "[" * 5000)
+    assert (header.packet_type, header.namespace, header.id, header.data) == (
+        packet.EVENT,
+        "/chat",
+        17,
+        None,
+    )
+    assert "json" in vars(socketio.packet.Packet)  # the class attribute the stand-in replaces
+    with pytest.raises(RecursionError):
+        socketio.Server().packet_class(encoded_packet='217["x",' + "[" * 100_000 + "]")

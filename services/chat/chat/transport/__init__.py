@@ -81,6 +81,10 @@ pins the exact versions.
   test_upstream_socketio_dispatches_engineio_messages_through__handle_eio_message
   test_upstream_socketio_decodes_a_binary_event_header_with_its_ack_id
   test_upstream_socketio_server_api_used_to_answer_binary_events
+- packet_filter: decodes an event's header without its payload by standing in for the packet
+  class's `json` attribute (Packet.decode parses the payload last, with `self.json.loads`).
+  Guard: python-socketio. Canary [test_packet_filter]:
+  test_upstream_socketio_decodes_an_event_header_without_its_payload
 - packet_filter: replaces `eio.disconnect` on the instance (a disconnect that does not wait
   for a poll). Guard: python-engineio. Canary [test_packet_filter]:
   test_upstream_engineio_disconnects_through_its_own_attribute_and_waits

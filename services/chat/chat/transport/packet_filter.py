@@ -9,6 +9,10 @@ the abuse tests (test_abuse_fuzz, test_abuse_payloads) found, and what is done h
   a client could write tracebacks into the log as fast as it could send, and a reserved
   name reached the connect handler. Such a packet is dropped, counted in
   chat_protocol_errors_total, and logged in one line at most once a second.
+- An event whose payload does not decode (invalid JSON, nesting past the recursion limit,
+  an integer of more than 4,300 digits) but whose header does: a client whose code built
+  such a payload (a deeply nested object is valid JavaScript) would wait for its ack for
+  ever. If it asks for one it gets `invalid` (answer_undecodable_event), with nothing done.
 - Binary packets: this application sends and accepts none, and python-socketio buffers a
   binary event's attachments until as many as its header announces have arrived, with no
   bound. Dropped the same way, attachments and all; but a binary event that asks for an ack
@@ -36,6 +40,7 @@ the abuse tests (test_abuse_fuzz, test_abuse_payloads) found, and what is done h
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import time
@@ -133,29 +138,74 @@ def protocol_problem(server: socketio.Server, data: Any) -> tuple[str, str] | No
 
 
 BINARY_REFUSED = "binary payloads are not accepted; send text (e.g. base64) in JSON"
+UNDECODABLE_REFUSED = "payload does not decode as JSON"
+TOO_DEEP_REFUSED = "payload nests too deeply to decode"
+
+
+class _UnparsedJSON:
+    """Stands in for the JSON module of a packet class: leaves the payload undecoded."""
+
+    @staticmethod
+    def loads(text: str) -> None:
+        return None
+
+
+@functools.cache
+def _header_class(packet_class: type) -> type:
+    # python-socketio's Packet.decode parses the payload last, with `self.json.loads`
+    # (test_upstream_socketio_decodes_an_event_header_without_its_payload).
+    return type("HeaderOnly", (packet_class,), {"json": _UnparsedJSON})
+
+
+def _header(server: socketio.Server, data: str) -> Any:
+    """The packet's type, namespace and ack id, decoded as python-socketio decodes them, but
+    without its JSON payload (which is what failed); None if even the header does not decode."""
+    header_class = _header_class(server.packet_class)
+    try:
+        return header_class(encoded_packet=data)
+    except Exception:  # never let an answer to bad input raise
+        return None
+
+
+def _answer_invalid(server: socketio.Server, eio_sid: str, header: Any, message: str) -> None:
+    """Ack the refused event with `invalid`, if it asked for an ack on a connected namespace.
+
+    Sent with Engine.IO's public send, as python-socketio sends its acks.
+    """
+    if header is None or header.id is None:
+        return
+    namespace = header.namespace or "/"
+    if server.manager.sid_from_eio_sid(eio_sid, namespace) is None:
+        return  # not connected to that namespace: python-socketio would not answer either
+    ack = server.packet_class(
+        packet.ACK, namespace=namespace, id=header.id, data=[error_ack(Invalid(message))]
+    )
+    server.eio.send(eio_sid, ack.encode())
 
 
 def answer_binary_event(server: socketio.Server, eio_sid: str, data: Any) -> None:
     """Ack a binary event's header packet with `invalid`, if it asks for an ack.
 
     The handler never runs and the attachments that follow are dropped, so nothing of the
-    event is stored. Sent with Engine.IO's public send, as python-socketio sends its acks.
+    event is stored.
     """
     if not isinstance(data, str):
         return
-    try:
-        pkt = server.packet_class(encoded_packet=data)
-    except Exception:  # protocol_problem decoded it already; never let this path raise
-        return
-    if pkt.packet_type != packet.BINARY_EVENT or pkt.id is None:
-        return
-    namespace = pkt.namespace or "/"
-    if server.manager.sid_from_eio_sid(eio_sid, namespace) is None:
-        return  # not connected to that namespace: python-socketio would not answer either
-    ack = server.packet_class(
-        packet.ACK, namespace=namespace, id=pkt.id, data=[error_ack(Invalid(BINARY_REFUSED))]
-    )
-    server.eio.send(eio_sid, ack.encode())
+    header = _header(server, data)
+    if header is not None and header.packet_type == packet.BINARY_EVENT:
+        _answer_invalid(server, eio_sid, header, BINARY_REFUSED)
+
+
+def answer_undecodable_event(server: socketio.Server, eio_sid: str, data: str, why: str) -> None:
+    """Ack an event whose payload did not decode with `invalid`, if it asks for an ack.
+
+    `why` is protocol_problem's detail (it names the decoder's exception). The handler never
+    runs, so nothing of the event is stored.
+    """
+    header = _header(server, data)
+    if header is not None and header.packet_type == packet.EVENT:
+        message = TOO_DEEP_REFUSED if "RecursionError" in why else UNDECODABLE_REFUSED
+        _answer_invalid(server, eio_sid, header, message)
 
 
 def harden(server: socketio.Server) -> None:
@@ -177,6 +227,8 @@ def harden(server: socketio.Server) -> None:
             refused(*problem, eio_sid)
             if problem[0] == "binary":
                 answer_binary_event(server, eio_sid, data)
+            elif problem[0] == "undecodable":
+                answer_undecodable_event(server, eio_sid, data, problem[1])
             return None
         if eio_sid not in server.environ:
             # The session closed before this packet's turn came (messages are handled in

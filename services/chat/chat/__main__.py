@@ -39,7 +39,6 @@ def main() -> None:
         drain.begin()
 
     signal.signal(signal.SIGTERM, on_sigterm)
-    garbage.watch_pauses()
     frozen = garbage.freeze_startup_objects()  # start-up is done
     log.info("start-up objects frozen out of garbage collection: %d", frozen)
     log.info(

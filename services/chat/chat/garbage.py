@@ -1,4 +1,4 @@
-"""The cyclic garbage collector's share of a worker's latency: measured, and made smaller.
+"""The cyclic garbage collector's share of a worker's latency, made smaller.
 
 A full (generation 2) collection walks every object the collector tracks, and nothing else
 runs on the hub meanwhile: every delivery due on the worker waits. Most of those objects
@@ -9,37 +9,16 @@ are the worker's own start-up (modules, functions, the app, SQLAlchemy's metadat
 Measured at 1,000 members x 20 msg/s on three workers (each worker ran one full collection
 in a 30 s send window): 80-122 ms with 141-168k tracked objects; 15-53 ms with 25-43k once
 the start-up objects were frozen (docs/BENCHMARKS.md, "Garbage collection pauses").
-`chat_gc_pause_seconds{generation}` shows every worker's pauses in production.
+
+The pauses were measured with a `gc.callbacks` probe, which the worker does not keep: a
+callback runs wherever a collection starts, including at the recursion limit inside the
+JSON decoder fed a hostile nesting, where calling it fails and prints a traceback. /metrics
+has the collections by generation (python_gc_collections_total) and chat_gc_frozen_objects.
 """
 
 from __future__ import annotations
 
 import gc
-import time
-from typing import Any
-
-from . import metrics
-
-_pause_started = 0.0
-_by_generation = {g: metrics.gc_pause_seconds.labels(str(g)) for g in range(3)}
-
-
-def _observe(phase: str, info: dict[str, Any]) -> None:
-    # Collections do not nest, and run with the GIL held: one start time serves every thread.
-    global _pause_started
-    if phase == "start":
-        _pause_started = time.perf_counter()
-    else:
-        _by_generation[info["generation"]].observe(time.perf_counter() - _pause_started)
-
-
-def watch_pauses() -> None:
-    """Observe each collection's duration (seconds) in chat_gc_pause_seconds{generation}.
-
-    Installs a `gc.callbacks` hook once per process; calling it again does nothing.
-    """
-    if _observe not in gc.callbacks:
-        gc.callbacks.append(_observe)
 
 
 def freeze_startup_objects() -> int:

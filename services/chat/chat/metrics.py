@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import gc
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    ProcessCollector,
+)
 
 registry = CollectorRegistry()
 
@@ -74,14 +81,11 @@ mq_subscriptions = Gauge(
     "Room channels this worker is subscribed to (or subscribing) in the message queue",
     registry=registry,
 )
-gc_pause_seconds = Histogram(
-    "chat_gc_pause_seconds",
-    "Time the cyclic garbage collector held the worker, by generation (garbage.py); a full "
-    "collection (2) delays every delivery due meanwhile",
-    ["generation"],
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
-    registry=registry,
-)
+# The standard process and garbage-collector series (process_resident_memory_bytes,
+# process_cpu_seconds_total, process_open_fds, python_gc_collections_total{generation}, ...):
+# prometheus_client's own collectors, which its default registry has and this one does not.
+GCCollector(registry=registry)
+ProcessCollector(registry=registry)
 gc_frozen_objects = Gauge(
     "chat_gc_frozen_objects",
     "Objects in the garbage collector's permanent generation: the worker's start-up, frozen "

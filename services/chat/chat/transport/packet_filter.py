@@ -56,6 +56,7 @@ from socketio import packet
 from .. import metrics
 from ..errors import Invalid, error_ack
 from . import upstream
+from .handler_task import run_on_own_task
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +235,8 @@ def harden(server: socketio.Server) -> None:
             # The session closed before this packet's turn came (messages are handled in
             # tasks of their own); python-socketio's connect handler would raise KeyError.
             return None
-        return dispatch(eio_sid, data)
+        # On a task that ends, so the reader does not keep the handler's stack (handler_task).
+        return run_on_own_task(eio, dispatch, eio_sid, data)
 
     eio.on("message", on_message)
     disconnect_all = eio.disconnect

@@ -17,6 +17,8 @@ One job per module:
 - `socket_limits.py`: per Engine.IO socket: bytes queued, liveness by PONG, time to
   authenticate.
 - `packet_filter.py`: Engine.IO/Socket.IO input no honest client sends, refused cheaply.
+- `handler_task.py`: each Engine.IO message handled on a task of its own that the reader
+  waits for (the reader does not keep the handler's stack pages).
 - `pings.py`: one ping task per worker for every socket (PingWheel).
 - `sticky.py`: session ids tagged with SID_TAG, so nginx routes without a cookie.
 - `drain.py`: the drain on SIGTERM.

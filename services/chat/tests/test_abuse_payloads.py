@@ -256,6 +256,17 @@ NESTED_ACKS = {
 }
 
 
+def until_ack(raw: RawWebSocket, ack_id: int) -> tuple[dict, list]:
+    """The ack with this id (a marker event's) and every packet received before it."""
+    earlier = []
+    for _ in range(50):
+        packet = raw.recv()
+        if isinstance(packet, str) and packet.startswith(f"43{ack_id}"):
+            return json.loads(packet[2 + len(str(ack_id)) :])[0], earlier
+        earlier.append(packet)
+    raise AssertionError(f"no ack {ack_id} in 50 packets: {earlier}")
+
+
 @pytest.mark.parametrize("depth", NESTED_ACKS)
 def test_deeply_nested_json_over_socketio(worker, token, depth):
     raw = connected(worker, token)
@@ -266,13 +277,8 @@ def test_deeply_nested_json_over_socketio(worker, token, depth):
         # Refused (see NESTED_ACKS); either way the same connection goes on working. The
         # join is the marker: handled in order, its ack comes after any ack to the message.
         raw.send('422["join",{"room":"general"}]')
-        earlier = []
-        for _ in range(50):
-            packet = raw.recv()
-            if isinstance(packet, str) and packet.startswith("432"):
-                break
-            earlier.append(packet)
-        assert json.loads(packet[3:])[0]["ok"] is True
+        joined, earlier = until_ack(raw, 2)
+        assert joined["ok"] is True
         acks = [json.loads(p[3:])[0] for p in earlier if isinstance(p, str) and p.startswith("431")]
         assert acks == [NESTED_ACKS[depth]]
     finally:
@@ -304,13 +310,8 @@ def test_an_event_whose_payload_does_not_decode_gets_invalid_and_stores_nothing(
         raw.send("427" + payload)  # asks for ack 7
         raw.send("42" + payload)  # asks for none: no answer
         raw.send('428["join",{"room":"general"}]')  # the marker: handled after both
-        earlier = []
-        for _ in range(50):
-            packet = raw.recv()
-            if isinstance(packet, str) and packet.startswith("438"):
-                break
-            earlier.append(packet)
-        assert json.loads(packet[3:])[0]["ok"] is True
+        joined, earlier = until_ack(raw, 8)
+        assert joined["ok"] is True
         acks = [p for p in earlier if isinstance(p, str) and p.startswith("43")]
         assert acks == ["437" + json.dumps([ack], separators=(",", ":"))]
     finally:

@@ -14,7 +14,6 @@ from chat import config, green
 from chat.config import Config, ConfigError, async_mode, normalize_database_url
 
 CHAT_PACKAGE = Path(config.__file__).parent
-README = CHAT_PACKAGE.parents[2] / "README.md"
 SECRET = "s" * 40
 
 
@@ -145,36 +144,6 @@ def test_no_module_but_config_reads_the_environment():
         and re.search(r"os\.environ|os\.getenv|getenv\(", path.read_text())
     }
     assert readers == {"config.py"}
-
-
-class RecordingEnviron(dict):
-    """os.environ's read interface, remembering every name asked for."""
-
-    def __init__(self, values: dict[str, str]) -> None:
-        super().__init__(values)
-        self.read: set[str] = set()
-
-    def get(self, key, default=None):
-        self.read.add(key)
-        return super().get(key, default)
-
-    def __getitem__(self, key):
-        self.read.add(key)
-        return super().__getitem__(key)
-
-
-def test_every_setting_config_reads_is_in_the_readme_table(monkeypatch, tmp_path):
-    environ = RecordingEnviron({"CHAT_DATA_DIR": str(tmp_path), "SECRET_KEY": SECRET})
-    monkeypatch.setattr(os, "environ", environ)
-    Config()
-    table = {
-        name
-        for line in README.read_text().splitlines()
-        if line.startswith("| `")
-        for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", line.split("|")[1])
-    }
-    assert "DRAIN_SECONDS" in environ.read and "WEB_ROOT" in environ.read
-    assert sorted(environ.read - table) == []
 
 
 @pytest.mark.parametrize(

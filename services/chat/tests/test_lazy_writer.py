@@ -201,16 +201,21 @@ def test_close_with_wait_returns_once_the_writer_has_taken_everything(eio):
     assert not handler.is_alive()
 
 
+def write_into_a_reset_connection(sock: LazyWriterSocket, ws: FakeWebSocket) -> None:
+    """A message the writer must write (the kernel takes nothing at once) and fails to."""
+
+    def reset(data: str) -> None:
+        raise OSError("connection reset")
+
+    ws.send = reset
+    ws.full = True
+    sock.send(packet.Packet(packet.MESSAGE, data="lost"))
+
+
 def test_a_failed_write_ends_the_connection_and_no_writer_starts_again(eio):
     ws = FakeWebSocket()
     sock, handler = open_socket(eio, ws)
-
-    def broken(data: str) -> None:
-        raise OSError("connection reset")
-
-    ws.send = broken
-    ws.full = True
-    sock.send(packet.Packet(packet.MESSAGE, data="lost"))
+    write_into_a_reset_connection(sock, ws)
     handler.join(5)
     assert not handler.is_alive() and sock.closed and ws.closed.is_set()
     assert sock._lazy_done and sock._lazy_writer is None
@@ -222,13 +227,7 @@ def test_a_close_that_waits_returns_when_the_writer_has_already_ended_on_a_faile
     ws = FakeWebSocket()
     ws.close = ws.closed.set  # the reader is not woken: it is still waiting for the client
     sock, handler = open_socket(eio, ws)
-
-    def broken(data: str) -> None:
-        raise OSError("connection reset")
-
-    ws.send = broken
-    ws.full = True
-    sock.send(packet.Packet(packet.MESSAGE, data="lost"))
+    write_into_a_reset_connection(sock, ws)
     assert ws.closed.wait(5) and until(lambda: sock._lazy_writer is None)
     assert sock._lazy_done and not sock.closed and handler.is_alive()
     closer = threading.Thread(target=sock.close, daemon=True)

@@ -231,12 +231,17 @@ def harden(server: socketio.Server) -> None:
             elif problem[0] == "undecodable":
                 answer_undecodable_event(server, eio_sid, data, problem[1])
             return None
+        # On a task that ends, so the reader does not keep the handler's stack (handler_task).
+        return run_on_own_task(eio, dispatch_if_open, eio_sid, data)
+
+    def dispatch_if_open(eio_sid: str, data: str) -> Any:
         if eio_sid not in server.environ:
             # The session closed before this packet's turn came (messages are handled in
-            # tasks of their own); python-socketio's connect handler would raise KeyError.
+            # tasks of their own; a close can run between the reader starting this task and
+            # the task running); python-socketio's connect handler would raise KeyError.
+            # Checked here, on the task, with no switch before the dispatch.
             return None
-        # On a task that ends, so the reader does not keep the handler's stack (handler_task).
-        return run_on_own_task(eio, dispatch, eio_sid, data)
+        return dispatch(eio_sid, data)
 
     eio.on("message", on_message)
     disconnect_all = eio.disconnect

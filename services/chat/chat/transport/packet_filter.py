@@ -198,13 +198,18 @@ def answer_binary_event(server: socketio.Server, eio_sid: str, data: Any) -> Non
 
 
 def answer_undecodable_event(server: socketio.Server, eio_sid: str, data: str, why: str) -> None:
-    """Ack an event whose payload did not decode with `invalid`, if it asks for an ack.
+    """Ack an event whose payload did not decode with `invalid`, if it asks for an ack (a
+    binary event's with the binary refusal, as answer_binary_event would).
 
     `why` is protocol_problem's detail (it names the decoder's exception). The handler never
     runs, so nothing of the event is stored.
     """
     header = _header(server, data)
-    if header is not None and header.packet_type == packet.EVENT:
+    if header is None:
+        return
+    if header.packet_type == packet.BINARY_EVENT:  # refused as binary whatever its JSON
+        _answer_invalid(server, eio_sid, header, BINARY_REFUSED)
+    elif header.packet_type == packet.EVENT:
         message = TOO_DEEP_REFUSED if "RecursionError" in why else UNDECODABLE_REFUSED
         _answer_invalid(server, eio_sid, header, message)
 

@@ -76,3 +76,36 @@ def test_upstream_engineio_eventlet_join_returns_before_an_unstarted_task_ran():
     assert ran == []
     server.sleep(0)
     assert ran == [1]
+
+
+@pytest.mark.parametrize("mode", ["gevent", "eventlet"])
+def test_a_session_closed_while_its_message_waits_for_its_task_is_not_dispatched(mode):
+    # packet_filter's on_message checked that the session is open, then started the task; a
+    # close that runs before the task does (a ping timeout, a server disconnect, the drain
+    # closing every transport: any task ready in the same turn) removes the session's environ
+    # in between. Dispatched anyway, a CONNECT raised KeyError in python-socketio's connect
+    # handler (a traceback in the log) after registering the namespace for a session that is
+    # gone.
+    import socketio
+
+    from chat.transport import packet_filter
+
+    if mode == "gevent":
+        import gevent
+
+        spawn, result = gevent.spawn, lambda task: task.get()
+    else:
+        import eventlet
+
+        spawn, result = eventlet.spawn, lambda task: task.wait()
+    server = socketio.Server(async_mode=mode)
+    packet_filter.harden(server)
+    server._handle_eio_connect("eio1", {"REQUEST_METHOD": "GET"})
+    on_message = server.eio.handlers["message"]
+
+    # Started in this order, they run in this order: the reader's task comes after the close.
+    reader = spawn(on_message, "eio1", "0")  # Socket.IO CONNECT to "/"
+    closer = spawn(server._handle_eio_disconnect, "eio1", "transport close")
+    result(closer)
+    assert result(reader) is None  # raised KeyError before
+    assert server.manager.sid_from_eio_sid("eio1", "/") is None  # was left registered

@@ -151,3 +151,26 @@ def test_upstream_socketio_decodes_an_event_header_without_its_payload():
     assert "json" in vars(socketio.packet.Packet)  # the class attribute the stand-in replaces
     with pytest.raises(RecursionError):
         socketio.Server().packet_class(encoded_packet='217["x",' + "[" * 100_000 + "]")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        '51-9["message",{"_placeholder":true,"num":0},"cut',  # invalid JSON
+        '51-9["message",' + "[" * 5000 + "]" * 5000 + "]",  # nests too deeply
+    ],
+    ids=["invalid-json", "too-deep"],
+)
+def test_a_binary_event_whose_header_does_not_decode_still_gets_the_binary_refusal(data):
+    # docs/API.md: a binary event that asks for an ack gets `invalid` "binary payloads are
+    # not accepted"; its attachments are dropped either way. With a header whose JSON does
+    # not decode it got no ack at all (answer_undecodable_event answered plain events only).
+    server = socketio.Server(async_mode="threading")
+    packet_filter.harden(server)
+    server._handle_eio_connect("eio1", {"REQUEST_METHOD": "GET"})
+    server.manager.connect("eio1", "/")
+    sent: list[tuple[str, str]] = []
+    server.eio.send = lambda sid, data: sent.append((sid, data))
+    server.eio.handlers["message"]("eio1", data)
+    assert [(sid, pkt[:2]) for sid, pkt in sent] == [("eio1", "39")]
+    assert packet_filter.BINARY_REFUSED in sent[0][1]

@@ -198,13 +198,18 @@ def answer_binary_event(server: socketio.Server, eio_sid: str, data: Any) -> Non
 
 
 def answer_undecodable_event(server: socketio.Server, eio_sid: str, data: str, why: str) -> None:
-    """Ack an event whose payload did not decode with `invalid`, if it asks for an ack.
+    """Ack an event whose payload did not decode with `invalid`, if it asks for an ack (a
+    binary event's with the binary refusal, as answer_binary_event would).
 
     `why` is protocol_problem's detail (it names the decoder's exception). The handler never
     runs, so nothing of the event is stored.
     """
     header = _header(server, data)
-    if header is not None and header.packet_type == packet.EVENT:
+    if header is None:
+        return
+    if header.packet_type == packet.BINARY_EVENT:  # refused as binary whatever its JSON
+        _answer_invalid(server, eio_sid, header, BINARY_REFUSED)
+    elif header.packet_type == packet.EVENT:
         message = TOO_DEEP_REFUSED if "RecursionError" in why else UNDECODABLE_REFUSED
         _answer_invalid(server, eio_sid, header, message)
 
@@ -231,12 +236,17 @@ def harden(server: socketio.Server) -> None:
             elif problem[0] == "undecodable":
                 answer_undecodable_event(server, eio_sid, data, problem[1])
             return None
+        # On a task that ends, so the reader does not keep the handler's stack (handler_task).
+        return run_on_own_task(eio, dispatch_if_open, eio_sid, data)
+
+    def dispatch_if_open(eio_sid: str, data: str) -> Any:
         if eio_sid not in server.environ:
             # The session closed before this packet's turn came (messages are handled in
-            # tasks of their own); python-socketio's connect handler would raise KeyError.
+            # tasks of their own; a close can run between the reader starting this task and
+            # the task running); python-socketio's connect handler would raise KeyError.
+            # Checked here, on the task, with no switch before the dispatch.
             return None
-        # On a task that ends, so the reader does not keep the handler's stack (handler_task).
-        return run_on_own_task(eio, dispatch, eio_sid, data)
+        return dispatch(eio_sid, data)
 
     eio.on("message", on_message)
     disconnect_all = eio.disconnect

@@ -52,17 +52,19 @@ def test_an_exception_in_the_handler_is_raised_in_the_reader(server):
     assert raised.value is error
 
 
-def test_messages_are_handled_one_after_another_in_order(server):
-    handled: list[tuple[str, int]] = []
+class Stop(BaseException):
+    """Not an Exception: as gevent.Timeout and GreenletExit are not."""
 
-    def handler(n: int) -> None:
-        handled.append(("start", n))
-        server.sleep(0.01)
-        handled.append(("end", n))
 
-    for n in range(3):
-        run_on_own_task(server, handler, n)
-    assert handled == [(edge, n) for n in range(3) for edge in ("start", "end")]
+def test_a_base_exception_in_the_handler_is_raised_in_the_reader_too(server):
+    stop = Stop()
+
+    def handler() -> None:
+        raise stop
+
+    with pytest.raises(Stop) as raised:
+        run_on_own_task(server, handler)
+    assert raised.value is stop
 
 
 def test_upstream_engineio_eventlet_join_returns_before_an_unstarted_task_ran():

@@ -238,3 +238,18 @@ def test_a_close_that_waits_returns_when_the_writer_has_already_ended_on_a_faile
     ws.incoming.put(None)  # now the reader meets the end: its own None is taken too
     handler.join(5)
     assert not handler.is_alive() and sock.queue.unfinished_tasks == 0
+
+
+def test_nothing_sent_after_a_failed_write_is_counted_as_queued(eio):
+    ws = FakeWebSocket()
+    ws.close = ws.closed.set  # the reader is not woken: the socket stays open meanwhile
+    sock, handler = open_socket(eio, ws)
+    write_into_a_reset_connection(sock, ws)
+    assert ws.closed.wait(5) and until(lambda: sock._lazy_writer is None)
+    counted = sock.queued_bytes
+    for _ in range(3):  # broadcasts still addressed to it until the reader notices
+        sock.send(packet.Packet(packet.MESSAGE, data="x" * 1000))
+    assert sock.queued_bytes == counted and sock.queue.qsize() == 0 and not sock._cut
+    ws.incoming.put(None)
+    handler.join(5)
+    assert not handler.is_alive()

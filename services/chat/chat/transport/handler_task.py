@@ -31,8 +31,10 @@ T = TypeVar("T")
 def run_on_own_task(server: engineio.Server, handler: Callable[..., T], *args: Any) -> T:
     """Run `handler(*args)` on a new task of `server`'s async mode and wait for it to end.
 
-    Returns what the handler returned (None if its task was killed, as when the worker
-    stops); raises what it raised (any `Exception`).
+    Returns what the handler returned; raises in the caller what it raised, whatever it was
+    (a `gevent.Timeout` or `GreenletExit` too: they reach the reader as when the handler ran
+    there). Nothing kills these tasks (the worker exits after its drain); one killed before
+    it first ran would leave the caller waiting.
     """
     outcome: list[Any] = []
     # Waited for with an event rather than the task's join(): python-engineio's eventlet
@@ -42,15 +44,13 @@ def run_on_own_task(server: engineio.Server, handler: Callable[..., T], *args: A
     def run() -> None:
         try:
             outcome.append(handler(*args))
-        except Exception as exc:
+        except BaseException as exc:
             outcome.append(_Raised(exc))
-        finally:  # also when the task is killed (the worker is stopping)
+        finally:
             done.set()
 
     server.start_background_task(run)
     done.wait()
-    if not outcome:  # the task was killed: nothing was returned
-        return None  # type: ignore[return-value]
     result = outcome[0]
     if isinstance(result, _Raised):
         raise result.exc
@@ -60,5 +60,5 @@ def run_on_own_task(server: engineio.Server, handler: Callable[..., T], *args: A
 class _Raised:
     __slots__ = ("exc",)
 
-    def __init__(self, exc: Exception) -> None:
+    def __init__(self, exc: BaseException) -> None:
         self.exc = exc

@@ -250,6 +250,10 @@ class LazyWriterSocket(DirectWriteSocket, LazyWriterHandler):
     """
 
     def _enqueue(self, item: Any, size: int) -> None:
+        if self._lazy_done:
+            # The writer met the end: nothing more is written, so nothing more is counted
+            # against MAX_SOCKET_QUEUE_BYTES (a dead socket is not cut as a slow reader).
+            return
         super()._enqueue(item, size)
         self._wake_writer()
 

@@ -19,31 +19,47 @@ from testkit.processes import ChatWorker
 
 
 @pytest.fixture
-def app(database_url: str, tmp_path) -> Flask:
-    app = create_app(
-        {
-            "TESTING": True,
-            "SQLALCHEMY_DATABASE_URI": database_url,
-            "SQLALCHEMY_ENGINE_OPTIONS": {},
-            "ASYNC_MODE": "threading",
-            "REDIS_URL": None,
-            "SECRET_KEY": "unit-test-secret-of-at-least-32-chars",
-            "NODE_ID": "unit-node",
-            "WEB_ROOT": str(tmp_path / "web"),
-            "RATE_LIMIT_MESSAGES": 1000,
-            # Unit tests register, join and create rooms far more often than a person does;
-            # the tests of each limit set their own.
-            "RATE_LIMIT_REGISTRATIONS": 100_000,
-            "RATE_LIMIT_JOINS": 100_000,
-            "RATE_LIMIT_ROOM_CREATIONS": 100_000,
-            "RATE_LIMIT_READS": 100_000,
-        }
+def make_app(database_url: str, tmp_path) -> Iterator[Callable[..., Flask]]:
+    """Builds the app for unit tests (threading mode, no Redis, the test database) with these
+    settings changed; every app built is disposed of after the test."""
+    built: list[Flask] = []
+
+    def make(**settings: object) -> Flask:
+        app = create_app(
+            {
+                "TESTING": True,
+                "SQLALCHEMY_DATABASE_URI": database_url,
+                "SQLALCHEMY_ENGINE_OPTIONS": {},
+                "ASYNC_MODE": "threading",
+                "REDIS_URL": None,
+                "SECRET_KEY": "unit-test-secret-of-at-least-32-chars",
+                "NODE_ID": "unit-node",
+                "WEB_ROOT": str(tmp_path / "web"),
+                **settings,
+            }
+        )
+        built.append(app)
+        return app
+
+    yield make
+    for app in built:
+        with app.app_context():
+            db.session.remove()
+            for engine in db.engines.values():
+                engine.dispose()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app(
+        RATE_LIMIT_MESSAGES=1000,
+        # Unit tests register, join and create rooms far more often than a person does;
+        # the tests of each limit set their own.
+        RATE_LIMIT_REGISTRATIONS=100_000,
+        RATE_LIMIT_JOINS=100_000,
+        RATE_LIMIT_ROOM_CREATIONS=100_000,
+        RATE_LIMIT_READS=100_000,
     )
-    yield app
-    with app.app_context():
-        db.session.remove()
-        for engine in db.engines.values():
-            engine.dispose()
 
 
 @pytest.fixture

@@ -55,6 +55,14 @@ class Clock:
         return self.now
 
 
+# What every drain does first, and its last steps: both test transports closed.
+STOP_LISTENING = ["close listener", "stop accepting events"]
+
+
+def close_both(events_running: int) -> list[str]:
+    return [f"close {sid} (abort=True, events running: {events_running})" for sid in ("a", "b")]
+
+
 def a_drain(running: int, finish_after: int | None, seconds: float = 4.0):
     steps = Steps()
     namespace = Namespace(steps, running, finish_after)
@@ -79,13 +87,11 @@ def test_running_handlers_finish_before_any_transport_closes():
     drain, steps, eio, clock = a_drain(running=2, finish_after=3)
     assert drain.drain() == 2
     assert steps.log == [
-        "close listener",
-        "stop accepting events",
+        *STOP_LISTENING,
         "wait",
         "wait",
         "wait",
-        "close a (abort=True, events running: 0)",
-        "close b (abort=True, events running: 0)",
+        *close_both(events_running=0),
     ]
     assert eio.sockets == {}
     assert clock.now == 3 * POLL_SECONDS
@@ -95,10 +101,8 @@ def test_with_nothing_running_the_transports_close_at_once():
     drain, steps, _, clock = a_drain(running=0, finish_after=None)
     assert drain.drain() == 2
     assert steps.log == [
-        "close listener",
-        "stop accepting events",
-        "close a (abort=True, events running: 0)",
-        "close b (abort=True, events running: 0)",
+        *STOP_LISTENING,
+        *close_both(events_running=0),
     ]
     assert clock.now == 0
 
@@ -109,14 +113,12 @@ def test_a_handler_that_never_ends_holds_the_transports_for_half_the_drain_at_mo
     drain, steps, _, clock = a_drain(running=1, finish_after=None, seconds=2.0)
     assert drain.drain() == 2
     assert steps.log == [
-        "close listener",
-        "stop accepting events",
+        *STOP_LISTENING,
         "wait",
         "wait",
         "wait",
         "wait",
-        "close a (abort=True, events running: 1)",
-        "close b (abort=True, events running: 1)",
+        *close_both(events_running=1),
     ]
     # At least and at most half the drain; the other half is left for requests in flight
     # (none here: the drain ends at once).

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from flask import Flask
 from flask_migrate import upgrade
 from sqlalchemy import text
 
-from chat import create_app
 from chat.api.ops import migration_heads
 from chat.app import MIGRATIONS_DIR
 from chat.extensions import db
@@ -18,26 +15,9 @@ HEAD = ",".join(sorted(migration_heads(MIGRATIONS_DIR)))
 
 
 @pytest.fixture
-def unmigrated_app(database_url: str, tmp_path) -> Iterator[Flask]:
+def unmigrated_app(make_app) -> Flask:
     """The app on a fresh database, started with AUTO_MIGRATE=0 (nothing created)."""
-    app = create_app(
-        {
-            "TESTING": True,
-            "SQLALCHEMY_DATABASE_URI": database_url,
-            "SQLALCHEMY_ENGINE_OPTIONS": {},
-            "ASYNC_MODE": "threading",
-            "REDIS_URL": None,
-            "AUTO_MIGRATE": False,
-            "SECRET_KEY": "unit-test-secret-of-at-least-32-chars",
-            "NODE_ID": "unit-node",
-            "WEB_ROOT": str(tmp_path / "web"),
-        }
-    )
-    yield app
-    with app.app_context():
-        db.session.remove()
-        for engine in db.engines.values():
-            engine.dispose()
+    return make_app(AUTO_MIGRATE=False)
 
 
 def test_healthz_fails_the_database_check_on_an_unmigrated_database(unmigrated_app):

@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import inspect
-import queue
 import threading
 import time
 import uuid
 
 import engineio
+import engineio_fakes
 import pytest
 from engineio import packet
 
@@ -54,41 +54,22 @@ def test_the_limits_and_direct_writes_wrap_the_lazy_handler():
     assert mro.index(lazy_writer.LazyWriterHandler) < mro.index(lazy_writer._EngineIOSocket)
 
 
-class FakeWebSocket:
-    """A transport: `wait` returns what the test feeds it; `send` may be held by the test.
-
-    `_sock` is what direct_write looks for: a WebSocket whose `send_nowait` writes a frame now
-    (returns the bytes not taken: b"" for all; None for nothing, when `full` is set).
-    """
+class FakeWebSocket(engineio_fakes.FakeWebSocket):
+    """The fake transport, with what direct_write looks for: `_sock`, a WebSocket whose
+    `send_nowait` writes a frame now (returns the bytes not taken: b"" for all; None for
+    nothing, when `full` is set)."""
 
     def __init__(self) -> None:
-        self.incoming: queue.Queue = queue.Queue()
-        self.sent: list[str] = []
+        super().__init__()
         self.direct: list[str] = []
         self.full = False
-        self.hold = threading.Event()
-        self.hold.set()
-        self.writing = threading.Event()
-        self.closed = threading.Event()
         self._sock = self
-
-    def wait(self):
-        return self.incoming.get(timeout=10)
-
-    def send(self, data: str) -> None:
-        self.writing.set()
-        assert self.hold.wait(10)
-        self.sent.append(data)
 
     def send_nowait(self, data: str) -> bytes | None:
         if self.full:
             return None
         self.direct.append(data)
         return b""
-
-    def close(self) -> None:
-        self.closed.set()
-        self.incoming.put(None)
 
 
 @pytest.fixture
@@ -118,6 +99,13 @@ def open_socket(
     return sock, handler
 
 
+def the_client_goes(ws: FakeWebSocket, handler: threading.Thread) -> None:
+    """The client closes: the reader loop meets the end and the handler returns."""
+    ws.incoming.put(None)
+    handler.join(5)
+    assert not handler.is_alive()
+
+
 def test_an_idle_websocket_has_no_writer_and_one_starts_for_a_queued_packet_then_ends(eio):
     ws = FakeWebSocket()
     sock, handler = open_socket(eio, ws)
@@ -130,9 +118,8 @@ def test_an_idle_websocket_has_no_writer_and_one_starts_for_a_queued_packet_then
     ws.full = False
     sock.send(packet.Packet(packet.MESSAGE, data="again"))  # idle again: written directly
     assert ws.direct == ["4again"] and sock._lazy_writer is None
-    ws.incoming.put(None)  # the client goes
-    handler.join(5)
-    assert not handler.is_alive() and sock.closed and ws.closed.is_set()
+    the_client_goes(ws, handler)
+    assert sock.closed and ws.closed.is_set()
 
 
 def test_an_idle_sockets_ping_is_written_directly_and_its_pong_counts(eio):
@@ -144,9 +131,7 @@ def test_an_idle_sockets_ping_is_written_directly_and_its_pong_counts(eio):
     assert sock._ping_written
     ws.incoming.put("3")
     assert until(lambda: sock.last_ping is None)
-    ws.incoming.put(None)
-    handler.join(5)
-    assert not handler.is_alive()
+    the_client_goes(ws, handler)
 
 
 def test_a_pong_counts_only_once_the_writer_has_written_its_ping(eio):
@@ -164,9 +149,7 @@ def test_a_pong_counts_only_once_the_writer_has_written_its_ping(eio):
     assert until(lambda: sock.last_ping is None), "the PONG was not taken once its PING was written"
     assert ws.sent == ["2"] and sock.queued_bytes == 0
     assert until(lambda: sock._lazy_writer is None)
-    ws.incoming.put(None)
-    handler.join(5)
-    assert not handler.is_alive()
+    the_client_goes(ws, handler)
 
 
 def test_packets_queued_while_the_writer_writes_follow_in_order(eio):
@@ -183,9 +166,7 @@ def test_packets_queued_while_the_writer_writes_follow_in_order(eio):
     ws.hold.set()
     assert until(lambda: ws.sent == ["41", "42", "43"])
     assert until(lambda: sock._lazy_writer is None)
-    ws.incoming.put(None)
-    handler.join(5)
-    assert not handler.is_alive()
+    the_client_goes(ws, handler)
 
 
 def test_close_with_wait_returns_once_the_writer_has_taken_everything(eio):
@@ -235,9 +216,8 @@ def test_a_close_that_waits_returns_when_the_writer_has_already_ended_on_a_faile
     closer.join(5)
     assert not closer.is_alive() and sock.closed
     assert sock.queue.qsize() == 0 and sock.queue.unfinished_tasks == 0
-    ws.incoming.put(None)  # now the reader meets the end: its own None is taken too
-    handler.join(5)
-    assert not handler.is_alive() and sock.queue.unfinished_tasks == 0
+    the_client_goes(ws, handler)  # now the reader meets the end: its own None is taken too
+    assert sock.queue.unfinished_tasks == 0
 
 
 def test_nothing_sent_after_a_failed_write_is_counted_as_queued(eio):
@@ -250,6 +230,4 @@ def test_nothing_sent_after_a_failed_write_is_counted_as_queued(eio):
     for _ in range(3):  # broadcasts still addressed to it until the reader notices
         sock.send(packet.Packet(packet.MESSAGE, data="x" * 1000))
     assert sock.queued_bytes == counted and sock.queue.qsize() == 0 and not sock._cut
-    ws.incoming.put(None)
-    handler.join(5)
-    assert not handler.is_alive()
+    the_client_goes(ws, handler)

@@ -7,26 +7,14 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from flask_migrate import upgrade
 
-from chat import create_app
 from chat.app import MIGRATIONS_DIR
 from chat.extensions import db
 
 
 def test_upgrade_renames_case_twins_and_reserved_names_and_keeps_reading_positions(
-    database_url, tmp_path
+    make_app,
 ):
-    app = create_app(
-        {
-            "TESTING": True,
-            "SQLALCHEMY_DATABASE_URI": database_url,
-            "SQLALCHEMY_ENGINE_OPTIONS": {},
-            "ASYNC_MODE": "threading",
-            "REDIS_URL": None,
-            "SECRET_KEY": "unit-test-secret",
-            "AUTO_MIGRATE": False,
-            "WEB_ROOT": str(tmp_path / "web"),
-        }
-    )
+    app = make_app(AUTO_MIGRATE=False)
     now = datetime.now(UTC)
     with app.app_context():
         upgrade(directory=MIGRATIONS_DIR, revision="0001")

@@ -5,10 +5,9 @@ Through a real worker, WebSocket and long-polling: test_abuse_origin.py.
 
 from __future__ import annotations
 
-import io
-
 import engineio
 import pytest
+from engineio_fakes import wsgi_request
 
 from chat.transport.origins import OriginPolicy, engineio_setting, refuses_upgrade, same_origins
 
@@ -36,17 +35,7 @@ def test_upstream_engineio_same_origin_rule_is_the_one_origins_copies(environ):
 
 
 def handshake(server: engineio.Server, origin: str) -> tuple[str, list, bytes]:
-    environ = {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": "/engine.io/",
-        "QUERY_STRING": "EIO=4&transport=polling",
-        "wsgi.input": io.BytesIO(b""),
-        "wsgi.url_scheme": "http",
-        "SERVER_NAME": "localhost",
-        "SERVER_PORT": "80",
-        "HTTP_HOST": "chat.example",
-        "HTTP_ORIGIN": origin,
-    }
+    environ = wsgi_request(HTTP_HOST="chat.example", HTTP_ORIGIN=origin)
     answer: list = []
     body = b"".join(server.handle_request(environ, lambda s, h: answer.extend([s, h])))
     return answer[0], answer[1], body

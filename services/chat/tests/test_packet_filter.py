@@ -11,6 +11,7 @@ import pytest
 import socketio
 from engineio import packet as eio_packet
 from engineio import payload as eio_payload
+from engineio_fakes import wsgi_request
 from socketio import packet
 
 from chat.transport import packet_filter
@@ -94,19 +95,7 @@ def test_a_hardened_disconnect_does_not_wait_for_a_poll():
 
 
 def polling_request(method: str, sid: str, body: bytes = b"") -> dict:
-    import io
-
-    return {
-        "REQUEST_METHOD": method,
-        "PATH_INFO": "/socket.io/",
-        "QUERY_STRING": f"EIO=4&transport=polling&sid={sid}",
-        "CONTENT_LENGTH": str(len(body)),
-        "wsgi.input": io.BytesIO(body),
-        "wsgi.url_scheme": "http",
-        "SERVER_NAME": "localhost",
-        "SERVER_PORT": "80",
-        "HTTP_HOST": "localhost",
-    }
+    return wsgi_request(method, f"EIO=4&transport=polling&sid={sid}", body, path="/socket.io/")
 
 
 def closed_session() -> tuple[engineio.Server, str]:

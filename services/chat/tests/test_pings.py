@@ -8,7 +8,6 @@ dropped: `make bench-density` (docs/BENCHMARKS.md, "Connection density").
 
 from __future__ import annotations
 
-import io
 import json
 import time
 
@@ -16,6 +15,7 @@ import engineio
 import engineio.socket
 import pytest
 from engineio import packet as eio_packet
+from engineio_fakes import wsgi_request
 
 from chat.transport import pings
 from testkit.processes import wait_for
@@ -25,17 +25,7 @@ PING_INTERVAL = 0.3
 
 
 def request(server: engineio.Server, method: str, query: str, body: bytes = b"") -> bytes:
-    environ = {
-        "REQUEST_METHOD": method,
-        "PATH_INFO": "/engine.io/",
-        "QUERY_STRING": query,
-        "CONTENT_LENGTH": str(len(body)),
-        "wsgi.input": io.BytesIO(body),
-        "wsgi.url_scheme": "http",
-        "SERVER_NAME": "localhost",
-        "SERVER_PORT": "80",
-        "HTTP_HOST": "localhost",
-    }
+    environ = wsgi_request(method, query, body)
     status: list[str] = []
     out = b"".join(server.handle_request(environ, lambda s, h: status.append(s)))
     assert status == ["200 OK"], out

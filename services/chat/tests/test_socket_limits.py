@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import inspect
-import queue
 import threading
 import time
 
@@ -19,6 +18,7 @@ import engineio.server
 import engineio.socket
 import pytest
 from engineio import packet
+from engineio_fakes import FakeWebSocket
 
 from chat import metrics
 from chat.transport import socket_limits
@@ -53,28 +53,6 @@ def test_upstream_versions_are_the_tested_ones(package):
 def test_upstream_engineio_creates_sockets_through_the_module_attribute():
     source = inspect.getsource(engineio.server.Server._handle_connect)
     assert "socket.Socket(self, sid)" in source
-
-
-class FakeWebSocket:
-    """A transport: `wait` returns what the test feeds it; `send` may be held by the test."""
-
-    def __init__(self) -> None:
-        self.incoming: queue.Queue = queue.Queue()
-        self.sent: list[str] = []
-        self.hold = threading.Event()
-        self.hold.set()
-        self.writing = threading.Event()
-
-    def wait(self):
-        return self.incoming.get(timeout=10)
-
-    def send(self, data: str) -> None:
-        self.writing.set()
-        assert self.hold.wait(10)
-        self.sent.append(data)
-
-    def close(self) -> None:
-        self.incoming.put(None)
 
 
 @pytest.fixture

@@ -5,12 +5,12 @@ Through nginx with the official Node client: deploy/tests/test_cluster_cookieles
 
 from __future__ import annotations
 
-import io
 import json
 
 import engineio
 import pytest
 import requests
+from engineio_fakes import wsgi_request
 
 from chat.config import Config, ConfigError
 from chat.transport.sticky import SEPARATOR, tag_session_ids
@@ -18,16 +18,7 @@ from chat.transport.sticky import SEPARATOR, tag_session_ids
 
 def polling_handshake(server: engineio.Server) -> dict:
     """An Engine.IO v4 polling handshake answered by `server`: the OPEN packet's data."""
-    environ = {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": "/engine.io/",
-        "QUERY_STRING": "EIO=4&transport=polling",
-        "wsgi.input": io.BytesIO(b""),
-        "wsgi.url_scheme": "http",
-        "SERVER_NAME": "localhost",
-        "SERVER_PORT": "80",
-        "HTTP_HOST": "localhost",
-    }
+    environ = wsgi_request()
     status: list[str] = []
     body = b"".join(server.handle_request(environ, lambda s, h: status.append(s)))
     assert status == ["200 OK"], body

@@ -128,6 +128,8 @@ def test_an_idle_sockets_ping_is_written_directly_and_its_pong_counts(eio):
     sock.last_ping = time.time()
     sock.send(packet.Packet(packet.PING))
     assert ws.direct == ["2"] and ws.sent == [] and sock._lazy_writer is None
+    # Every PING is the same str object: one frame-cache entry for all (frame_cache.py).
+    assert ws.direct[0] is lazy_writer.PING_TEXT
     assert sock._ping_written
     ws.incoming.put("3")
     assert until(lambda: sock.last_ping is None)

@@ -154,7 +154,9 @@ def _closing(start_response: StartResponse) -> StartResponse:
 
 def in_progress() -> int:
     """Requests and Socket.IO event handlers running right now in this worker."""
-    return int(metrics.registry.get_sample_value("chat_handlers_in_progress") or 0)
+    # The gauge's own collect(): the registry's would read every collector (/proc too).
+    (family,) = metrics.handlers_in_progress.collect()
+    return int(family.samples[0].value)
 
 
 def _opens_engineio_session(environ: WSGIEnvironment) -> bool:

@@ -59,6 +59,10 @@ else:
     _EngineIOSocket = upstream.engineio_socket_class()
 
 
+# A PING's Engine.IO text, one object: the frame cache (frame_cache.py) keys frames by the
+# str's identity, and a new "2" per PING would push broadcast frames out of it.
+PING_TEXT: str = eio_packet.Packet(eio_packet.PING).encode()
+
 # Held while a writer is started or decides to end, so a put is never left without one. Under
 # gevent and eventlet nothing in it switches greenlets (it never waits); it matters for
 # Engine.IO's threading mode (tests). One for all sockets: no lock object per socket.
@@ -280,7 +284,7 @@ class LazyWriterSocket(DirectWriteSocket, LazyWriterHandler):
         if not self.check_ping_timeout():
             return None
         self._ping_written = self._early_pong = False
-        rest = ws.send_nowait(pkt.encode())
+        rest = ws.send_nowait(PING_TEXT)  # one str for every PING: one frame-cache entry
         if rest is None:  # nothing written: the writer sends it, or meets the error
             self._enqueue(pkt, packet_bytes(pkt))
         elif rest:

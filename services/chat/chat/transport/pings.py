@@ -33,7 +33,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from typing import cast
+from typing import Any
 
 import engineio
 import engineio.socket
@@ -51,15 +51,7 @@ TICK_SECONDS = 0.2
 PINGS_PER_YIELD = 256
 
 
-def _engineio_socket_class() -> type[engineio.socket.Socket]:
-    """python-engineio's own Socket class (direct_write may have replaced the module's name)."""
-    for cls in engineio.socket.Socket.__mro__:
-        if "schedule_ping" in vars(cls):
-            return cast(type[engineio.socket.Socket], cls)
-    raise RuntimeError("engineio.socket.Socket has no schedule_ping: see chat/transport/pings.py")
-
-
-_EngineIOSocket = _engineio_socket_class()
+_EngineIOSocket: Any = upstream.engineio_socket_class()  # python-engineio ships no types
 _engineio_schedule_ping = _EngineIOSocket.schedule_ping
 
 

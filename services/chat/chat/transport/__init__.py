@@ -127,6 +127,14 @@ pins the exact versions.
   checks), at `Client()`. Canaries [services/testkit/tests/test_sioclient]:
   test_upstream_engineio_still_loses_the_stop_so_the_fix_is_still_needed
   test_upstream_socketio_client_builds_its_engineio_client_from__engineio_client_class
+- chatload.client (the load generator's client): overrides `socketio.Client`'s private
+  `_engineio_client_class` and `engineio.Client._trigger_event` (message handlers run in the
+  read loop). No guard (a benchmark tool, not the product). Canaries [loadtest/tests/test_client]:
+  test_upstream_socketio_client_builds_its_engineio_client_through__engineio_client_class
+  test_upstream_engineio_client_runs_message_handlers_through__trigger_event_inline_here
+- handler_task: not a reach; python-engineio's eventlet task `join()` returns at once for a
+  task not yet started, so it waits on an event. Canary [test_handler_task]:
+  test_upstream_engineio_eventlet_join_returns_before_an_unstarted_task_ran
 
 Supported hooks used instead of a reach: python-engineio's callable `cors_allowed_origins`
 (origins.OriginPolicy; was `eio._cors_allowed_origins`). Canaries [test_origins]:

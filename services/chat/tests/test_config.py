@@ -26,30 +26,30 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
-@pytest.mark.parametrize("name", ["PORT", "DRAIN_SECONDS", "RATE_LIMIT_MESSAGES"])
-def test_an_integer_setting_that_is_not_one_is_refused_by_name(env, name):
+def refusal(env: pytest.MonkeyPatch, name: str, value: str) -> str:
+    """ConfigError's message for `name=value` (with a valid SECRET_KEY); fails if accepted."""
     env.setenv("SECRET_KEY", SECRET)
-    env.setenv(name, "ten")
+    env.setenv(name, value)
     with pytest.raises(ConfigError) as refused:
         Config()
-    assert str(refused.value) == f"{name}='ten': an integer is expected"
+    return str(refused.value)
+
+
+@pytest.mark.parametrize("name", ["PORT", "DRAIN_SECONDS", "RATE_LIMIT_MESSAGES"])
+def test_an_integer_setting_that_is_not_one_is_refused_by_name(env, name):
+    refused = refusal(env, name, "ten")
+    assert refused == f"{name}='ten': an integer is expected"
 
 
 @pytest.mark.parametrize("value", ["-1", "65536"])
 def test_a_port_outside_the_tcp_range_is_refused_by_name(env, value):
-    env.setenv("SECRET_KEY", SECRET)
-    env.setenv("PORT", value)
-    with pytest.raises(ConfigError) as refused:
-        Config()
-    assert str(refused.value) == f"PORT={value}: a TCP port (0-65535) is expected"
+    refused = refusal(env, "PORT", value)
+    assert refused == f"PORT={value}: a TCP port (0-65535) is expected"
 
 
 def test_an_unknown_log_level_is_refused_by_name(env):
-    env.setenv("SECRET_KEY", SECRET)
-    env.setenv("LOG_LEVEL", "verbose")
-    with pytest.raises(ConfigError) as refused:
-        Config()
-    assert str(refused.value) == (
+    refused = refusal(env, "LOG_LEVEL", "verbose")
+    assert refused == (
         "LOG_LEVEL='verbose': one of CRITICAL, FATAL, ERROR, WARNING, WARN, INFO, DEBUG, NOTSET "
         "expected"
     )
@@ -93,13 +93,8 @@ def test_overrides_replace_what_the_environment_says(env):
 
 @pytest.mark.parametrize("name", ["AUTO_MIGRATE", "ACCESS_LOG", "DIRECT_WEBSOCKET_WRITES"])
 def test_a_switch_that_is_no_known_word_is_refused_by_name(env, name):
-    env.setenv("SECRET_KEY", SECRET)
-    env.setenv(name, "ture")
-    with pytest.raises(ConfigError) as refused:
-        Config()
-    assert str(refused.value) == (
-        f"{name}='ture': one of 1, true, yes, on, 0, false, no, off is expected"
-    )
+    refused = refusal(env, name, "ture")
+    assert refused == (f"{name}='ture': one of 1, true, yes, on, 0, false, no, off is expected")
 
 
 @pytest.mark.parametrize(
@@ -177,13 +172,8 @@ def test_no_module_but_config_reads_the_environment():
     ],
 )
 def test_a_url_setting_of_no_supported_scheme_is_refused_by_name(env, name, value, schemes):
-    env.setenv("SECRET_KEY", SECRET)
-    env.setenv(name, value)
-    with pytest.raises(ConfigError) as refused:
-        Config()
-    assert str(refused.value) == (
-        f"{name}={value!r}: a URL starting with one of {schemes} is expected"
-    )
+    refused = refusal(env, name, value)
+    assert refused == (f"{name}={value!r}: a URL starting with one of {schemes} is expected")
 
 
 @pytest.mark.parametrize(
@@ -281,26 +271,18 @@ MINIMUMS = {
 
 @pytest.mark.parametrize(("name", "minimum"), sorted(MINIMUMS.items()))
 def test_an_integer_setting_below_its_minimum_is_refused_by_name(env, name, minimum):
-    env.setenv("SECRET_KEY", SECRET)
-    env.setenv(name, str(minimum - 1))
-    with pytest.raises(ConfigError) as refused:
-        Config()
+    refused = refusal(env, name, str(minimum - 1))
     expected = f"{name}={minimum - 1}: an integer at least {minimum} is expected"
     if name == "DATABASE_TIMEOUT_SECONDS":
         expected = f"{name}=0: an integer from 1 to 2147483 is expected"
-    assert str(refused.value) == expected
+    assert refused == expected
     env.setenv(name, str(minimum))
     assert getattr(Config(), name) == minimum
 
 
 def test_a_database_timeout_past_postgresqls_statement_timeout_is_refused(env):
-    env.setenv("SECRET_KEY", SECRET)
-    env.setenv("DATABASE_TIMEOUT_SECONDS", "2147484")
-    with pytest.raises(ConfigError) as refused:
-        Config()
-    assert str(refused.value) == (
-        "DATABASE_TIMEOUT_SECONDS=2147484: an integer from 1 to 2147483 is expected"
-    )
+    refused = refusal(env, "DATABASE_TIMEOUT_SECONDS", "2147484")
+    assert refused == ("DATABASE_TIMEOUT_SECONDS=2147484: an integer from 1 to 2147483 is expected")
 
 
 def test_every_integer_setting_has_its_bound(env):

@@ -89,11 +89,12 @@ class DirectWriteSocket(LimitedSocket):
     def _websocket_handler(self, ws: Any) -> Any:
         target = getattr(ws, "_sock", None)
         self._direct_ws = target if hasattr(target, "send_nowait") else None
-        try:
-            return super()._websocket_handler(ws)
-        finally:
-            self._direct_ws = None
-            self._writer_waiting = False
+        return super()._websocket_handler(ws)  # LimitedSocket's calls _websocket_ended
+
+    def _websocket_ended(self) -> None:
+        self._direct_ws = None
+        self._writer_waiting = False
+        super()._websocket_ended()
 
     def poll(self) -> list[Any]:
         # After the upgrade the writer is the only caller; a long-poll GET still waiting from

@@ -54,7 +54,7 @@ class BoundedWebSocket(WebSocket):
     (same arguments, plus the limit).
     """
 
-    __slots__ = ("max_message_bytes", "message_bytes", "writing")
+    __slots__ = ("max_message_bytes", "message_bytes", "writing", "on_closed")
 
     def __init__(self, environ: Any, stream: Any, handler: Any, max_message_bytes: int) -> None:
         """`stream`: has `read(n) -> bytes` and `write(bytes)` (geventwebsocket's Stream)."""
@@ -64,6 +64,14 @@ class BoundedWebSocket(WebSocket):
         # True while a frame is being written (the writing greenlet may wait for the kernel
         # midway): send_nowait from another greenlet must not put bytes in the middle of it.
         self.writing = False
+        # Called after close() once the WebSocket is parked (parking.ParkedReader.closed):
+        # no reader is blocked on the socket to notice the close.
+        self.on_closed: Any = None
+
+    def close(self, code: int = 1000, message: bytes = b"") -> None:
+        super().close(code, message)
+        if self.on_closed is not None:
+            self.on_closed()
 
     def read_frame(self) -> tuple[Header, bytes]:
         header = Header.decode_header(self.stream)

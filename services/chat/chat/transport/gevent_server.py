@@ -41,11 +41,24 @@ def use_small_read_buffer(handler: Any) -> None:
     old.close()
 
 
+class _Parked:
+    """Stands in for a parked WebSocket in gevent-websocket's `run_websocket`, whose `finally`
+    closes `self.websocket` unless it is closed: a parked one lives on (parking.py)."""
+
+    closed = True
+
+
+PARKED = _Parked()
+
+
 class ChatWebSocketHandler(WebSocketHandler):
-    """gevent-websocket's handler: request heads within a deadline, bounded WebSockets."""
+    """gevent-websocket's handler: request heads within a deadline, bounded WebSockets, and
+    WebSockets parked (parking.py) once open, the handler's greenlet ending."""
 
     requests_read = 0
     _head_timer: Any = None
+    # True once park() gave the connection to a parking.ParkedReader.
+    parked = False
 
     def __init__(self, sock: Any, address: Any, server: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(sock, address, server, *args, **kwargs)
@@ -58,7 +71,13 @@ class ChatWebSocketHandler(WebSocketHandler):
         self.requests_read += 1
         timer = self._head_timer = gevent.Timeout.start_new(seconds)
         try:
-            return super().handle_one_request()
+            result = super().handle_one_request()
+            if self.parked:
+                # The connection is the parked reader's: pywsgi's `handle` closes only a
+                # socket it still holds, and the server's do_close skips it (PARKED_SOCKETS).
+                self.socket = None
+                return None
+            return result
         except gevent.Timeout as exc:
             if exc is not timer:
                 raise
@@ -72,6 +91,27 @@ class ChatWebSocketHandler(WebSocketHandler):
             return super().read_request(raw_requestline)
         finally:
             self._head_timer.close()
+
+    def park(self) -> bytes:
+        """Give the open WebSocket's connection up to a parked reader (parking.park).
+
+        Returns the bytes the request's reader had read ahead of the WebSocket's frames so
+        far (the parked reader reads them first), without waiting for more. From here the
+        handler's greenlet returns as soon as the application does, and closes nothing.
+        """
+        sock = self.socket
+        timeout = sock.timeout
+        sock.settimeout(0.0)  # a read of what is buffered, and nothing from the network
+        try:
+            read_ahead = self.rfile.read1(1 << 16) or b""
+        except OSError:
+            read_ahead = b""
+        finally:
+            sock.settimeout(timeout)
+        self.parked = True
+        self.server.parked_sockets.add(id(sock))
+        self.websocket = PARKED  # gevent-websocket's run_websocket closes nothing then
+        return read_ahead
 
     def log_request(self) -> None:
         # gevent-websocket's own log_request writes every request but an upgrade at INFO
@@ -106,6 +146,18 @@ class ChatWSGIServer(pywsgi.WSGIServer):
     pre_start_hook: Callable[[Any], bool] | None = None
     # ACCESS_LOG: one line per request (not per WebSocket upgrade) in the worker's log.
     access_log: bool = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # id() of each connection whose handler parked it and has not ended yet: the socket
+        # is the parked reader's to close.
+        self.parked_sockets: set[int] = set()
+
+    def do_close(self, sock: Any, *args: Any) -> None:
+        if id(sock) in self.parked_sockets:
+            self.parked_sockets.discard(id(sock))
+            return
+        super().do_close(sock, *args)
 
 
 def make_server(

@@ -44,7 +44,7 @@ import engineio.socket
 from engineio import exceptions
 from engineio import packet as eio_packet
 
-from . import upstream
+from . import parking, upstream
 from .direct_write import DirectWriteSocket, _Remainder
 from .socket_limits import packet_bytes
 
@@ -91,19 +91,16 @@ class LazyWriterHandler(_EngineIOSocket):
     connected: bool
     # The writer met the end of the queue (None) or a failed write: it started its last.
     _lazy_done = False
+    # The reader was parked (parking.py): declared in socket_limits.LimitedSocket too.
+    _parked = False
 
     def _websocket_handler(self, ws):
         if not UPSTREAM_OK:
             return super()._websocket_handler(ws)
         server = self.server
 
-        # --- from here to the writer: python-engineio 4.15.1, unchanged -----------------------
-        def websocket_wait():
-            data = ws.wait()
-            if data and len(data) > server.max_http_buffer_size:
-                raise ValueError("packet is too large")
-            return data
-
+        # --- from here to the writer: python-engineio 4.15.1 (its `websocket_wait` is
+        # `_wait_packet` below) -----------------------------------------------------------------
         for attr in ["_sock", "socket"]:
             if hasattr(ws, attr) and hasattr(getattr(ws, attr), "settimeout"):
                 getattr(ws, attr).settimeout(server.ping_interval + server.ping_timeout)
@@ -112,7 +109,7 @@ class LazyWriterHandler(_EngineIOSocket):
             # the socket was already connected, so this is an upgrade
             self.upgrading = True  # hold packet sends during the upgrade
 
-            pkt = websocket_wait()
+            pkt = self._wait_packet(ws)
             decoded_pkt = eio_packet.Packet(encoded_packet=pkt)
             if decoded_pkt.packet_type != eio_packet.PING or decoded_pkt.data != "probe":
                 server.logger.info("%s: Failed websocket upgrade, no PING packet", self.sid)
@@ -121,7 +118,7 @@ class LazyWriterHandler(_EngineIOSocket):
             ws.send(eio_packet.Packet(eio_packet.PONG, data="probe").encode())
             self.queue.put(eio_packet.Packet(eio_packet.NOOP))  # end poll
 
-            pkt = websocket_wait()
+            pkt = self._wait_packet(ws)
             decoded_pkt = eio_packet.Packet(encoded_packet=pkt)
             if decoded_pkt.packet_type != eio_packet.UPGRADE:
                 self.upgraded = False
@@ -146,41 +143,78 @@ class LazyWriterHandler(_EngineIOSocket):
 
         server.logger.info("%s: Upgrade to websocket successful", self.sid)
 
-        # --- the reader loop: python-engineio 4.15.1, unchanged -------------------------------
-        while True:
-            p = None
-            try:
-                p = websocket_wait()
-            except Exception as e:
-                if not self.closed:
-                    server.logger.info(
-                        '%s: Unexpected error "%s", closing connection', self.sid, str(e)
-                    )
-                break
-            if p is None:
-                # connection closed by client
-                break
-            pkt = eio_packet.Packet(encoded_packet=p)
-            try:
-                self.receive(pkt)
-            except exceptions.UnknownPacketError:
-                pass
-            except exceptions.SocketIsClosedError:
-                server.logger.info("Receive error -- socket is closed")
-                break
-            except Exception:
-                server.logger.exception("Unknown receive error")
-                break
+        # --- the reader: parked on a watcher when it can be (parking.py), else Engine.IO's
+        # loop on this greenlet -----------------------------------------------------------------
+        self._parked = True  # before park(): a parked reader may end at once
+        if parking.park(self, ws):
+            return []
+        self._parked = False
+        while self._read_one(ws):
+            pass
+        self._end_websocket()
+        return []
 
-        # --- the end: as Engine.IO's, with the writer started for the None if none runs -------
+    def _wait_packet(self, ws: Any) -> Any:
+        """python-engineio 4.15.1's `websocket_wait`: the next message, or None at the end."""
+        data = ws.wait()
+        if data and len(data) > self.server.max_http_buffer_size:
+            raise ValueError("packet is too large")
+        return data
+
+    def _read_one(self, ws: Any) -> bool:
+        """One turn of python-engineio 4.15.1's reader loop: read a packet and receive it.
+
+        Returns False where Engine.IO's loop breaks (the connection ends).
+        """
+        server = self.server
+        try:
+            p = self._wait_packet(ws)
+        except Exception as e:
+            if not self.closed:
+                server.logger.info(
+                    '%s: Unexpected error "%s", closing connection', self.sid, str(e)
+                )
+            return False
+        if p is None:
+            # connection closed by client
+            return False
+        pkt = eio_packet.Packet(encoded_packet=p)
+        try:
+            self.receive(pkt)
+        except exceptions.UnknownPacketError:
+            pass
+        except exceptions.SocketIsClosedError:
+            server.logger.info("Receive error -- socket is closed")
+            return False
+        except Exception:
+            server.logger.exception("Unknown receive error")
+            return False
+        return True
+
+    def _end_websocket(self) -> None:
+        """After the reader loop: as Engine.IO's, with the writer started for the None."""
         self.queue.put(None)  # unlock the writer task so that it can exit
         self._wake_writer()
         writer = self._lazy_writer
         if writer is not None:
             writer.join()
         self._lazy_ws = None
-        self.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
-        return []
+        self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+
+    def _parked_reader_ended(self) -> None:
+        """The parked reader's end (parking.ParkedReader.end): the reader loop's, then the
+        transport's (`_websocket_ended`, which the handler's return did not run)."""
+        try:
+            self._end_websocket()
+        finally:
+            self._websocket_ended()
+            # What Engine.IO's request handler does once the WebSocket handler returned.
+            sockets = self.server.sockets
+            if self.closed and sockets.get(self.sid) is self:
+                del sockets[self.sid]
+
+    def _websocket_ended(self) -> None:
+        """The transport ended (socket_limits.LimitedSocket calls it; nothing to forget here)."""
 
     def _wake_writer(self) -> None:
         """Start a writer if something is queued and none runs."""

@@ -227,12 +227,24 @@ class LimitedSocket(_EngineIOSocket):
 
     # --- the WebSocket transport -------------------------------------------------------------
 
+    # True once the open WebSocket was handed to a parked reader (lazy_writer, parking.py):
+    # the handler returned, the transport lives on until `_websocket_ended`.
+    _parked = False
+
     def _websocket_handler(self, ws: Any) -> Any:
         self._transport = ws
         try:
             return super()._websocket_handler(CheckedWebSocket(ws, self.sid))
         finally:
-            self._transport = None
+            if not self._parked:
+                self._websocket_ended()
+
+    def _websocket_ended(self) -> None:
+        """The WebSocket transport ended: when its handler returns, or its parked reader ends.
+
+        Subclasses forget their hold on the transport here, then call this.
+        """
+        self._transport = None
 
 
 class CheckedWebSocket:

@@ -49,6 +49,11 @@ handlers_in_progress = Gauge(
     "HTTP requests (WebSocket connections included) and Socket.IO event handlers running now",
     registry=registry,
 )
+websockets_parked = Gauge(
+    "chat_websockets_parked",
+    "Open WebSockets held by a read watcher instead of a greenlet (gevent; transport/parking.py)",
+    registry=registry,
+)
 protocol_errors = Counter(
     "chat_protocol_errors_total",
     "Engine.IO messages dropped as no valid Socket.IO packet of this application, by kind",

@@ -43,6 +43,13 @@ from .. import metrics
 
 log = logging.getLogger(__name__)
 
+WEBSOCKET_ENVIRON_KEYS = (
+    "HTTP_ORIGIN",
+    "HTTP_SEC_WEBSOCKET_PROTOCOL",
+    "HTTP_SEC_WEBSOCKET_VERSION",
+    "PATH_INFO",
+)
+
 # The most read from the socket in one recv(): a few chat events, or a PONG (7 bytes).
 RECV_BYTES = 4096
 
@@ -149,6 +156,7 @@ class ParkedReader:
         finally:
             _close_tcp(self.sock)
             metrics.handlers_in_progress.dec()
+            metrics.websockets_parked.dec()
 
 
 def _close_tcp(sock: GeventSocket) -> None:
@@ -196,7 +204,12 @@ def park(eio_socket: Any, ws: Any) -> bool:
     bounded.raw_read = stream.read
     bounded.raw_write = stream.write
     bounded.handler = ParkedHandler(handler)
+    # gevent-websocket's WebSocket reads these of pywsgi's environ (origin, protocol, version,
+    # path); the rest of it, parsed headers included, goes with the handler.
+    environ = bounded.environ
+    bounded.environ = {key: environ[key] for key in WEBSOCKET_ENVIRON_KEYS if key in environ}
     bounded.on_closed = reader.closed
     metrics.handlers_in_progress.inc()
+    metrics.websockets_parked.inc()
     reader.start()
     return True

@@ -17,6 +17,8 @@ One job per module:
 - `socket_limits.py`: per Engine.IO socket: bytes queued, liveness by PONG, time to
   authenticate.
 - `packet_filter.py`: Engine.IO/Socket.IO input no honest client sends, refused cheaply.
+- `parking.py`: an open WebSocket held by a read watcher, read on a greenlet only while bytes
+  arrive; the request's greenlet ends (gevent, with DIRECT_WEBSOCKET_WRITES).
 - `handler_task.py`: each Engine.IO message handled on a task of its own that the reader
   waits for (the reader does not keep the handler's stack pages).
 - `pings.py`: one ping task per worker for every socket (PingWheel).
@@ -77,6 +79,19 @@ pins the exact versions.
   Canaries [test_eventlet_server]:
   test_upstream_eventlet_bounds_messages_through_its_message_class
   test_upstream_eventlet_unmasks_through_apply_mask
+- parking, gevent_server: a parked WebSocket's request returns while its connection lives.
+  gevent-websocket's `run_websocket` closes `self.websocket` in its `finally` unless it is
+  marked closed (park() puts a closed stand-in there); pywsgi's `WSGIHandler.handle` closes
+  only a `self.socket` that is not None, and the server's `do_close` (overridden) is called
+  with the socket after; the parked WebSocket's `stream`, `raw_read`, `raw_write`, `handler`
+  and `environ` (gevent-websocket's attributes) are replaced; the socket is closed through
+  gevent's `_sock` first, as pywsgi does. Engine.IO deletes a closed socket from
+  `server.sockets` when its WebSocket handler returns, which lazy_writer does at the parked
+  end. Guard: gevent, gevent-websocket (at make_server), python-engineio (lazy_writer's
+  exact version). Canaries [test_parking]:
+  test_upstream_geventwebsocket_run_websocket_closes_only_a_websocket_not_marked_closed
+  test_upstream_gevent_pywsgi_closes_only_the_socket_its_handler_still_holds
+  test_upstream_engineio_forgets_a_closed_socket_when_its_websocket_handler_returns
 - packet_filter: wraps python-socketio's `Server._handle_eio_message` (re-registered with the
   public `eio.on("message")`), reads `Server.environ`. Guard: python-socketio.
   Canaries [test_packet_filter]:

@@ -27,8 +27,12 @@ What is kept, as with Engine.IO's writer:
   packet to send; with a PING every ping_interval (transport/pings.py) that never happens to
   a live socket, and the reader keeps its own read timeout of the same length.
 
+The reader: once the WebSocket is open the connection is parked (parking.py) where it can be:
+no greenlet reads it until bytes arrive. `_read_one` is one turn of Engine.IO's reader loop
+and `_end_websocket` what follows the loop, used by both.
+
 The reach into python-engineio: `_websocket_handler` is its 4.15.1 code with the writer
-changed (the upgrade and the reader loop are as there). It is used only on that version
+changed and the reader loop split into those two steps (the upgrade and each step as there). It is used only on that version
 (`UPSTREAM_OK`); on another, Engine.IO's own handler runs (a writer per socket, as before),
 and `test_upstream_engineio_*` in tests/test_lazy_writer.py fail until
 the copy is checked against the new code.

@@ -1,13 +1,14 @@
 """Memory per idle connection on one chat worker, by tracemalloc (investigation only).
 
-    python -m chatload.environ_probe --clients 2000 [--out DIR]
+    python -m chatload.environ_probe --clients 2000 [--transport polling] [--out DIR]
 
 Starts one gevent worker under `chatload.density_probe` (tracemalloc on, 1 frame), warms it
-up with a few connections, dumps (SIGUSR2), connects N idle WebSocket clients (the Node
-socket.io client, as `chatload.density` does), waits, dumps again, and prints per connection:
-the traced memory difference, its largest allocation sites, the RSS difference, and the deep
-size of one socket's kept environ (density_probe's `one_environ_deep_bytes`: the dict and
-the dicts, lists, tuples and strings it holds). Take it under `flock /work/wt/bench.lock`.
+up with a few connections, dumps (SIGUSR2), connects N idle clients (the Node socket.io
+client, as `chatload.density` does; WebSocket unless --transport polling), waits, dumps
+again, and prints per connection: the traced memory difference, its largest allocation
+sites, the RSS difference, and the deep size of one socket's kept environ (density_probe's
+`one_environ_deep_bytes`: the dict and the dicts, lists, tuples and strings it holds).
+Take it under `flock /work/wt/bench.lock`.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def _dump(worker: HttpServer, out: str, n: int, timeout: float = 120) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--clients", type=int, default=2000)
+    p.add_argument("--transport", choices=["websocket", "polling"], default="websocket")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
     raise_fd_limit(args.clients + 1000)
@@ -94,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"load before: {loadavg()}", flush=True)
         before = _dump(worker, out, 1)
         rss_before = rss_kib(worker.pid)
-        group = ClientGroup(worker.url, tokens_file, args.clients, workdir, "idle")
+        group = ClientGroup(worker.url, tokens_file, args.clients, workdir, "idle", args.transport)
         groups.append(group)
         done = group.wait_connected(60 + args.clients / 20)
         connected = sum(d["ok"] for d in done)

@@ -103,7 +103,15 @@ def raise_fd_limit(needed: int) -> None:
 class ClientGroup:
     """Node processes holding idle connections to one server; stopped by PID."""
 
-    def __init__(self, target: str, tokens: Path, clients: int, workdir: Path, tag: str) -> None:
+    def __init__(
+        self,
+        target: str,
+        tokens: Path,
+        clients: int,
+        workdir: Path,
+        tag: str,
+        transport: str = "websocket",
+    ) -> None:
         node = find_program("node")
         procs = max(1, math.ceil(clients / SOCKETS_PER_CLIENT_PROCESS))
         self.procs: list[subprocess.Popen] = []
@@ -125,6 +133,8 @@ class ClientGroup:
                 str(CONNECT_CONCURRENCY),
                 "--max-seconds",
                 "900",
+                "--transport",
+                transport,
             ]
             first += count
             err = open(workdir / f"clients-{tag}-{i}.log", "ab")  # noqa: SIM115

@@ -3,7 +3,8 @@
 // each with its own token, and sends nothing; the server only pings (every 25 s by default).
 //
 //   node idle-clients.js --target http://127.0.0.1:5000 --tokens tokens.json --first 0 \
-//        --count 2000 --concurrency 100 --connect-timeout 30 --max-seconds 600
+//        --count 2000 --concurrency 100 --connect-timeout 30 --max-seconds 600 \
+//        [--transport websocket|polling]
 //
 // tokens.json is a JSON list; connection i (first <= i < first + count) uses token
 // i mod its length. Talks to its parent over stdio, one JSON line per event:
@@ -19,7 +20,7 @@ const readline = require("node:readline");
 const { io } = require("socket.io-client");
 
 function args() {
-  const out = { target: "", tokens: "", first: 0, count: 100, concurrency: 100, "connect-timeout": 30, "max-seconds": 600 };
+  const out = { target: "", tokens: "", first: 0, count: 100, concurrency: 100, "connect-timeout": 30, "max-seconds": 600, transport: "websocket" };
   const argv = process.argv.slice(2);
   for (let i = 0; i < argv.length; i += 2) out[argv[i].replace(/^--/, "")] = argv[i + 1];
   for (const k of ["first", "count", "concurrency", "connect-timeout", "max-seconds"]) out[k] = Number(out[k]);
@@ -39,7 +40,7 @@ function connectOne(i) {
     // forceNew: one Engine.IO connection per socket (the default multiplexes by URL).
     const socket = io(opt.target, {
       auth: { token: String(tokens[i % tokens.length]) },
-      transports: ["websocket"],
+      transports: [opt.transport],
       reconnection: false,
       forceNew: true,
       timeout: opt["connect-timeout"] * 1000,

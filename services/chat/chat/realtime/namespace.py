@@ -31,6 +31,7 @@ from ..errors import (
     invalid_from_validation,
 )
 from ..extensions import db, socketio, socketio_server
+from ..transport.socket_environ import keep_only_what_events_read
 from . import delivery, notify, publish
 
 log = logging.getLogger(__name__)
@@ -179,6 +180,8 @@ class ChatNamespace(Namespace):
         socketio.start_background_task(
             socketio.emit, "session", {"user": principal.username, "node": node}, to=sid
         )
+        # python-socketio keeps this environ while the socket lives; its events read little.
+        keep_only_what_events_read(request.environ)
 
     def _subscribe_personal(self, sid: str, principal: Principal) -> None:
         """The user's channel, and the notify channel of every room the user belongs to.

@@ -23,6 +23,8 @@ One job per module:
   waits for (the reader does not keep the handler's stack pages).
 - `pings.py`: one ping task per worker for every socket (PingWheel).
 - `sticky.py`: session ids tagged with SID_TAG, so nginx routes without a cookie.
+- `socket_environ.py`: a connected socket's WSGI environ cut down, in place, to the keys its
+  events' request contexts read (called by the namespace's connect handler).
 - `drain.py`: the drain on SIGTERM.
 
 Only `http_server.serve` imports gevent_server, eventlet_server, frames and frame_cache, in
@@ -157,5 +159,8 @@ test_upstream_engineio_asks_a_callable_policy_for_the_check_and_the_cors_header 
 test_upstream_engineio_same_origin_rule_is_the_one_origins_copies. gevent's
 `socket.send(data, 0, timeout=0.0)` (was the OS socket under gevent's `_sock`). Canary
 [test_frames]: test_upstream_gevent_send_with_a_zero_timeout_raises_instead_of_waiting.
-prometheus_client's `Gauge.track_inprogress` (drain).
+prometheus_client's `Gauge.track_inprogress` (drain). socket_environ changes, from the connect
+handler, the environ dict that handler is given (python-socketio's public `get_environ` returns
+it for every event; not a reach). Canary [test_socket_environ]:
+test_upstream_socketio_keeps_the_dict_the_connect_handler_was_given.
 """

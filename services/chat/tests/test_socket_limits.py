@@ -246,7 +246,7 @@ def test_upstream_engineio_socket_init_sets_what_ours_sets_and_the_queue():
     socket_limits._unauthenticated.pop("ours", None)
 
 
-def test_upstream_engineio_uses_the_queue_only_by_put_get_task_done_join_and_qsize():
+def test_upstream_engineio_uses_the_queue_only_to_put_get_task_done_and_join():
     # LimitedSocket.queue makes the queue at its first use, and lazy_writer lets an idle one
     # go: that is sound while Engine.IO only looks `self.queue` up to put, get and join
     # (a get that waits holds it only inside poll()). When this fails, read the new uses.

@@ -23,6 +23,13 @@ What is kept, as with Engine.IO's writer:
 - The end: a `None` in the queue (the reader loop ended, or `close()`) makes the writer
   close the WebSocket, as Engine.IO's writer does; a failed write ends it the same way, and
   no writer is started again for that WebSocket.
+- The queue itself (a gevent JoinableQueue, 2.5 KiB): made at the first put
+  (socket_limits.LimitedSocket.queue) and let go when the writer ends with it empty, so an
+  idle socket holds none. Not while a task is inside `poll()`: a long-poll GET from before
+  an upgrade waits on that queue object, and would wait on it in vain (then time out and
+  close the session) if the next put went to a new one. A long-polling socket keeps its
+  queue (no WebSocket writer ends), and so does every socket under Engine.IO's threading
+  mode (another thread may hold the queue it looked up).
 - Liveness: Engine.IO's writer also gave up after ping_interval + ping_timeout without a
   packet to send; with a PING every ping_interval (transport/pings.py) that never happens to
   a live socket, and the reader keeps its own read timeout of the same length.

@@ -88,7 +88,7 @@ class LimitedSocket(_EngineIOSocket):
     def __init__(self, server: engineio.Server, sid: str) -> None:
         # Engine.IO's BaseSocket.__init__ (python-engineio 4.15.1) without its queue, which is
         # made on first use (`queue`): not calling it is what saves the queue, so the two must
-        # set the same attributes (test_upstream_engineio_socket_init_sets_what_ours_sets).
+        # set the same attributes (canary test_upstream_engineio_socket_init_sets_what_ours_*).
         self.server = server
         self.sid = sid
         self._queue: Any = None

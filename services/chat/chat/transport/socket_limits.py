@@ -34,8 +34,9 @@ creates sockets as `socket.Socket(self, sid)` and has no factory), which overrid
 `poll`, `receive`, `check_ping_timeout` and `_websocket_handler`, relying on the writer loop
 calling `poll()` again only after it wrote the previous batch. Its `__init__` sets what
 Engine.IO's BaseSocket.__init__ sets except the queue, made on first use (the `queue`
-property): every use of Engine.IO's is a put, get or join that needs one. Tested on python-engineio
-4.15; tests/test_upstream_socket_limits.py fails when that changes.
+property): every use of Engine.IO's is a put, get or join that needs one. Tested on
+python-engineio 4.15; the test_upstream_* canaries in tests/test_socket_limits.py fail when
+that changes.
 """
 
 from __future__ import annotations

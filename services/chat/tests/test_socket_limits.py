@@ -226,3 +226,46 @@ def test_upstream_engineio_marks_an_upgrade_with_upgrading_then_upgraded():
     source = inspect.getsource(ENGINEIO_SOCKET._websocket_handler)
     assert "self.upgrading = True" in source
     assert source.index("self.upgraded = True") < source.rindex("self.upgrading = False")
+
+
+# --- the queue made on first use -------------------------------------------------------------
+
+
+def test_upstream_engineio_socket_init_sets_what_ours_sets_and_the_queue():
+    # LimitedSocket.__init__ does what BaseSocket.__init__ does but make the queue. When this
+    # fails, Engine.IO's socket gained or lost an attribute: copy the change there.
+    server = engineio.Server(async_mode="threading")
+    theirs = vars(ENGINEIO_SOCKET(server, "theirs"))
+    ours = vars(LimitedSocket(server, "ours"))
+    assert type(theirs["queue"]) is type(server.create_queue())
+    engineio_attributes = set(theirs) - {"queue"}
+    assert engineio_attributes <= set(ours) and "queue" not in ours
+    for name in engineio_attributes - {"sid", "last_ping"}:
+        assert ours[name] == theirs[name], name
+    assert ours["sid"] == "ours" and abs(ours["last_ping"] - theirs["last_ping"]) < 60
+    socket_limits._unauthenticated.pop("ours", None)
+
+
+def test_upstream_engineio_uses_the_queue_only_to_put_get_task_done_and_join():
+    # LimitedSocket.queue makes the queue at its first use, and lazy_writer lets an idle one
+    # go: that is sound while Engine.IO only looks `self.queue` up to put, get and join
+    # (a get that waits holds it only inside poll()). When this fails, read the new uses.
+    source = inspect.getsource(ENGINEIO_SOCKET)
+    uses = {
+        line.split("self.queue", 1)[1].split("(")[0]
+        for line in source.splitlines()
+        if "self.queue" in line
+    }
+    assert uses == {".get", ".task_done", ".put", ".join"}, uses
+
+
+def test_a_socket_makes_its_queue_at_the_first_use_and_keeps_it():
+    server = engineio.Server(async_mode="threading")
+    sock = LimitedSocket(server, "lazy")
+    assert sock._queue is None and sock._queued_count() == 0  # the look makes none
+    sock.send(packet.Packet(packet.OPEN, {"sid": "lazy"}))
+    made = sock.queue
+    assert made is sock._queue and sock._queued_count() == 1 and sock.queued_bytes > 0
+    assert sock.poll()[0].packet_type == packet.OPEN and sock.queue is made
+    sock.cut("test", "cut by the test")
+    socket_limits._unauthenticated.pop("lazy", None)

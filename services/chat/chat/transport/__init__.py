@@ -15,7 +15,8 @@ One job per module:
 - `lazy_writer.py`: Engine.IO's WebSocket writer started only while a socket has something
   queued, and PINGs written like direct writes (gevent, with DIRECT_WEBSOCKET_WRITES).
 - `socket_limits.py`: per Engine.IO socket: bytes queued, liveness by PONG, time to
-  authenticate.
+  authenticate; its queue made on first use (an idle WebSocket socket holds none:
+  lazy_writer lets it go).
 - `packet_filter.py`: Engine.IO/Socket.IO input no honest client sends, refused cheaply.
 - `parking.py`: an open WebSocket held by a read watcher, read on a greenlet only while bytes
   arrive; the request's greenlet ends (gevent, with DIRECT_WEBSOCKET_WRITES).
@@ -45,6 +46,15 @@ pins the exact versions.
   test_upstream_engineio_writer_polls_again_only_after_writing_its_batch
   test_upstream_engineio_websocket_loop_reads_through_wait
   test_upstream_engineio_socket_sends_through_the_queue_the_limits_count
+- socket_limits, lazy_writer: Engine.IO's per-socket queue made on first use and let go when
+  idle. LimitedSocket.__init__ sets what `BaseSocket.__init__` sets except `self.queue` (a
+  property that makes it at the first use); LazyWriterSocket drops an idle WebSocket
+  socket's queue (empty, nothing unfinished, no task in poll(); gevent/eventlet only),
+  relying on Engine.IO looking `self.queue` up at each put/get/task_done/join and holding it
+  across a switch only inside poll(). Guard: python-engineio (at install). Canaries
+  [test_socket_limits]:
+  test_upstream_engineio_socket_init_sets_what_ours_sets_and_the_queue
+  test_upstream_engineio_uses_the_queue_only_to_put_get_task_done_and_join
 - socket_limits, direct_write: the transport under Engine.IO's WebSocket wrapper: `_sock`
   (gevent; `_sock.handler.socket` is the TCP socket), `.socket` (eventlet). Guard:
   python-engineio, eventlet. Canaries:

@@ -109,7 +109,7 @@ class DirectWriteSocket(LimitedSocket):
         ws = self._direct_ws
         if ws is None or pkt.packet_type != eio_packet.MESSAGE or pkt.binary:
             return super().send(pkt)
-        if not self._writer_waiting or self.queue.qsize():
+        if not self._writer_waiting or self._queued_count():
             counts.queued += 1
             return super().send(pkt)
         if not self.check_ping_timeout():

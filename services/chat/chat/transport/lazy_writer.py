@@ -23,6 +23,13 @@ What is kept, as with Engine.IO's writer:
 - The end: a `None` in the queue (the reader loop ended, or `close()`) makes the writer
   close the WebSocket, as Engine.IO's writer does; a failed write ends it the same way, and
   no writer is started again for that WebSocket.
+- The queue itself (a gevent JoinableQueue, 2.5 KiB): made at the first put
+  (socket_limits.LimitedSocket.queue) and let go when the writer ends with it empty, so an
+  idle socket holds none. Not while a task is inside `poll()`: a long-poll GET from before
+  an upgrade waits on that queue object, and would wait on it in vain (then time out and
+  close the session) if the next put went to a new one. A long-polling socket keeps its
+  queue (no WebSocket writer ends), and so does every socket under Engine.IO's threading
+  mode (another thread may hold the queue it looked up).
 - Liveness: Engine.IO's writer also gave up after ping_interval + ping_timeout without a
   packet to send; with a PING every ping_interval (transport/pings.py) that never happens to
   a live socket, and the reader keeps its own read timeout of the same length.
@@ -71,6 +78,9 @@ PING_TEXT: str = eio_packet.Packet(eio_packet.PING).encode()
 # gevent and eventlet nothing in it switches greenlets (it never waits); it matters for
 # Engine.IO's threading mode (tests). One for all sockets: no lock object per socket.
 _handover = threading.Lock()
+
+# Engine.IO async modes where a task switches only where it waits (`_release_idle_queue`).
+_GREEN_MODES = frozenset({"gevent", "eventlet"})
 
 
 class _PingRemainder(_Remainder):
@@ -226,7 +236,7 @@ class LazyWriterHandler(_EngineIOSocket):
             if self._lazy_done:
                 self._discard_queued()
                 return
-            if self._lazy_ws is None or self._lazy_writer is not None or not self.queue.qsize():
+            if self._lazy_ws is None or self._lazy_writer is not None or not self._queued_count():
                 return
             self._lazy_writer = self.server.start_background_task(self._write_queued)
             self._writer_started()
@@ -237,7 +247,7 @@ class LazyWriterHandler(_EngineIOSocket):
         try:
             while True:
                 with _handover:  # the look at the queue and the exit, as one step
-                    if ws is None or self._lazy_done or not self.queue.qsize():
+                    if ws is None or self._lazy_done or not self._queued_count():
                         self._lazy_writer = None
                         if self._lazy_done:
                             self._discard_queued()
@@ -269,13 +279,16 @@ class LazyWriterHandler(_EngineIOSocket):
         disconnect, the reader loop's own `None`) would otherwise keep that join waiting for
         ever.
         """
+        queue = self._queue  # none made just to be emptied
+        if queue is None:
+            return
         queue_empty = self.server.get_queue_empty_exception()
         while True:
             try:
-                self.queue.get(block=False)
+                queue.get(block=False)
             except queue_empty:
                 return
-            self.queue.task_done()
+            queue.task_done()
 
     def _writer_started(self) -> None:
         """A writer is about to take packets (subclasses stop direct writes)."""
@@ -291,6 +304,38 @@ class LazyWriterSocket(DirectWriteSocket, LazyWriterHandler):
     Engine.IO's Socket: the limits and direct writes wrap this module's handler.
     """
 
+    # Tasks inside poll() (the writer; a long-poll GET, which may wait there): they hold the
+    # queue object, so it is not let go (`_release_idle_queue`) while any is.
+    _pollers = 0
+
+    def poll(self):
+        self._pollers += 1
+        try:
+            return super().poll()
+        finally:
+            self._pollers -= 1
+
+    def _release_idle_queue(self) -> None:
+        """Let the queue go if nothing can tell it from the new one its next use makes.
+
+        That is: it is empty, every item taken from it is done (a `join()` returns at once),
+        and no task is inside `poll()` (only there does a task hold the queue object across a
+        switch: a long-poll GET from before an upgrade waits on it; everything else looks
+        `self.queue` up at each use, and under gevent and eventlet nothing switches between
+        that look and the use). Never under Engine.IO's threading mode, where another thread
+        may have looked it up and be about to put.
+        """
+        queue = self._queue
+        if (
+            queue is None
+            or self._pollers
+            or queue.qsize()
+            or queue.unfinished_tasks
+            or self.server.async_mode not in _GREEN_MODES
+        ):
+            return
+        self._queue = None
+
     def _enqueue(self, item: Any, size: int) -> None:
         if self._lazy_done:
             # The writer met the end: nothing more is written, so nothing more is counted
@@ -305,6 +350,9 @@ class LazyWriterSocket(DirectWriteSocket, LazyWriterHandler):
         self._written()
         # What DirectWriteSocket.poll() sets while Engine.IO's writer waits in it.
         self._writer_waiting = self._direct_ws is not None and self.upgraded and not self.upgrading
+        # Nothing is queued and no writer runs: an idle socket keeps no queue either (the
+        # next put makes one and starts a writer for it).
+        self._release_idle_queue()
 
     def _writer_started(self) -> None:
         self._writer_waiting = False  # a writer holds (or is about to take) packets
@@ -315,7 +363,7 @@ class LazyWriterSocket(DirectWriteSocket, LazyWriterHandler):
             ws is None
             or pkt.packet_type != eio_packet.PING
             or not self._writer_waiting
-            or self.queue.qsize()
+            or self._queued_count()
         ):
             return super().send(pkt)
         # A PING, written now as direct_write writes messages (see the module docstring).

@@ -32,8 +32,11 @@ pings blindly, and the worker grew until it was stopped. What is done here, in b
 The reach into python-engineio: `engineio.socket.Socket` is replaced by a subclass (the server
 creates sockets as `socket.Socket(self, sid)` and has no factory), which overrides `send`,
 `poll`, `receive`, `check_ping_timeout` and `_websocket_handler`, relying on the writer loop
-calling `poll()` again only after it wrote the previous batch. Tested on python-engineio
-4.15; tests/test_upstream_socket_limits.py fails when that changes.
+calling `poll()` again only after it wrote the previous batch. Its `__init__` sets what
+Engine.IO's BaseSocket.__init__ sets except the queue, made on first use (the `queue`
+property): every use of Engine.IO's is a put, get or join that needs one. Tested on
+python-engineio 4.15; the test_upstream_* canaries in tests/test_socket_limits.py fail when
+that changes.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket as std_socket
+import threading
 import time
 from collections import OrderedDict
 from typing import Any
@@ -83,7 +87,19 @@ class LimitedSocket(_EngineIOSocket):
     auth_timeout_seconds = 5.0
 
     def __init__(self, server: engineio.Server, sid: str) -> None:
-        super().__init__(server, sid)
+        # Engine.IO's BaseSocket.__init__ (python-engineio 4.15.1) without its queue, which is
+        # made on first use (`queue`): not calling it is what saves the queue, so the two must
+        # set the same attributes (canary test_upstream_engineio_socket_init_sets_what_ours_*).
+        self.server = server
+        self.sid = sid
+        self._queue: Any = None
+        self.last_ping: float | None = time.time()
+        self.connected = False
+        self.upgrading = False
+        self.upgraded = False
+        self.closing = False
+        self.closed = False
+        self.session: dict[str, Any] = {}
         self.queued_bytes = 0  # queued plus handed to the writer and not yet written
         self._in_flight_bytes = 0  # the writer's current batch
         self._in_flight_first = 0  # the size of its first packet
@@ -95,6 +111,34 @@ class LimitedSocket(_EngineIOSocket):
         self._cut = False
         self.opened_at = time.monotonic()
         _unauthenticated[sid] = self.opened_at
+
+    # --- the queue, made on first use -------------------------------------------------------
+
+    @property
+    def queue(self) -> Any:
+        """Engine.IO's queue of packets to send, made by the first use that needs one.
+
+        A gevent JoinableQueue is 2.5 KiB; a WebSocket socket whose writer is idle has nothing
+        queued (direct writes), and lazy_writer lets it go then (LazyWriterSocket). Every use
+        of Engine.IO's (put, get, join) goes through here; a look that must not make one:
+        `_queued_count`.
+        """
+        queue = self._queue
+        if queue is None:
+            with _making_queue:  # threading mode: two first uses make one queue
+                queue = self._queue
+                if queue is None:
+                    queue = self._queue = self.server.create_queue()
+        return queue
+
+    @queue.setter
+    def queue(self, queue: Any) -> None:
+        self._queue = queue
+
+    def _queued_count(self) -> int:
+        """How many items the queue holds (0 when there is none), without making one."""
+        queue = self._queue
+        return 0 if queue is None else queue.qsize()
 
     # --- bytes queued ------------------------------------------------------------------------
 
@@ -200,13 +244,15 @@ class LimitedSocket(_EngineIOSocket):
         _unauthenticated.pop(self.sid, None)
         metrics.sockets_cut.labels(reason).inc()
         log.warning("closing session %s: %s", self.sid, detail)
-        queue_empty = self.server.get_queue_empty_exception()
-        try:
-            while True:
-                self.queue.get(block=False)
-                self.queue.task_done()
-        except queue_empty:
-            pass
+        queue = self._queue  # none made just to be emptied
+        if queue is not None:
+            queue_empty = self.server.get_queue_empty_exception()
+            try:
+                while True:
+                    queue.get(block=False)
+                    queue.task_done()
+            except queue_empty:
+                pass
         self.queued_bytes = self._in_flight_bytes
         tcp = _tcp_socket(self._transport)
         if tcp is not None:
@@ -286,6 +332,11 @@ def _tcp_socket(ws: Any) -> Any:
         return getattr(handler, "socket", None)
     tcp = getattr(ws, "socket", None)  # eventlet's WebSocket
     return tcp if hasattr(tcp, "shutdown") else None
+
+
+# Held while a socket makes its queue (LimitedSocket.queue); one for all sockets. Under gevent
+# and eventlet nothing in it switches; it matters for Engine.IO's threading mode (tests, tools).
+_making_queue = threading.Lock()
 
 
 # --- time to authenticate --------------------------------------------------------------------

@@ -32,6 +32,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
@@ -41,16 +42,16 @@ from chat.domain.accounts import Principal, issue_token
 from testkit.clients import register
 from testkit.processes import HARNESS_SECRET_KEY, ChatWorker, RedisServer, cpu_seconds
 
+# Sessions opened at once: the worker's join (history read, presence) dominates.
+CONNECT_THREADS = 8
+
 
 def _frame(text: str) -> bytes:
     """A masked client text frame (the mask is zero: XOR with it changes nothing)."""
     payload = text.encode()
     n = len(payload)
-    if n < 126:
-        header = bytes([0x81, 0x80 | n])
-    else:
-        header = bytes([0x81, 0x80 | 126]) + n.to_bytes(2, "big")
-    return header + b"\0\0\0\0" + payload
+    length = bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + n.to_bytes(2, "big")
+    return b"\x81" + length + b"\0\0\0\0" + payload
 
 
 class Receivers:
@@ -59,17 +60,20 @@ class Receivers:
     def __init__(self, host: str, port: int, tokens: list[str], room: str) -> None:
         self.socks: list[socket.socket] = []
         self.messages = 0
+        self.dropped = 0
         self.buffers: dict[int, bytearray] = {}
         self.sel = selectors.DefaultSelector()
-        for token in tokens:
-            s, rest = self._open(host, port, token, room)
-            s.setblocking(False)
-            self.socks.append(s)
-            self.buffers[s.fileno()] = rest  # what came after the join's ack (presence)
-            self.sel.register(s, selectors.EVENT_READ)
         self.running = True
+        # Reading (and answering PINGs) from the first join on: connecting them all takes
+        # longer than Engine.IO's ping interval plus timeout.
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
+        with ThreadPoolExecutor(CONNECT_THREADS) as pool:
+            for s, rest in pool.map(lambda t: self._open(host, port, t, room), tokens):
+                s.setblocking(False)
+                self.buffers[s.fileno()] = rest  # what came after the join's ack (presence)
+                self.socks.append(s)
+                self.sel.register(s, selectors.EVENT_READ)
 
     @staticmethod
     def _read_frames(sock: socket.socket, buf: bytearray, until: str) -> None:
@@ -87,9 +91,7 @@ class Receivers:
             elif text.startswith(until):
                 return
 
-    def _open(
-        self, host: str, port: int, token: str, room: str
-    ) -> tuple[socket.socket, bytearray]:
+    def _open(self, host: str, port: int, token: str, room: str) -> tuple[socket.socket, bytearray]:
         sock = socket.create_connection((host, port), timeout=10)
         key = base64.b64encode(os.urandom(16)).decode()
         sock.sendall(
@@ -114,6 +116,10 @@ class Receivers:
 
     def _run(self) -> None:
         while self.running:
+            if not self.socks:
+                time.sleep(0.05)
+                continue
+            # epoll's register/unregister may run while another thread waits in select.
             for key, _ in self.sel.select(timeout=0.2):
                 sock = key.fileobj
                 buf = self.buffers[sock.fileno()]  # type: ignore[union-attr]
@@ -121,7 +127,10 @@ class Receivers:
                     chunk = sock.recv(262144)  # type: ignore[union-attr]
                 except BlockingIOError:
                     continue
+                except OSError:
+                    chunk = b""
                 if not chunk:
+                    self.dropped += 1
                     self.sel.unregister(sock)
                     continue
                 buf += chunk
@@ -159,8 +168,15 @@ def _payload(buf: bytearray, n: int) -> bytes:
     return bytes(buf[start:n])
 
 
-def post_batch(worker: ChatWorker, session: requests.Session, room: str, count: int, rate: float,
-               receivers: Receivers, owed: int) -> float:
+def post_batch(
+    worker: ChatWorker,
+    session: requests.Session,
+    room: str,
+    count: int,
+    rate: float,
+    receivers: Receivers,
+    owed: int,
+) -> float:
     """CPU seconds the worker spent while `count` messages were posted and delivered."""
     before_msgs = receivers.messages
     before = cpu_seconds(worker.pid)
@@ -174,8 +190,8 @@ def post_batch(worker: ChatWorker, session: requests.Session, room: str, count: 
         time.sleep(0.05)
     time.sleep(0.5)
     got = receivers.messages - before_msgs
-    if got != owed:
-        print(f"  WARNING: {room}: {got} deliveries, {owed} owed")
+    if got != owed or receivers.dropped:
+        print(f"  WARNING: {room}: {got} deliveries, {owed} owed, {receivers.dropped} dropped")
     return cpu_seconds(worker.pid) - before
 
 
@@ -237,13 +253,30 @@ def main() -> None:
                 spy = None
                 if args.profile:
                     spy = subprocess.Popen(
-                        ["py-spy", "record", "--format", "raw", "--nonblocking", "-r", "200",
-                         "-p", str(worker.pid), "-o", f"{args.profile}.{r}"],
-                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                        [
+                            "py-spy",
+                            "record",
+                            "--format",
+                            "raw",
+                            "--nonblocking",
+                            "-r",
+                            "200",
+                            "-p",
+                            str(worker.pid),
+                            "-o",
+                            f"{args.profile}.{r}",
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
                     )
                     time.sleep(1)
                 big = post_batch(
-                    worker, session, "big", args.messages, args.rate, receivers,
+                    worker,
+                    session,
+                    "big",
+                    args.messages,
+                    args.rate,
+                    receivers,
                     args.messages * args.members,
                 )
                 if spy is not None:

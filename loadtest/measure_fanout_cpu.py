@@ -29,6 +29,7 @@ import os
 import selectors
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -254,7 +255,7 @@ def main() -> None:
                 if args.profile:
                     spy = subprocess.Popen(
                         [
-                            "py-spy",
+                            str(Path(sys.executable).with_name("py-spy")),
                             "record",
                             "--format",
                             "raw",

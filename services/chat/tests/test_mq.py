@@ -1,7 +1,7 @@
 """The message queue (cluster/mq.py) over a real private redis-server.
 
 Each "worker" here is a ShardedRedisManager inside a python-socketio Server in threading mode;
-the local fan-out (python-socketio's Manager.emit) is recorded instead of written to sockets.
+the local fan-out (cluster/fanout.py's LocalFanout.emit) is recorded, not written to sockets.
 Sockets are added with the manager's own connect/enter_room, as the server does.
 """
 
@@ -49,7 +49,7 @@ class Worker:
 
 
 class Written:
-    """python-socketio's local fan-out, replaced by a record of (worker's manager, event, data)."""
+    """The local fan-out (LocalFanout.emit), replaced by a record of (manager, event, data)."""
 
     def __init__(self) -> None:
         self.items: list[tuple[object, str, object, object]] = []
@@ -67,7 +67,7 @@ class Written:
 def written(monkeypatch) -> Written:
     w = Written()
     monkeypatch.setattr(
-        "socketio.manager.Manager.emit",
+        "chat.cluster.fanout.LocalFanout.emit",
         lambda manager, event, data, namespace=None, room=None, **kw: w(
             manager, event, data, namespace, room
         ),

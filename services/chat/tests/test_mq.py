@@ -119,14 +119,14 @@ def test_upstream_emit_envelope_is_the_one_pubsub_manager_publishes():
     ours._publish = sent.append
     ours._confirm = lambda *a: None
     ours.server = SimpleNamespace(logger=logging.getLogger("test"))
-    import socketio.manager
+    from chat.cluster.fanout import LocalFanout
 
-    original = socketio.manager.Manager.emit
-    socketio.manager.Manager.emit = lambda *a, **k: None
+    original = LocalFanout.emit  # the local fan-out, not under test here
+    LocalFanout.emit = lambda *a, **k: None  # type: ignore[method-assign]
     try:
         ours.emit("message", {"text": "hi"}, namespace="/", room="room:a", skip_sid="s1")
     finally:
-        socketio.manager.Manager.emit = original
+        LocalFanout.emit = original  # type: ignore[method-assign]
     assert sent[0] == upstream.published[0]
 
 

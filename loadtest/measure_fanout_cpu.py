@@ -9,7 +9,8 @@ raw WebSocket (one TCP connection each, Engine.IO/Socket.IO spoken by hand, read
 selector thread here that answers PINGs) and joins it to `big`. Then, `--rounds` times, posts
 `--messages` messages over REST at `--rate` per second to room `small` (only the sender is a
 member) and then to `big`, and reads the worker's user+system CPU (/proc) around each batch,
-after every delivery has arrived. Prints per round:
+after every delivery has arrived. Prints per round (with the latency in `big`: receive time
+minus the stamp the sender put in the text before its POST, on the first 100 sessions):
 
 - CPU per message in `small` and in `big` (ms);
 - µs per delivery: (big - small) / members, the cost of each recipient (the handler, storing
@@ -45,6 +46,7 @@ from testkit.processes import HARNESS_SECRET_KEY, ChatWorker, RedisServer, cpu_s
 
 # Sessions opened at once: the worker's join (history read, presence) dominates.
 CONNECT_THREADS = 8
+LATENCY_SAMPLED = 100
 
 
 def _frame(text: str) -> bytes:
@@ -61,6 +63,10 @@ class Receivers:
     def __init__(self, host: str, port: int, tokens: list[str], room: str) -> None:
         self.socks: list[socket.socket] = []
         self.messages = 0
+        # Latency (receive time - the send stamp in the text, ms) on the first LATENCY_SAMPLED
+        # sessions only: parsing every delivery would cost this process more than the worker.
+        self.latencies: list[float] = []
+        self.sampled: set[int] = set()
         self.dropped = 0
         self.buffers: dict[int, bytearray] = {}
         self.sel = selectors.DefaultSelector()
@@ -73,6 +79,8 @@ class Receivers:
             for s, rest in pool.map(lambda t: self._open(host, port, t, room), tokens):
                 s.setblocking(False)
                 self.buffers[s.fileno()] = rest  # what came after the join's ack (presence)
+                if len(self.socks) < LATENCY_SAMPLED:
+                    self.sampled.add(s.fileno())
                 self.socks.append(s)
                 self.sel.register(s, selectors.EVENT_READ)
 
@@ -142,6 +150,11 @@ class Receivers:
                     payload = _payload(buf, n)
                     if payload.startswith(b'42["message"'):
                         self.messages += 1
+                        if sock.fileno() in self.sampled:  # type: ignore[union-attr]
+                            at = payload.find(b'"text":"t')
+                            if at >= 0:
+                                sent = float(payload[at + 9 : at + 26])
+                                self.latencies.append((time.time() - sent) * 1e3)
                     elif payload == b"2":
                         sock.sendall(_frame("3"))  # type: ignore[union-attr]
                     del buf[:n]
@@ -180,10 +193,14 @@ def post_batch(
 ) -> float:
     """CPU seconds the worker spent while `count` messages were posted and delivered."""
     before_msgs = receivers.messages
+    receivers.latencies.clear()
     before = cpu_seconds(worker.pid)
     started = time.monotonic()
     for i in range(count):
-        r = session.post(f"{worker.url}/api/rooms/{room}/messages", json={"text": "x" * 128})
+        r = session.post(
+            f"{worker.url}/api/rooms/{room}/messages",
+            json={"text": f"t{time.time():.6f}".ljust(128, "x")},
+        )
         r.raise_for_status()
         time.sleep(max(0.0, started + (i + 1) / rate - time.monotonic()))
     deadline = time.monotonic() + 30
@@ -203,6 +220,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--profile", default="")
+    parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the worker")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -216,6 +234,7 @@ def main() -> None:
                     "DATABASE_URL": url,
                     "REDIS_URL": redis_server.url,
                     "RATE_LIMIT_MESSAGES": "1000000",
+                    **dict(kv.split("=", 1) for kv in args.env),
                 },
             )
             _, token = register(worker.url, "sender")
@@ -289,7 +308,9 @@ def main() -> None:
                     f"round {r + 1}: CPU per message small {per_small * 1e3:.2f} ms,"
                     f" big {per_big * 1e3:.2f} ms; per delivery"
                     f" marginal {(per_big - per_small) / args.members * 1e6:.2f} us,"
-                    f" all-in {per_big / args.members * 1e6:.2f} us; load {_load()}"
+                    f" all-in {per_big / args.members * 1e6:.2f} us;"
+                    f" latency ms p50 {_pct(receivers.latencies, 50):.1f}"
+                    f" p99 {_pct(receivers.latencies, 99):.1f}; load {_load()}"
                 )
         finally:
             if receivers is not None:
@@ -297,6 +318,11 @@ def main() -> None:
             if worker is not None:
                 worker.stop()
             redis_server.stop()
+
+
+def _pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))] if ordered else float("nan")
 
 
 def _load() -> str:

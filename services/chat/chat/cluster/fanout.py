@@ -7,8 +7,8 @@ three Python calls per recipient before any work (py-spy of a 1,000-member room:
 the worker's CPU, beside ~35 % in the send() syscalls). `LocalFanout.emit` looks each
 recipient's socket up in Engine.IO's session table itself and calls its `send`. With
 LazyWriterSocket.send's direct call for messages, the worker's CPU per delivery went from
-21.5 to 18.6 µs (means of 4 and 4 alternating runs, loadtest/measure_fanout_cpu.py,
-2026-11-30; the noise between runs is ~1 µs).
+22.7 to 19.6 µs (means of 6 and 6 batches in three alternating pairs of runs,
+loadtest/measure_fanout_cpu.py, 2026-11-30; lower in every pair, the runs spread by ~2 µs).
 
 What stays as upstream's: the packet (built and encoded as `Manager.emit` builds it, once);
 who gets it (`get_participants`, which copies the room's table at its first step, so a

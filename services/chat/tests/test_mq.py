@@ -1,7 +1,7 @@
 """The message queue (cluster/mq.py) over a real private redis-server.
 
 Each "worker" here is a ShardedRedisManager inside a python-socketio Server in threading mode;
-the local fan-out (python-socketio's Manager.emit) is recorded instead of written to sockets.
+the local fan-out (cluster/fanout.py's LocalFanout.emit) is recorded, not written to sockets.
 Sockets are added with the manager's own connect/enter_room, as the server does.
 """
 
@@ -49,7 +49,7 @@ class Worker:
 
 
 class Written:
-    """python-socketio's local fan-out, replaced by a record of (worker's manager, event, data)."""
+    """The local fan-out (LocalFanout.emit), replaced by a record of (manager, event, data)."""
 
     def __init__(self) -> None:
         self.items: list[tuple[object, str, object, object]] = []
@@ -67,7 +67,7 @@ class Written:
 def written(monkeypatch) -> Written:
     w = Written()
     monkeypatch.setattr(
-        "socketio.manager.Manager.emit",
+        "chat.cluster.fanout.LocalFanout.emit",
         lambda manager, event, data, namespace=None, room=None, **kw: w(
             manager, event, data, namespace, room
         ),
@@ -119,14 +119,14 @@ def test_upstream_emit_envelope_is_the_one_pubsub_manager_publishes():
     ours._publish = sent.append
     ours._confirm = lambda *a: None
     ours.server = SimpleNamespace(logger=logging.getLogger("test"))
-    import socketio.manager
+    from chat.cluster.fanout import LocalFanout
 
-    original = socketio.manager.Manager.emit
-    socketio.manager.Manager.emit = lambda *a, **k: None
+    original = LocalFanout.emit  # the local fan-out, not under test here
+    LocalFanout.emit = lambda *a, **k: None  # type: ignore[method-assign]
     try:
         ours.emit("message", {"text": "hi"}, namespace="/", room="room:a", skip_sid="s1")
     finally:
-        socketio.manager.Manager.emit = original
+        LocalFanout.emit = original  # type: ignore[method-assign]
     assert sent[0] == upstream.published[0]
 
 

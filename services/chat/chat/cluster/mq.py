@@ -49,6 +49,7 @@ from socketio.packet import Packet
 from socketio.pubsub_manager import PubSubManager
 
 from ..transport import upstream
+from .fanout import LocalFanout
 from .topology import Topology
 
 log = logging.getLogger(__name__)
@@ -126,8 +127,12 @@ class _Link:
     send_lock: Any = field(default_factory=threading.Lock)
 
 
-class ShardedRedisManager(PubSubManager):
-    """python-socketio's pub/sub manager on Redis sharded pub/sub (one Redis or a Cluster)."""
+class ShardedRedisManager(PubSubManager, LocalFanout):
+    """python-socketio's pub/sub manager on Redis sharded pub/sub (one Redis or a Cluster).
+
+    Local delivery, its own emits' and those heard from the queue, is LocalFanout's (after
+    PubSubManager in the method order: PubSubManager's `super().emit` reaches it).
+    """
 
     name = "redis-sharded"
 

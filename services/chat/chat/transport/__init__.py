@@ -143,6 +143,13 @@ pins the exact versions.
   Behaviour of redis-py the links are built around (not a reach):
   test_upstream_pubsub_listen_stays_blocked_on_a_quiet_channel_despite_socket_timeout
   [test_mq].
+- cluster/fanout: LocalFanout.emit is python-socketio's `Manager.emit` without the relays
+  (`Server._send_eio_packet`, `engineio.Server.send_packet`/`_get_socket`): it looks each
+  recipient up in Engine.IO's session table (`eio.sockets`) and calls its `send`; it steps
+  aside when `_send_eio_packet` is patched on the server (Flask-SocketIO's test client).
+  Guard: python-socketio, python-engineio (at construction). Canaries [test_fanout]:
+  test_upstream_a_broadcast_reaches_the_same_sockets_with_the_same_packets_as_managers
+  test_upstream_engineio_keeps_its_sessions_in_sockets_by_sid
 - cluster/rate_limit: EdgeInclusiveMemoryStorage reads `limits`' `MemoryStorage.events`
   (each key's hits, newest first, with `atime`). Guard: its own (limits 5.x, at
   construction). Canary [test_shared_state_contract]:

@@ -358,13 +358,12 @@ class LazyWriterSocket(DirectWriteSocket, LazyWriterHandler):
         self._writer_waiting = False  # a writer holds (or is about to take) packets
 
     def send(self, pkt) -> None:
+        if pkt.packet_type != eio_packet.PING:
+            # A message (every recipient of a broadcast): direct_write's send, named rather
+            # than found by super() once per recipient. It is the next class in the order.
+            return DirectWriteSocket.send(self, pkt)
         ws = self._direct_ws
-        if (
-            ws is None
-            or pkt.packet_type != eio_packet.PING
-            or not self._writer_waiting
-            or self._queued_count()
-        ):
+        if ws is None or not self._writer_waiting or self._queued_count():
             return super().send(pkt)
         # A PING, written now as direct_write writes messages (see the module docstring).
         if not self.check_ping_timeout():

@@ -11,6 +11,7 @@ import gc
 import inspect
 import logging
 import os
+import socket
 import sys
 from types import SimpleNamespace
 
@@ -33,6 +34,8 @@ def echo_app(environ, start_response):
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"plain"]
     ws.send(type(ws).__name__)
+    nodelay = ws.handler.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    ws.send(f"nodelay {nodelay}")
     while True:
         message = ws.receive()
         if message is None:
@@ -117,6 +120,7 @@ def test_an_upgrade_gets_a_bounded_websocket_that_echoes_within_the_limit(server
     with gevent.Timeout(10):
         client = upgraded(server.server_port)
         assert client.read_frame() == (0x1, b"BoundedWebSocket")
+        assert client.read_frame() == (0x1, b"nodelay 1")  # Nagle off: frames go at once
         client.sock.sendall(client_frame(b"4" + b"x" * (LIMIT - 1)))
         assert client.read_frame() == (0x1, b"echo 4" + b"x" * (LIMIT - 1))
         client.close()
@@ -126,6 +130,7 @@ def test_a_frame_past_the_limit_is_answered_with_a_close_frame(server):
     with gevent.Timeout(10):
         client = upgraded(server.server_port)
         assert client.read_frame() == (0x1, b"BoundedWebSocket")
+        assert client.read_frame() == (0x1, b"nodelay 1")
         # 101 bytes announced; the payload is never sent, nor waited for.
         client.sock.sendall(bytes([0x81, 0x80 | 101]) + os.urandom(4))
         assert client.read_frame() == (0x8, b"")
@@ -215,6 +220,7 @@ def test_each_connection_reads_through_a_small_buffer_and_a_long_head_still_upgr
         )
         assert client.read_until(b"\r\n\r\n").startswith(b"HTTP/1.1 101 ")
         assert client.read_frame() == (0x1, b"BoundedWebSocket")
+        assert client.read_frame() == (0x1, b"nodelay 1")
         client.sock.sendall(client_frame(b"4one") + client_frame(b"4two"))  # in one segment
         assert client.read_frame() == (0x1, b"echo 4one")
         assert client.read_frame() == (0x1, b"echo 4two")

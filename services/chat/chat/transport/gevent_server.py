@@ -3,6 +3,8 @@ the origin checked before an upgrade, and BoundedWebSocket (frames.py) for every
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -132,6 +134,12 @@ class ChatWebSocketHandler(WebSocketHandler):
             accepted.closed = True  # its __del__ closes it: no close frame once closed
             self.websocket = ws
             self.environ["wsgi.websocket"] = ws
+        if accepted is not None:
+            # Each frame goes out at once: with Nagle's algorithm a small frame written while
+            # the previous one is unacknowledged waits for the ACK, which the peer may delay
+            # by up to 40 ms (Linux). Node's ws sets the same on every WebSocket.
+            with contextlib.suppress(OSError):
+                self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return result
 
 

@@ -39,10 +39,10 @@ no greenlet reads it until bytes arrive. `_read_one` is one turn of Engine.IO's 
 and `_end_websocket` what follows the loop, used by both.
 
 The reach into python-engineio: `_websocket_handler` is its 4.15.1 code with the writer
-changed and the reader loop split into those two steps (the upgrade and each step as there). It is used only on that version
-(`UPSTREAM_OK`); on another, Engine.IO's own handler runs (a writer per socket, as before),
-and `test_upstream_engineio_*` in tests/test_lazy_writer.py fail until
-the copy is checked against the new code.
+changed and the reader loop split into those two steps (the upgrade and each step as there).
+It is used only on that version (`UPSTREAM_OK`); on another, Engine.IO's own handler runs (a
+writer per socket, as before), and `test_upstream_engineio_*` in tests/test_lazy_writer.py
+fail until the copy is checked against the new code.
 """
 
 from __future__ import annotations

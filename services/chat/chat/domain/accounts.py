@@ -8,9 +8,11 @@ a password change) and its id is not revoked ("log out" on one device).
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -221,17 +223,120 @@ def end_all_sessions(principal: Principal) -> None:
         db.session.commit()
 
 
-def ended_sessions(principals: Mapping[str, Principal], max_age: int) -> list[str]:
-    """Of these connections (sid -> principal), those whose token expired or was ended.
+class OpenSessions:
+    """One worker's open sockets and the tokens they hold: sid -> Principal, indexed by token.
 
-    Two queries however many connections (in chunks for very many): the users' valid-after
-    instants and which of the token ids are revoked.
+    Many sockets may share one token (a browser's tabs), so the session check works per
+    token, not per socket: a token's user, id and expiry are looked at once however many
+    sockets hold it. Kept up to date as sockets connect and disconnect (O(1) each); expiry is
+    known at connect time, so tokens wait on a heap ordered by when they were issued and
+    no query is needed to find the expired ones.
     """
-    if not principals:
+
+    def __init__(self) -> None:
+        self._principals: dict[str, Principal] = {}
+        # token -> its open sockets; user id / token id -> the tokens open here.
+        self._sids: dict[Principal, set[str]] = {}
+        self._by_user: dict[int, set[Principal]] = {}
+        self._by_jti: dict[str, set[Principal]] = {}
+        # (issued_ms, tie-breaker, token) for every open token, in issue order; a token whose
+        # sockets all closed stays until it reaches the top (then it is skipped).
+        self._by_issue: list[tuple[int, int, Principal]] = []
+        self._pushes = itertools.count()
+        # Tokens taken off the heap as expired whose sockets are still open: reported by
+        # every check until they close (the disconnect may fail or lag).
+        self._expired: set[Principal] = set()
+
+    def __len__(self) -> int:
+        return len(self._principals)
+
+    def __contains__(self, sid: object) -> bool:
+        return sid in self._principals
+
+    def get(self, sid: str) -> Principal | None:
+        """The principal of an open socket, None if the sid is not open here."""
+        return self._principals.get(sid)
+
+    def __setitem__(self, sid: str, principal: Principal) -> None:
+        """A socket opened with this principal (replaces what the sid held, if anything)."""
+        self.pop(sid)
+        self._principals[sid] = principal
+        sids = self._sids.get(principal)
+        if sids is not None:
+            sids.add(sid)
+            return
+        self._sids[principal] = {sid}
+        self._by_user.setdefault(principal.id, set()).add(principal)
+        if principal.jti is not None:
+            self._by_jti.setdefault(principal.jti, set()).add(principal)
+        heapq.heappush(self._by_issue, (principal.issued_ms, next(self._pushes), principal))
+
+    def pop(self, sid: str, default: Principal | None = None) -> Principal | None:
+        """Forget a closed socket; its principal, or `default` if the sid was not open."""
+        principal = self._principals.pop(sid, None)
+        if principal is None:
+            return default
+        sids = self._sids[principal]
+        sids.discard(sid)
+        if not sids:  # the token's last socket: forget the token (the heap skips it later)
+            del self._sids[principal]
+            _discard(self._by_user, principal.id, principal)
+            if principal.jti is not None:
+                _discard(self._by_jti, principal.jti, principal)
+            self._expired.discard(principal)
+        return principal
+
+    def user_ids(self) -> list[int]:
+        """The users with an open token here."""
+        return list(self._by_user)
+
+    def token_ids(self) -> list[str]:
+        """The ids of the open tokens (tokens issued before ids existed have none)."""
+        return list(self._by_jti)
+
+    def tokens_of_user(self, user_id: int) -> set[Principal]:
+        return self._by_user.get(user_id, set())
+
+    def tokens_with_id(self, jti: str) -> set[Principal]:
+        return self._by_jti.get(jti, set())
+
+    def expired(self, issued_before_ms: int) -> set[Principal]:
+        """The open tokens issued before this instant (ms since the epoch).
+
+        Amortised O(log n) per token over its life: each is taken off the heap once.
+        """
+        heap = self._by_issue
+        while heap and heap[0][0] < issued_before_ms:
+            _, _, principal = heapq.heappop(heap)
+            if principal in self._sids:
+                self._expired.add(principal)
+        return set(self._expired)
+
+    def sids_of(self, tokens: Iterable[Principal]) -> list[str]:
+        """The open sockets holding any of these tokens."""
+        return [sid for token in tokens for sid in self._sids.get(token, ())]
+
+
+def _discard(index: dict, key: object, token: Principal) -> None:
+    tokens = index[key]
+    tokens.discard(token)
+    if not tokens:
+        del index[key]
+
+
+def ended_sessions(sessions: OpenSessions, max_age: int) -> list[str]:
+    """Of these open sockets, those whose token expired or was ended (their sids).
+
+    Per token, not per socket: expiry from the heap (no query); two queries over the
+    distinct users and token ids (in chunks for very many): the users' valid-after instants
+    and which of the token ids are revoked. A socket that opens while the queries run is
+    judged by what they returned (an ended token stays ended) or at the next check.
+    """
+    if not len(sessions):
         return []
-    now = _now_ms()
-    uids = {p.id for p in principals.values()}
-    jtis = {p.jti for p in principals.values() if p.jti}
+    ended = sessions.expired(_now_ms() - max_age * 1000)
+    uids = sessions.user_ids()
+    jtis = sessions.token_ids()
     valid_after: dict[int, int] = {}
     for chunk in _chunks(uids):
         rows = db.session.execute(
@@ -244,14 +349,14 @@ def ended_sessions(principals: Mapping[str, Principal], max_age: int) -> list[st
             db.session.scalars(select(TokenRevocation.jti).where(TokenRevocation.jti.in_(chunk)))
         )
     db.session.rollback()  # end the read transaction: this runs in a long-lived context
-    return [
-        sid
-        for sid, p in principals.items()
-        if p.id not in valid_after
-        or p.issued_ms <= valid_after[p.id]
-        or (p.jti is not None and p.jti in revoked)
-        or now - p.issued_ms > max_age * 1000
-    ]
+    for uid in uids:
+        after = valid_after.get(uid)
+        tokens = sessions.tokens_of_user(uid)
+        # A user who is gone ends every token of theirs.
+        ended.update(tokens if after is None else (t for t in tokens if t.issued_ms <= after))
+    for jti in revoked:
+        ended.update(sessions.tokens_with_id(jti))
+    return sessions.sids_of(ended)
 
 
 # Bound parameters per IN list: far under every database's limit (SQLite: 32,766).

@@ -54,7 +54,7 @@ class SessionGuard:
         """Disconnect this worker's sockets whose session ended; returns their sids."""
         with self.app.app_context():
             ended = accounts.ended_sessions(
-                dict(self.namespace.principals), self.app.config["TOKEN_TTL_SECONDS"]
+                self.namespace.principals, self.app.config["TOKEN_TTL_SECONDS"]
             )
         for sid in ended:
             log.info("session ended: disconnecting %s", sid)

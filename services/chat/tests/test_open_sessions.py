@@ -1,0 +1,152 @@
+"""The periodic session check: which of a worker's open sockets hold an ended token.
+
+`OpenSessions` (sid -> principal, indexed by token) and `accounts.ended_sessions` against a
+real database (SQLite and PostgreSQL). Many sockets may share a token, as a browser's tabs
+do: every one of them is ended with it, and no socket of another token is. The end-to-end
+contract (the `session_ended` event, the disconnect, on every worker) is in test_sessions.py.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from chat.domain import accounts
+from chat.domain.accounts import OpenSessions, Principal
+from chat.extensions import db
+from chat.models import User
+
+TTL = 3600  # seconds
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@pytest.fixture
+def ctx(app):
+    with app.app_context():
+        yield app
+
+
+def user(name: str) -> User:
+    row = User(username=name, password_hash="not-a-hash")
+    db.session.add(row)
+    db.session.commit()
+    return row
+
+
+def token(u: User, jti: str, issued_ms: int | None = None) -> Principal:
+    return Principal(u.id, u.username, jti, now_ms() if issued_ms is None else issued_ms)
+
+
+def check(sessions: OpenSessions) -> set[str]:
+    ended = accounts.ended_sessions(sessions, TTL)
+    assert len(ended) == len(set(ended)), ended  # each socket once
+    return set(ended)
+
+
+def test_the_index_follows_sockets_opening_and_closing(ctx):
+    alice = user("alice")
+    tab = token(alice, "a" * 32)
+    sessions = OpenSessions()
+    sessions["s1"] = tab
+    sessions["s2"] = tab
+    assert (len(sessions), sessions.get("s1"), sessions.get("nope")) == (2, tab, None)
+    assert sessions.pop("s1") == tab
+    assert sessions.pop("s1") is None
+    assert sessions.user_ids() == [alice.id]
+    assert sessions.pop("s2") == tab
+    assert (len(sessions), sessions.user_ids(), sessions.token_ids()) == (0, [], [])
+
+
+def test_nothing_ended_ends_nothing(ctx):
+    alice, bob = user("alice"), user("bob")
+    sessions = OpenSessions()
+    for n in range(10):
+        sessions[f"a{n}"] = token(alice, "a" * 32)
+    sessions["b"] = token(bob, "b" * 32)
+    assert check(sessions) == set()
+    assert check(sessions) == set()
+
+
+def test_log_out_ends_every_socket_of_that_token_and_no_other(ctx):
+    alice, bob = user("alice"), user("bob")
+    tabs, phone, bobs = token(alice, "a" * 32), token(alice, "c" * 32), token(bob, "b" * 32)
+    sessions = OpenSessions()
+    for sid in ("t1", "t2", "t3"):
+        sessions[sid] = tabs
+    sessions["p"] = phone
+    sessions["b"] = bobs
+    assert check(sessions) == set()
+
+    accounts.end_session(tabs, TTL)
+    assert check(sessions) == {"t1", "t2", "t3"}
+    # Reported again until they close (a disconnect that failed is retried), then gone.
+    assert check(sessions) == {"t1", "t2", "t3"}
+    for sid in ("t1", "t2", "t3"):
+        sessions.pop(sid)
+    assert check(sessions) == set()
+    assert (sessions.get("p"), sessions.get("b")) == (phone, bobs)
+
+
+def test_log_out_everywhere_ends_every_token_of_the_user_and_no_one_else(ctx):
+    alice, bob = user("alice"), user("bob")
+    sessions = OpenSessions()
+    sessions["a1"] = sessions["a2"] = token(alice, "a" * 32)
+    sessions["a3"] = token(alice, "c" * 32)
+    sessions["b"] = token(bob, "b" * 32)
+    assert check(sessions) == set()
+
+    accounts.end_all_sessions(Principal(alice.id, "alice"))
+    assert check(sessions) == {"a1", "a2", "a3"}
+    # A token issued after it lives on, on a socket that opened meanwhile.
+    db.session.refresh(alice)
+    fresh = Principal(alice.id, "alice", "d" * 32, alice.tokens_valid_after + 1)
+    db.session.rollback()
+    sessions["a4"] = fresh
+    assert check(sessions) == {"a1", "a2", "a3"}
+
+
+def test_a_socket_that_opens_with_an_already_ended_token_is_ended_at_the_next_check(ctx):
+    alice = user("alice")
+    stale = token(alice, "a" * 32)
+    sessions = OpenSessions()
+    sessions["first"] = token(alice, "c" * 32)
+    assert check(sessions) == set()
+    # Ended between the connect's own check and the socket's registration here.
+    accounts.end_session(stale, TTL)
+    sessions["late"] = stale
+    assert check(sessions) == {"late"}
+
+
+def test_an_expired_token_ends_without_any_change_in_the_database(ctx):
+    alice = user("alice")
+    sessions = OpenSessions()
+    sessions["old1"] = sessions["old2"] = token(alice, "a" * 32, now_ms() - TTL * 1000 - 1)
+    sessions["young"] = token(alice, "c" * 32, now_ms() - TTL * 1000 + 60_000)
+    assert check(sessions) == {"old1", "old2"}
+    assert check(sessions) == {"old1", "old2"}
+    sessions.pop("old1")
+    sessions.pop("old2")
+    assert check(sessions) == set()
+
+
+def test_a_token_of_a_user_who_is_gone_is_ended(ctx):
+    alice = user("alice")
+    sessions = OpenSessions()
+    sessions["ghost"] = Principal(alice.id + 1000, "ghost", "g" * 32, now_ms())
+    sessions["alice"] = token(alice, "a" * 32)
+    assert check(sessions) == {"ghost"}
+
+
+def test_a_token_without_an_id_is_ended_by_log_out_everywhere(ctx):
+    alice = user("alice")
+    old_style = Principal(alice.id, "alice", None, now_ms())
+    sessions = OpenSessions()
+    sessions["old"] = old_style
+    sessions["new"] = token(alice, "a" * 32, now_ms() + 10_000)  # issued after the end
+    assert check(sessions) == set()
+    accounts.end_session(old_style, TTL)  # no id: ends every session of the user until now
+    assert check(sessions) == {"old"}

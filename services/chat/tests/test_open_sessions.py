@@ -11,11 +11,12 @@ from __future__ import annotations
 import time
 
 import pytest
+from sqlalchemy import event, select
 
 from chat.domain import accounts
 from chat.domain.accounts import OpenSessions, Principal
 from chat.extensions import db
-from chat.models import User
+from chat.models import SessionClock, TokenRevocation, User
 
 TTL = 3600  # seconds
 
@@ -56,9 +57,11 @@ def test_the_index_follows_sockets_opening_and_closing(ctx):
     assert (len(sessions), sessions.get("s1"), sessions.get("nope")) == (2, tab, None)
     assert sessions.pop("s1") == tab
     assert sessions.pop("s1") is None
-    assert sessions.user_ids() == [alice.id]
+    assert (sessions.tokens_of_user(alice.id), sessions.tokens_with_id("a" * 32)) == ({tab}, {tab})
     assert sessions.pop("s2") == tab
-    assert (len(sessions), sessions.user_ids(), sessions.token_ids()) == (0, [], [])
+    assert len(sessions) == 0
+    assert (sessions.tokens_of_user(alice.id), sessions.tokens_with_id("a" * 32)) == (set(), set())
+    assert sessions.unchecked() == []
 
 
 def test_nothing_ended_ends_nothing(ctx):
@@ -150,3 +153,83 @@ def test_a_token_without_an_id_is_ended_by_log_out_everywhere(ctx):
     assert check(sessions) == set()
     accounts.end_session(old_style, TTL)  # no id: ends every session of the user until now
     assert check(sessions) == {"old"}
+
+
+def test_every_way_of_ending_sessions_moves_the_clock_and_stamps_the_change(ctx):
+    alice = accounts.register("alice", "the password")
+
+    def clock() -> int:
+        return db.session.scalar(select(SessionClock.version))
+
+    start = clock()
+    accounts.end_session(token(alice, "a" * 32), TTL)
+    assert clock() == start + 1
+    assert db.session.get(TokenRevocation, "a" * 32).ended_version == start + 1
+    accounts.end_all_sessions(Principal(alice.id, "alice"))
+    db.session.refresh(alice)
+    assert (clock(), alice.ended_version) == (start + 2, start + 2)
+    accounts.change_password(Principal(alice.id, "alice"), "the password", "a new password")
+    db.session.refresh(alice)
+    assert (clock(), alice.ended_version) == (start + 3, start + 3)
+
+
+@pytest.fixture
+def statements(ctx):
+    """The SQL statements run while the test runs (text, parameters)."""
+    seen: list[tuple[str, object]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        seen.append((statement, parameters))
+
+    engine = db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    yield seen
+    event.remove(engine, "before_cursor_execute", record)
+
+
+def test_once_every_token_was_looked_up_a_check_reads_only_what_changed(ctx, statements):
+    users = [user(f"user{n}") for n in range(50)]
+    sessions = OpenSessions()
+    for n, u in enumerate(users):
+        sessions[f"s{n}"] = sessions[f"t{n}"] = token(u, f"{n:032x}")
+    assert check(sessions) == set()  # the first check looks every token up
+    statements.clear()
+
+    assert check(sessions) == set()
+    # The clock, then the users and the revocations stamped after the previous check: no
+    # list of this worker's users or tokens, however many are open.
+    assert len(statements) == 3, statements
+    assert all(" IN " not in sql.upper() for sql, _ in statements), statements
+
+    # Sessions ended elsewhere, for users with no socket here, end nothing here.
+    elsewhere = user("elsewhere")
+    accounts.end_all_sessions(Principal(elsewhere.id, "elsewhere"))
+    accounts.end_session(token(elsewhere, "e" * 32), TTL)
+    assert check(sessions) == set()
+    accounts.end_session(sessions.get("s7"), TTL)
+    assert check(sessions) == {"s7", "t7"}
+
+
+def test_a_worker_without_sockets_looks_the_next_ones_up_in_full(ctx):
+    alice = user("alice")
+    sessions = OpenSessions()
+    sessions["a"] = token(alice, "a" * 32)
+    assert check(sessions) == set()
+    assert sessions.version is not None
+    sessions.pop("a")
+    assert check(sessions) == set()
+    assert sessions.version is None
+    revoked = token(alice, "c" * 32)
+    accounts.end_session(revoked, TTL)
+    sessions["c"] = revoked
+    assert check(sessions) == {"c"}
+
+
+def test_closed_tokens_do_not_pile_up_on_the_expiry_heap(ctx):
+    alice = user("alice")
+    sessions = OpenSessions()
+    sessions["keep"] = token(alice, "k" * 32)
+    for n in range(1000):  # reconnects, each with a token of its own
+        sessions[f"s{n}"] = token(alice, f"{n:032x}")
+        sessions.pop(f"s{n}")
+    assert len(sessions._by_issue) <= 2 * 1 + 64 + 1

@@ -362,9 +362,10 @@ def ended_sessions(sessions: OpenSessions, max_age: int) -> list[str]:
     """Of these open sockets, those whose token expired or was ended (their sids).
 
     The work follows what can have changed, not the number of sockets nor of tokens:
-    expired tokens come off the heap (no query); the sessions ended anywhere since the
-    previous check are two indexed queries (`ended_version` above the session clock's value
-    that check read); tokens that opened since are looked up in full (their users'
+    expired tokens come off the heap (no query); the session clock is read (one row); if it
+    moved since the previous check, the sessions ended anywhere meanwhile are two indexed
+    queries (`ended_version` above the value that check read); tokens that opened since are
+    looked up in full (their users'
     valid-after instants, which of their ids are revoked, in chunks for very many). A token
     found ended is reported again by every check until its sockets close. A socket opening
     while the queries run is judged by what they returned (an ended token stays ended) and
@@ -384,7 +385,9 @@ def ended_sessions(sessions: OpenSessions, max_age: int) -> list[str]:
     valid_after: dict[int, int] = {}
     revoked: set[str] = set()
     gone: set[int] = set()
-    if since is not None:
+    # An unmoved clock means nothing ended anywhere since (what is uncommitted now gets a
+    # later value): the one-row read is the whole check.
+    if since is not None and version != since:
         changed = db.session.execute(
             select(User.id, User.tokens_valid_after).where(User.ended_version > since)
         )

@@ -10,7 +10,8 @@ sockets spread round-robin over one live token per user (so 8 principals and 8,0
 is 1,000 tabs per token), and times --checks calls of `SessionGuard.check()` (nothing ended,
 so nothing is emitted) after a first check timed on its own: wall ms per check, and this
 process's CPU ms per check (the worker's own cost; PostgreSQL's server process is not
-counted). "CPU % at 2 s" = CPU ms / 2,000 ms.
+counted). "CPU % at 2 s" = CPU ms / 2,000 ms. --changes N: before each check (untimed), N
+other users with no socket here log out everywhere, so the check reads the changes.
 Prints one JSON line.
 """
 
@@ -28,6 +29,7 @@ from pathlib import Path
 from sqlalchemy import insert
 
 from chat import create_app
+from chat.domain import accounts
 from chat.domain.accounts import Principal
 from chat.extensions import db
 from chat.models import User
@@ -39,6 +41,12 @@ def main() -> None:
     ap.add_argument("--sockets", type=int, default=8000)
     ap.add_argument("--principals", type=int, default=8)
     ap.add_argument("--checks", type=int, default=50)
+    ap.add_argument(
+        "--changes",
+        type=int,
+        default=0,
+        help="before each timed check, end the sessions of this many users with no socket here",
+    )
     ap.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -77,13 +85,19 @@ def run(url: str, args: argparse.Namespace) -> dict:
             insert(User),
             [
                 {"username": f"bench{i}", "password_hash": "x", "tokens_valid_after": 0}
-                for i in range(args.principals)
+                for i in range(args.principals + args.changes)
             ],
         )
         db.session.commit()
-        users = db.session.execute(db.select(User.id, User.username)).all()
+        users = db.session.execute(
+            db.select(User.id, User.username).where(User.username.startswith("bench"))
+        ).all()
         db.session.rollback()
-    tokens = [Principal(uid, name, secrets.token_hex(16), now_ms) for uid, name in users]
+    elsewhere = [Principal(uid, name) for uid, name in users[args.principals :]]
+    tokens = [
+        Principal(uid, name, secrets.token_hex(16), now_ms)
+        for uid, name in users[: args.principals]
+    ]
     for n in range(args.sockets):
         namespace.principals[f"sid{n}"] = tokens[n % len(tokens)]
     # The first check: with the session clock (0004) it looks every token up in full, as a
@@ -93,6 +107,10 @@ def run(url: str, args: argparse.Namespace) -> dict:
     first_cpu, first_wall = (time.process_time() - c0) * 1000, (time.perf_counter() - w0) * 1000
     walls, cpus = [], []
     for _ in range(args.checks):
+        if elsewhere:  # not timed: other workers' logouts
+            with app.app_context():
+                for principal in elsewhere:
+                    accounts.end_all_sessions(principal)
         w0, c0 = time.perf_counter(), time.process_time()
         ended = guard.check()
         cpus.append((time.process_time() - c0) * 1000)
@@ -104,6 +122,7 @@ def run(url: str, args: argparse.Namespace) -> dict:
         "sockets": args.sockets,
         "principals": args.principals,
         "checks": args.checks,
+        "changes_per_check": args.changes,
         "first_check_wall_ms": round(first_wall, 3),
         "first_check_cpu_ms": round(first_cpu, 3),
         "wall_ms_median": round(statistics.median(walls), 3),

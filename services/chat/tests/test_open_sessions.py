@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, insert, select, update
 
 from chat.domain import accounts
 from chat.domain.accounts import OpenSessions, Principal
@@ -236,3 +236,29 @@ def test_closed_tokens_do_not_pile_up_on_the_expiry_heap(ctx):
         sessions[f"s{n}"] = token(alice, f"{n:032x}")
         sessions.pop(f"s{n}")
     assert len(sessions._by_issue) <= 2 * 1 + 64 + 1
+
+
+def test_a_session_ended_while_a_check_runs_is_found_by_the_next_one(ctx):
+    """The race the clock is for: a change not yet committed when a check reads the clock."""
+    alice, bob = user("alice"), user("bob")
+    tab = token(alice, "a" * 32)
+    sessions = OpenSessions()
+    sessions["tab"] = tab
+    sessions["bob"] = token(bob, "b" * 32)
+    assert check(sessions) == set()
+
+    # Another worker's logout, on a connection of its own: stamped, not yet committed.
+    with db.engine.connect() as other:
+        version = other.execute(
+            update(SessionClock)
+            .values(version=SessionClock.version + 1)
+            .returning(SessionClock.version)
+        ).scalar_one()
+        other.execute(
+            insert(TokenRevocation).values(
+                jti=tab.jti, user_id=alice.id, expires_at=now_ms() + 60_000, ended_version=version
+            )
+        )
+        assert check(sessions) == set()  # not visible yet: this check read the clock before it
+        other.commit()
+    assert check(sessions) == {"tab"}

@@ -241,7 +241,8 @@ class OpenSessions:
     sessions ended anywhere since the previous check are read (`ended_sessions`). Expiry is
     known at connect time: tokens wait on a heap ordered by when they were issued, so the
     expired ones are found with no query. Kept up to date as sockets connect and disconnect
-    (O(1) each, O(log n) for a token's first socket).
+    (O(1) each, O(log n) for a token's first socket). Not locked: one worker's event loop
+    (gevent, eventlet) uses it, and nothing in it waits.
     """
 
     def __init__(self) -> None:

@@ -12,6 +12,8 @@ so nothing is emitted) after a first check timed on its own: wall ms per check, 
 process's CPU ms per check (the worker's own cost; PostgreSQL's server process is not
 counted). "CPU % at 2 s" = CPU ms / 2,000 ms. --changes N: before each check (untimed), N
 other users with no socket here log out everywhere, so the check reads the changes.
+--full-every N: every N-th check looks every token up in full (default: the code's
+accounts.FULL_CHECK_EVERY); 1 times full checks only; the mean is then the amortised cost.
 Prints one JSON line.
 """
 
@@ -47,6 +49,12 @@ def main() -> None:
         default=0,
         help="before each timed check, end the sessions of this many users with no socket here",
     )
+    ap.add_argument(
+        "--full-every",
+        type=int,
+        default=accounts.FULL_CHECK_EVERY,
+        help="every this many checks is a full one (1: all of them)",
+    )
     ap.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -79,6 +87,7 @@ def run(url: str, args: argparse.Namespace) -> dict:
     )
     guard = app.extensions["chat.sessions"]
     namespace = app.extensions["chat.namespace"]
+    namespace.principals.full_every = args.full_every
     now_ms = int(time.time() * 1000)
     with app.app_context():
         db.session.execute(
@@ -123,6 +132,7 @@ def run(url: str, args: argparse.Namespace) -> dict:
         "principals": args.principals,
         "checks": args.checks,
         "changes_per_check": args.changes,
+        "full_every": args.full_every,
         "first_check_wall_ms": round(first_wall, 3),
         "first_check_cpu_ms": round(first_cpu, 3),
         "wall_ms_median": round(statistics.median(walls), 3),

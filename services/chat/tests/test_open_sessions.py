@@ -262,3 +262,50 @@ def test_a_session_ended_while_a_check_runs_is_found_by_the_next_one(ctx):
         assert check(sessions) == set()  # not visible yet: this check read the clock before it
         other.commit()
     assert check(sessions) == {"tab"}
+
+
+def test_a_change_that_did_not_move_the_clock_is_found_by_the_next_full_check(ctx):
+    """What a worker still on the code from before 0004 writes, in a rolling deploy (or a
+    script writing the tables directly): ended sessions with no clock tick and no stamp."""
+    alice, bob, carol = user("alice"), user("bob"), user("carol")
+    tabs, phone = token(alice, "a" * 32), token(alice, "c" * 32)
+    bobs, carols = token(bob, "b" * 32), token(carol, "d" * 32)
+    sessions = OpenSessions(full_every=3)
+    sessions["t1"] = sessions["t2"] = tabs
+    sessions["p"] = phone
+    sessions["b1"] = sessions["b2"] = bobs
+    sessions["c"] = carols
+    assert check(sessions) == set()  # check 1: every token looked up (its first check)
+
+    # The old code's log out (alice's tabs) and log out everywhere (bob), behind accounts'
+    # back: ended_version keeps its default, the session clock does not move.
+    db.session.execute(
+        insert(TokenRevocation).values(
+            jti=tabs.jti, user_id=alice.id, expires_at=now_ms() + TTL * 1000
+        )
+    )
+    db.session.execute(update(User).where(User.id == bob.id).values(tokens_valid_after=now_ms()))
+    db.session.commit()
+    assert check(sessions) == set()  # check 2: only what the clock says changed: nothing
+    assert check(sessions) == {"t1", "t2", "b1", "b2"}  # check 3: every token, in full
+    assert check(sessions) == {"t1", "t2", "b1", "b2"}  # reported until the sockets close
+    assert [sessions.get(sid) for sid in ("p", "c")] == [phone, carols]
+
+
+def test_every_full_every_th_check_looks_every_open_token_up(ctx, statements):
+    users = [user(f"user{n}") for n in range(3)]
+    sessions = OpenSessions(full_every=2)
+    for n, u in enumerate(users):
+        sessions[f"s{n}"] = token(u, f"{n:032x}")
+    looked_up = []
+    for _ in range(5):
+        statements.clear()
+        assert check(sessions) == set()
+        looked_up.append(any(" IN " in sql.upper() for sql, _ in statements))
+    # The first (new tokens), then every second one after it.
+    assert looked_up == [True, True, False, True, False]
+
+
+def test_full_every_below_one_is_refused():
+    with pytest.raises(ValueError, match="^full_every must be at least 1, not 0$"):
+        OpenSessions(full_every=0)

@@ -232,6 +232,16 @@ def end_all_sessions(principal: Principal) -> None:
         db.session.commit()
 
 
+# Every this many checks, each open token is looked up in full again (as at its first
+# check), not only what the session clock says changed: a change written without moving the
+# clock (a worker still on code from before 0004 during a rolling deploy; a script writing
+# users.tokens_valid_after or token_revocations directly) reaches this worker's sockets
+# within this many checks. 30 is a minute at the default SESSION_CHECK_SECONDS of 2; a full
+# check of 8,000 distinct tokens costs ~60-100 ms of CPU on PostgreSQL, 0.15-0.2 % of a core
+# spread over that minute with the other checks (docs/BENCHMARKS.md).
+FULL_CHECK_EVERY = 30
+
+
 class OpenSessions:
     """One worker's open sockets and the tokens they hold: sid -> Principal, indexed by token.
 
@@ -240,12 +250,18 @@ class OpenSessions:
     in full once, at the first check after its first socket opened; afterwards only the
     sessions ended anywhere since the previous check are read (`ended_sessions`). Expiry is
     known at connect time: tokens wait on a heap ordered by when they were issued, so the
-    expired ones are found with no query. Kept up to date as sockets connect and disconnect
-    (O(1) each, O(log n) for a token's first socket). Not locked: one worker's event loop
-    (gevent, eventlet) uses it, and nothing in it waits.
+    expired ones are found with no query. Every `full_every`-th check looks every open token
+    up in full again, so changes that did not move the clock are found too. Kept up to date
+    as sockets connect and disconnect (O(1) each, O(log n) for a token's first socket). Not
+    locked: one worker's event loop (gevent, eventlet) uses it, and nothing in it waits.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, full_every: int = FULL_CHECK_EVERY) -> None:
+        """`full_every`: every this many checks (>= 1) is a full one (FULL_CHECK_EVERY)."""
+        if full_every < 1:
+            raise ValueError(f"full_every must be at least 1, not {full_every}")
+        self.full_every = full_every
+        self._checks_since_full = 0
         self._principals: dict[str, Principal] = {}
         # token -> its open sockets; user id / token id -> the tokens open here.
         self._sids: dict[Principal, set[str]] = {}
@@ -327,6 +343,14 @@ class OpenSessions:
         """The open tokens no check has looked up yet."""
         return list(self._unchecked)
 
+    def full_check_due(self) -> bool:
+        """Whether the next check is to look every open token up in full."""
+        return self._checks_since_full + 1 >= self.full_every
+
+    def open_tokens(self) -> list[Principal]:
+        """Every open token (one per token, however many sockets hold it)."""
+        return list(self._sids)
+
     def expire(self, issued_before_ms: int) -> None:
         """Mark ended the open tokens issued before this instant (ms since the epoch)."""
         heap = self._by_issue
@@ -336,9 +360,17 @@ class OpenSessions:
                 self._ended.add(principal)
 
     def checked(
-        self, tokens: Iterable[Principal], version: int, ended: Iterable[Principal]
+        self,
+        tokens: Iterable[Principal],
+        version: int,
+        ended: Iterable[Principal],
+        full: bool = False,
     ) -> None:
-        """Record a check: these tokens were looked up, `ended` found ended, the clock read."""
+        """Record a check: these tokens were looked up, `ended` found ended, the clock read.
+
+        `full`: it looked up every open token (the count towards the next full check restarts).
+        """
+        self._checks_since_full = 0 if full else self._checks_since_full + 1
         self._unchecked.difference_update(tokens)
         self._ended.update(token for token in ended if token in self._sids)
         self.version = version if self._sids else None
@@ -368,7 +400,10 @@ def ended_sessions(sessions: OpenSessions, max_age: int) -> list[str]:
     queries (`ended_version` above the value that check read); tokens that opened since are
     looked up in full (their users'
     valid-after instants, which of their ids are revoked, in chunks for very many). A token
-    found ended is reported again by every check until its sockets close. A socket opening
+    found ended is reported again by every check until its sockets close. Every
+    `sessions.full_every`-th check looks every open token up in full instead, so a change
+    written without moving the clock (code from before 0004 still running in a rolling
+    deploy, a direct write) ends its sockets within that many checks. A socket opening
     while the queries run is judged by what they returned (an ended token stays ended) and
     looked up in full at the next check.
     """
@@ -381,14 +416,16 @@ def ended_sessions(sessions: OpenSessions, max_age: int) -> list[str]:
     version = db.session.scalar(select(SessionClock.version).where(SessionClock.id == 1))
     if version is None:
         raise RuntimeError("the session_clock row is missing: run the migrations (0004)")
-    fresh = sessions.unchecked()
+    full = sessions.full_check_due()
+    fresh = sessions.open_tokens() if full else sessions.unchecked()
     since = sessions.version
     valid_after: dict[int, int] = {}
     revoked: set[str] = set()
     gone: set[int] = set()
     # An unmoved clock means nothing ended anywhere since (what is uncommitted now gets a
-    # later value): the one-row read is the whole check.
-    if since is not None and version != since:
+    # later value): the one-row read is the whole check. A full check reads every open
+    # token's current state after the clock, which covers the changes up to `version`.
+    if not full and since is not None and version != since:
         changed = db.session.execute(
             select(User.id, User.tokens_valid_after).where(User.ended_version > since)
         )
@@ -423,7 +460,7 @@ def ended_sessions(sessions: OpenSessions, max_age: int) -> list[str]:
         ended.extend(sessions.tokens_of_user(uid))
     for jti in revoked:
         ended.extend(sessions.tokens_with_id(jti))
-    sessions.checked(fresh, version, ended)
+    sessions.checked(fresh, version, ended, full)
     return sessions.sids_of(sessions.ended())
 
 

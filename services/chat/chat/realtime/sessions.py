@@ -10,7 +10,10 @@ The check costs what can have changed, not the number of sockets: sockets sharin
 (a browser's tabs) are one token; expiry comes off a heap; a commit-ordered session clock
 (models.SessionClock) says whether anything ended anywhere since the previous check (one
 row), and if so two indexed queries return only those changes; a token is looked up in full
-once, at the first check after it connected.
+once, at the first check after it connected, and again at every FULL_CHECK_EVERY-th check
+(accounts.FULL_CHECK_EVERY, 30: a minute at 2 s), which bounds how long a change written
+without moving the clock (a worker on older code during a rolling deploy, a direct write)
+goes unseen here.
 """
 
 from __future__ import annotations

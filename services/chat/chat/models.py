@@ -40,6 +40,11 @@ class User(Model):
     # Tokens issued at or before this instant (ms since the epoch) are refused: "log out
     # everywhere" and a password change move it to now.
     tokens_valid_after: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # The session clock's value (SessionClock) when tokens_valid_after last moved: the
+    # session check asks only for users changed since its previous look (0004).
+    ended_version: Mapped[int] = mapped_column(
+        BigInteger, default=0, server_default="0", index=True
+    )
 
 
 class TokenRevocation(Model):
@@ -51,6 +56,27 @@ class TokenRevocation(Model):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     # ms since the epoch; rows past it are deleted (the token is refused as expired anyway).
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+    # The session clock's value when the token was revoked (0004).
+    ended_version: Mapped[int] = mapped_column(
+        BigInteger, default=0, server_default="0", index=True
+    )
+
+
+class SessionClock(Model):
+    """One row: a counter every transaction that ends sessions moves on by one (0004).
+
+    Such a transaction increments it first, so it holds the row's lock until it commits:
+    versions are handed out in commit order, and once a reader sees version N every change
+    stamped N or lower is committed and visible. A change stamped with the version it got
+    (users/token_revocations.ended_version) is therefore found by asking for `> N` later,
+    with no clock skew or transaction-length margin. Nothing else may write the two tables'
+    session columns without ticking it (accounts._tick).
+    """
+
+    __tablename__ = "session_clock"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 ROOM_KINDS = ("public", "private", "dm")

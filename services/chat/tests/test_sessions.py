@@ -134,6 +134,38 @@ def test_log_out_everywhere_cuts_off_sockets_on_every_worker(
             client.close()
 
 
+def test_log_out_on_one_worker_cuts_off_every_tab_of_that_token_on_another(
+    start_worker, redis_server, database_url
+):
+    env = {"REDIS_URL": redis_server.url, "DATABASE_URL": database_url}
+    first = start_worker(**env)
+    second = start_worker(**env)
+    name, token = register(first.url)
+    other_token = token_of(first.url, name)
+    tabs = [ChatClient(second.url, token) for _ in range(3)]  # one token, three sockets
+    phone = ChatClient(second.url, other_token)
+    try:
+        for client in [*tabs, phone]:
+            assert client.wait_for("session")["node"] == second.node_id
+        # Past the second worker's first check of these tokens (at most 2 s, the default
+        # interval), so the logout is found among the changes since that check.
+        time.sleep(3)
+
+        started = time.monotonic()
+        r = requests.delete(f"{first.url}/api/tokens/current", headers=bearer(token), timeout=10)
+        assert r.status_code == 204
+        cut = [wait_cut_off(tab, started) for tab in tabs]
+        assert max(cut) < CUT_OFF_SECONDS, cut
+        print(f"three tabs on the other worker cut off after {max(cut):.2f} s")
+
+        # The same user's other token, on the same worker, carries on.
+        assert phone.sio.connected
+        assert phone.join("general")["ok"] is True
+    finally:
+        for client in (*tabs, phone):
+            client.close()
+
+
 def test_a_password_change_ends_every_session(start_worker):
     worker = start_worker()
     name, token = register(worker.url)

@@ -8,21 +8,23 @@ a password change) and its id is not revoked ("log out" on one device).
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import delete, exists, insert, literal, select
+from sqlalchemy import delete, exists, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import Conflict, Forbidden, Unauthorized
 from ..extensions import db
 from ..green import run_native
-from ..models import Membership, Room, TokenRevocation, User
+from ..models import Membership, Room, SessionClock, TokenRevocation, User
 
 # argon2id at RFC 9106's second recommended setting scaled to OWASP's floor (19 MiB, t=2):
 # ~20 ms per hash here, run on a native thread so it never stalls the hub.
@@ -122,8 +124,11 @@ def change_password(principal: Principal, current: str, new: str) -> None:
         raise Unauthorized("no such user")
     if not run_native(_password_matches, user.password_hash, current):
         raise Forbidden("the current password is wrong")
-    user.password_hash = run_native(_hasher.hash, new)
+    password_hash = run_native(_hasher.hash, new)
+    version = _tick()
+    user.password_hash = password_hash
     user.tokens_valid_after = max(_now_ms(), user.tokens_valid_after + 1)
+    user.ended_version = version
     db.session.commit()
 
 
@@ -198,13 +203,17 @@ def end_session(principal: Principal, max_age: int) -> None:
     if principal.jti is None:
         end_all_sessions(principal)
         return
+    version = _tick()
     now = _now_ms()
     # Revocations outlive their tokens by nothing: past expires_at the token is refused as
     # expired, so the table holds only tokens that would still be valid.
     db.session.execute(delete(TokenRevocation).where(TokenRevocation.expires_at < now))
     db.session.add(
         TokenRevocation(
-            jti=principal.jti, user_id=principal.id, expires_at=principal.issued_ms + max_age * 1000
+            jti=principal.jti,
+            user_id=principal.id,
+            expires_at=principal.issued_ms + max_age * 1000,
+            ended_version=version,
         )
     )
     try:
@@ -217,41 +226,257 @@ def end_all_sessions(principal: Principal) -> None:
     """End every token of the user issued until now ("log out everywhere")."""
     user = db.session.get(User, principal.id)
     if user is not None:
+        version = _tick()
         user.tokens_valid_after = max(_now_ms(), user.tokens_valid_after)
+        user.ended_version = version
         db.session.commit()
 
 
-def ended_sessions(principals: Mapping[str, Principal], max_age: int) -> list[str]:
-    """Of these connections (sid -> principal), those whose token expired or was ended.
+# Every this many checks, each open token is looked up in full again (as at its first
+# check), not only what the session clock says changed: a change written without moving the
+# clock (a worker still on code from before 0004 during a rolling deploy; a script writing
+# users.tokens_valid_after or token_revocations directly) reaches this worker's sockets
+# within this many checks. 30 is a minute at the default SESSION_CHECK_SECONDS of 2; a full
+# check of 8,000 distinct tokens costs ~60-100 ms of CPU on PostgreSQL, 0.15-0.2 % of a core
+# spread over that minute with the other checks (docs/BENCHMARKS.md).
+FULL_CHECK_EVERY = 30
 
-    Two queries however many connections (in chunks for very many): the users' valid-after
-    instants and which of the token ids are revoked.
+
+class OpenSessions:
+    """One worker's open sockets and the tokens they hold: sid -> Principal, indexed by token.
+
+    Many sockets may share one token (a browser's tabs), so the session check works per
+    token, never per socket, and keeps what it learnt between checks: a token is looked up
+    in full once, at the first check after its first socket opened; afterwards only the
+    sessions ended anywhere since the previous check are read (`ended_sessions`). Expiry is
+    known at connect time: tokens wait on a heap ordered by when they were issued, so the
+    expired ones are found with no query. Every `full_every`-th check looks every open token
+    up in full again, so changes that did not move the clock are found too. Kept up to date
+    as sockets connect and disconnect (O(1) each, O(log n) for a token's first socket). Not
+    locked: one worker's event loop (gevent, eventlet) uses it, and nothing in it waits.
     """
-    if not principals:
+
+    def __init__(self, full_every: int = FULL_CHECK_EVERY) -> None:
+        """`full_every`: every this many checks (>= 1) is a full one (FULL_CHECK_EVERY)."""
+        if full_every < 1:
+            raise ValueError(f"full_every must be at least 1, not {full_every}")
+        self.full_every = full_every
+        self._checks_since_full = 0
+        self._principals: dict[str, Principal] = {}
+        # token -> its open sockets; user id / token id -> the tokens open here.
+        self._sids: dict[Principal, set[str]] = {}
+        self._by_user: dict[int, set[Principal]] = {}
+        self._by_jti: dict[str, set[Principal]] = {}
+        # (issued_ms, tie-breaker, token) for open tokens, in issue order; a token whose
+        # sockets all closed stays until it reaches the top (then it is skipped) or the heap
+        # is rebuilt (_compact).
+        self._by_issue: list[tuple[int, int, Principal]] = []
+        self._pushes = itertools.count()
+        # Open tokens no check has looked up yet, and open tokens found ended: the latter
+        # are reported by every check until their sockets close (a disconnect may fail).
+        self._unchecked: set[Principal] = set()
+        self._ended: set[Principal] = set()
+        # The session clock's value (models.SessionClock) the last check read, before
+        # looking anything up: every change stamped up to it has been seen. None: no check
+        # yet, or none since this worker had no socket.
+        self.version: int | None = None
+
+    def __len__(self) -> int:
+        return len(self._principals)
+
+    def __contains__(self, sid: object) -> bool:
+        return sid in self._principals
+
+    def get(self, sid: str) -> Principal | None:
+        """The principal of an open socket, None if the sid is not open here."""
+        return self._principals.get(sid)
+
+    def __setitem__(self, sid: str, principal: Principal) -> None:
+        """A socket opened with this principal (replaces what the sid held, if anything)."""
+        self.pop(sid)
+        self._principals[sid] = principal
+        sids = self._sids.get(principal)
+        if sids is not None:
+            sids.add(sid)
+            return
+        self._sids[principal] = {sid}
+        self._by_user.setdefault(principal.id, set()).add(principal)
+        if principal.jti is not None:
+            self._by_jti.setdefault(principal.jti, set()).add(principal)
+        self._unchecked.add(principal)
+        heapq.heappush(self._by_issue, (principal.issued_ms, next(self._pushes), principal))
+
+    def pop(self, sid: str, default: Principal | None = None) -> Principal | None:
+        """Forget a closed socket; its principal, or `default` if the sid was not open."""
+        principal = self._principals.pop(sid, None)
+        if principal is None:
+            return default
+        sids = self._sids[principal]
+        sids.discard(sid)
+        if not sids:  # the token's last socket: forget the token
+            del self._sids[principal]
+            _discard(self._by_user, principal.id, principal)
+            if principal.jti is not None:
+                _discard(self._by_jti, principal.jti, principal)
+            self._unchecked.discard(principal)
+            self._ended.discard(principal)
+            self._compact()
+        return principal
+
+    def _compact(self) -> None:
+        # Closed tokens leave the heap only when they reach its top (up to a TTL later):
+        # with reconnects it would grow without bound. Rebuilt from the open tokens once
+        # they are under half of it: O(1) amortised per token.
+        if len(self._by_issue) > 2 * len(self._sids) + 64:
+            self._by_issue = [(p.issued_ms, next(self._pushes), p) for p in self._sids]
+            heapq.heapify(self._by_issue)
+
+    def tokens_of_user(self, user_id: int) -> set[Principal]:
+        """The open tokens of a user (a live set: copy it to keep it)."""
+        return self._by_user.get(user_id, set())
+
+    def tokens_with_id(self, jti: str) -> set[Principal]:
+        """The open tokens with this id: one, or none."""
+        return self._by_jti.get(jti, set())
+
+    def unchecked(self) -> list[Principal]:
+        """The open tokens no check has looked up yet."""
+        return list(self._unchecked)
+
+    def full_check_due(self) -> bool:
+        """Whether the next check is to look every open token up in full."""
+        return self._checks_since_full + 1 >= self.full_every
+
+    def open_tokens(self) -> list[Principal]:
+        """Every open token (one per token, however many sockets hold it)."""
+        return list(self._sids)
+
+    def expire(self, issued_before_ms: int) -> None:
+        """Mark ended the open tokens issued before this instant (ms since the epoch)."""
+        heap = self._by_issue
+        while heap and heap[0][0] < issued_before_ms:
+            _, _, principal = heapq.heappop(heap)
+            if principal in self._sids:
+                self._ended.add(principal)
+
+    def checked(
+        self,
+        tokens: Iterable[Principal],
+        version: int,
+        ended: Iterable[Principal],
+        full: bool = False,
+    ) -> None:
+        """Record a check: these tokens were looked up, `ended` found ended, the clock read.
+
+        `full`: it looked up every open token (the count towards the next full check restarts).
+        """
+        self._checks_since_full = 0 if full else self._checks_since_full + 1
+        self._unchecked.difference_update(tokens)
+        self._ended.update(token for token in ended if token in self._sids)
+        self.version = version if self._sids else None
+
+    def ended(self) -> set[Principal]:
+        """The open tokens found ended (expired, revoked, superseded)."""
+        return set(self._ended)
+
+    def sids_of(self, tokens: Iterable[Principal]) -> list[str]:
+        """The open sockets holding any of these tokens."""
+        return [sid for token in tokens for sid in self._sids.get(token, ())]
+
+
+def _discard(index: dict, key: object, token: Principal) -> None:
+    tokens = index[key]
+    tokens.discard(token)
+    if not tokens:
+        del index[key]
+
+
+def ended_sessions(sessions: OpenSessions, max_age: int) -> list[str]:
+    """Of these open sockets, those whose token expired or was ended (their sids).
+
+    The work follows what can have changed, not the number of sockets nor of tokens:
+    expired tokens come off the heap (no query); the session clock is read (one row); if it
+    moved since the previous check, the sessions ended anywhere meanwhile are two indexed
+    queries (`ended_version` above the value that check read); tokens that opened since are
+    looked up in full (their users'
+    valid-after instants, which of their ids are revoked, in chunks for very many). A token
+    found ended is reported again by every check until its sockets close. Every
+    `sessions.full_every`-th check looks every open token up in full instead, so a change
+    written without moving the clock (code from before 0004 still running in a rolling
+    deploy, a direct write) ends its sockets within that many checks. A socket opening
+    while the queries run is judged by what they returned (an ended token stays ended) and
+    looked up in full at the next check.
+    """
+    if not len(sessions):
+        sessions.version = None  # nothing to follow: the next sockets are looked up in full
         return []
-    now = _now_ms()
-    uids = {p.id for p in principals.values()}
-    jtis = {p.jti for p in principals.values() if p.jti}
+    sessions.expire(_now_ms() - max_age * 1000)
+    # The clock first: every change stamped up to `version` is committed, so the queries
+    # below see it; one stamped later is found by the next check.
+    version = db.session.scalar(select(SessionClock.version).where(SessionClock.id == 1))
+    if version is None:
+        raise RuntimeError("the session_clock row is missing: run the migrations (0004)")
+    full = sessions.full_check_due()
+    fresh = sessions.open_tokens() if full else sessions.unchecked()
+    since = sessions.version
     valid_after: dict[int, int] = {}
-    for chunk in _chunks(uids):
-        rows = db.session.execute(
-            select(User.id, User.tokens_valid_after).where(User.id.in_(chunk))
-        )
-        valid_after.update((uid, after) for uid, after in rows)
     revoked: set[str] = set()
-    for chunk in _chunks(jtis):
-        revoked.update(
-            db.session.scalars(select(TokenRevocation.jti).where(TokenRevocation.jti.in_(chunk)))
+    gone: set[int] = set()
+    # An unmoved clock means nothing ended anywhere since (what is uncommitted now gets a
+    # later value): the one-row read is the whole check. A full check reads every open
+    # token's current state after the clock, which covers the changes up to `version`.
+    if not full and since is not None and version != since:
+        changed = db.session.execute(
+            select(User.id, User.tokens_valid_after).where(User.ended_version > since)
         )
+        valid_after.update((uid, after) for uid, after in changed)
+        revoked.update(
+            db.session.scalars(
+                select(TokenRevocation.jti).where(TokenRevocation.ended_version > since)
+            )
+        )
+    if fresh:
+        uids = {token.id for token in fresh}
+        found: dict[int, int] = {}
+        for chunk in _chunks(uids):
+            rows = db.session.execute(
+                select(User.id, User.tokens_valid_after).where(User.id.in_(chunk))
+            )
+            found.update((uid, after) for uid, after in rows)
+        valid_after.update(found)
+        gone = uids - found.keys()
+        for chunk in _chunks({token.jti for token in fresh if token.jti}):
+            revoked.update(
+                db.session.scalars(
+                    select(TokenRevocation.jti).where(TokenRevocation.jti.in_(chunk))
+                )
+            )
     db.session.rollback()  # end the read transaction: this runs in a long-lived context
-    return [
-        sid
-        for sid, p in principals.items()
-        if p.id not in valid_after
-        or p.issued_ms <= valid_after[p.id]
-        or (p.jti is not None and p.jti in revoked)
-        or now - p.issued_ms > max_age * 1000
-    ]
+    ended: list[Principal] = []
+    # Users changed elsewhere are mostly not here: O(changes), not O(tokens).
+    for uid, after in valid_after.items():
+        ended.extend(t for t in sessions.tokens_of_user(uid) if t.issued_ms <= after)
+    for uid in gone:  # a user who is gone ends every token of theirs
+        ended.extend(sessions.tokens_of_user(uid))
+    for jti in revoked:
+        ended.extend(sessions.tokens_with_id(jti))
+    sessions.checked(fresh, version, ended, full)
+    return sessions.sids_of(sessions.ended())
+
+
+def _tick() -> int:
+    """Move the session clock on by one and return its new value.
+
+    The first write of every transaction that ends sessions: it holds the clock row's lock
+    until its commit, so values are handed out in commit order (models.SessionClock).
+    """
+    return db.session.execute(
+        update(SessionClock)
+        .where(SessionClock.id == 1)
+        .values(version=SessionClock.version + 1)
+        .returning(SessionClock.version)
+        .execution_options(synchronize_session=False)
+    ).scalar_one()
 
 
 # Bound parameters per IN list: far under every database's limit (SQLite: 32,766).

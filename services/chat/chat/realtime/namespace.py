@@ -18,7 +18,7 @@ from ..cluster import rate_limit
 from ..cluster.presence import Presence
 from ..cluster.rate_limit import RateLimiter
 from ..domain import messages, rooms
-from ..domain.accounts import Principal, authenticate_token
+from ..domain.accounts import OpenSessions, Principal, authenticate_token
 from ..domain.rooms import RoomRef
 from ..errors import (
     ChatError,
@@ -124,7 +124,8 @@ class ChatNamespace(Namespace):
 
     def __init__(self, namespace: str, presence: Presence, rate_limiter: RateLimiter) -> None:
         super().__init__(namespace)
-        self.principals: dict[str, Principal] = {}
+        # sid -> principal, indexed by token for the session check (realtime/sessions.py).
+        self.principals = OpenSessions()
         self.presence = presence
         self.rate_limiter = rate_limiter
         # Event handlers running now, and whether new events are taken (a drain stops them).

@@ -1,10 +1,19 @@
 """Cut off sockets whose session ended: a revoked, superseded or expired token.
 
 A token is checked when a socket connects; afterwards the socket would live on with it. Each
-worker checks its own sockets' tokens every SESSION_CHECK_SECONDS (two queries for all of
-them, `accounts.ended_sessions`), tells each ended one `session_ended` and disconnects it.
-Every worker runs the check on its own sockets, so a logout on any worker reaches the
-sockets on all of them within one interval plus the query's time.
+worker checks its own sockets' tokens every SESSION_CHECK_SECONDS (`accounts.ended_sessions`
+over the namespace's `OpenSessions`), tells each socket of an ended token `session_ended`
+and disconnects it. Every worker runs the check on its own sockets, so a logout on any
+worker reaches the sockets on all of them within one interval plus the query's time.
+
+The check costs what can have changed, not the number of sockets: sockets sharing a token
+(a browser's tabs) are one token; expiry comes off a heap; a commit-ordered session clock
+(models.SessionClock) says whether anything ended anywhere since the previous check (one
+row), and if so two indexed queries return only those changes; a token is looked up in full
+once, at the first check after it connected, and again at every FULL_CHECK_EVERY-th check
+(accounts.FULL_CHECK_EVERY, 30: a minute at 2 s), which bounds how long a change written
+without moving the clock (a worker on older code during a rolling deploy, a direct write)
+goes unseen here.
 """
 
 from __future__ import annotations
@@ -54,7 +63,7 @@ class SessionGuard:
         """Disconnect this worker's sockets whose session ended; returns their sids."""
         with self.app.app_context():
             ended = accounts.ended_sessions(
-                dict(self.namespace.principals), self.app.config["TOKEN_TTL_SECONDS"]
+                self.namespace.principals, self.app.config["TOKEN_TTL_SECONDS"]
             )
         for sid in ended:
             log.info("session ended: disconnecting %s", sid)

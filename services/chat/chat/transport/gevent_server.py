@@ -101,7 +101,7 @@ class ChatWebSocketHandler(WebSocketHandler):
         far (the parked reader reads them first), without waiting for more. From here the
         handler's greenlet returns as soon as the application does, and closes nothing.
         """
-        sock = self.socket
+        sock: Any = self.socket
         timeout = sock.timeout
         sock.settimeout(0.0)  # a read of what is buffered, and nothing from the network
         try:
@@ -138,8 +138,9 @@ class ChatWebSocketHandler(WebSocketHandler):
             # Each frame goes out at once: with Nagle's algorithm a small frame written while
             # the previous one is unacknowledged waits for the ACK, which the peer may delay
             # by up to 40 ms (Linux). Node's ws sets the same on every WebSocket.
+            tcp: Any = self.socket
             with contextlib.suppress(OSError):
-                self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                tcp.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return result
 
 

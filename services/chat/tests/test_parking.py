@@ -256,6 +256,36 @@ def test_a_client_that_goes_away_without_a_close_frame_is_unparked(worker, token
     eventually(lambda: gauge(worker, "chat_connected_clients") == 0, "disconnected")
 
 
+def test_closing_a_parked_connection_wakes_a_greenlet_waiting_in_it_for_the_rest_of_a_frame():
+    """The end of a connection may run on another greenlet (the writer's close, the drain)
+    while a reader waits in recv() for the rest of a frame: it is woken at once, not left on
+    a closed descriptor until its socket's timeout (found by review: 30 s here)."""
+    import gevent
+    from gevent import socket as gsocket
+
+    from chat.transport.parking import _close_tcp
+
+    ours, theirs = gsocket.socketpair()
+    ours.settimeout(30)
+    reader_file = ours.makefile("rb")  # as pywsgi's reader, still referenced
+    woke: list[bytes] = []
+
+    def reader() -> None:
+        try:
+            woke.append(ours.recv(10))
+        except OSError:
+            woke.append(b"error")
+
+    waiting = gevent.spawn(reader)
+    gevent.sleep(0.1)
+    with gevent.Timeout(LIVENESS_SECONDS):
+        _close_tcp(ours)
+        waiting.join()
+    assert woke in ([b""], [b"error"])
+    reader_file.close()
+    theirs.close()
+
+
 # --- canaries: what parking relies on upstream -------------------------------------------------
 
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 from typing import Any
 
 import gevent
@@ -101,7 +102,7 @@ class ParkedHandler:
 class ParkedReader:
     """One parked WebSocket: a read watcher, and a greenlet only while bytes are to be read."""
 
-    __slots__ = ("eio_socket", "ws", "sock", "stream", "watcher", "ended", "__weakref__")
+    __slots__ = ("eio_socket", "ws", "sock", "stream", "watcher", "ended", "reading", "__weakref__")
 
     def __init__(self, eio_socket: Any, ws: Any, stream: ParkedStream) -> None:
         self.eio_socket = eio_socket  # lazy_writer.LazyWriterHandler
@@ -109,6 +110,7 @@ class ParkedReader:
         self.sock = sock = stream.sock
         self.stream = stream
         self.ended = False
+        self.reading = False  # a greenlet is reading or handling what arrived
         self.watcher = gevent.get_hub().loop.io(sock.fileno(), 1)
 
     def start(self) -> None:
@@ -124,6 +126,7 @@ class ParkedReader:
 
     def _read(self) -> None:
         eio_socket, ws, stream = self.eio_socket, self.ws, self.stream
+        self.reading = True
         try:
             while not self.ended:
                 if not eio_socket._read_one(ws):
@@ -134,12 +137,25 @@ class ParkedReader:
         except BaseException:
             self.end()
             raise
+        finally:
+            self.reading = False
         if not self.ended:
             self.watcher.start(self._readable)
 
     def closed(self) -> None:
-        """The WebSocket was closed on this side: end the connection on a greenlet of its own."""
-        if not self.ended:
+        """The WebSocket was closed on this side (by the writer, a refusal, Engine.IO's close).
+
+        While a greenlet reads, it ends the connection itself, after the message it is
+        handling, as Engine.IO's reader loop did (so the disconnect handlers never run during
+        that connection's event handler): the socket is shut down, which wakes it if it waits
+        for the rest of a frame. Otherwise the end runs on a greenlet of its own.
+        """
+        if self.ended:
+            return
+        if self.reading:
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)
+        else:
             gevent.spawn_raw(self.end)
 
     def end(self) -> None:
@@ -161,17 +177,21 @@ class ParkedReader:
 
 def _close_tcp(sock: GeventSocket) -> None:
     # As pywsgi's handler does when its request ends (WSGIHandler.handle): read out what the
-    # client sent, so the close is a FIN rather than a reset, and close the socket under
-    # gevent's first (gevent's own close waits for the readers made by makefile() to close,
-    # and the request's reader may still be referenced from its environ).
+    # client sent, so the close is a FIN rather than a reset (on the non-blocking socket under
+    # gevent's). Then shut it down, which wakes a greenlet still waiting in it for the rest of
+    # a frame (gevent's close would not while a reader made by makefile() is still referenced,
+    # here from the request's environ), and close both gevent's socket and the one under it.
     inner = getattr(sock, "_sock", None)
     with contextlib.suppress(OSError):
         if inner is not None:
-            try:
-                inner.recv(16384)
-            finally:
-                inner.close()
+            inner.recv(16384)
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
         sock.close()
+    with contextlib.suppress(OSError):
+        if inner is not None:
+            inner.close()
 
 
 def parkable(ws: Any) -> Any:

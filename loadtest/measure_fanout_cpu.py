@@ -38,9 +38,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
-import sqlalchemy as sa
 
 from chat.domain.accounts import Principal, issue_token
+from chatload.members import insert_members
 from testkit.clients import register
 from testkit.processes import HARNESS_SECRET_KEY, ChatWorker, RedisServer, cpu_seconds
 
@@ -242,26 +242,7 @@ def main() -> None:
             session.headers["Authorization"] = f"Bearer {token}"
             for room in ("big", "small"):
                 session.post(f"{worker.url}/api/rooms", json={"name": room}, timeout=10)
-            engine = sa.create_engine(url)
-            with engine.begin() as conn:
-                conn.execute(
-                    sa.text(
-                        "INSERT INTO users (username, password_hash, created_at)"
-                        " VALUES (:n, 'x', CURRENT_TIMESTAMP)"
-                    ),
-                    [{"n": f"member{i}"} for i in range(args.members)],
-                )
-                conn.execute(
-                    sa.text(
-                        "INSERT INTO memberships (room_id, user_id, last_read_seq)"
-                        " SELECT r.id, u.id, 0 FROM rooms r, users u"
-                        " WHERE r.name = 'big' AND u.username LIKE 'member%'"
-                    )
-                )
-                ids = conn.execute(
-                    sa.text("SELECT id, username FROM users WHERE username LIKE 'member%'")
-                ).all()
-            engine.dispose()
+            ids = insert_members(url, "big", args.members)
             tokens = [issue_token(Principal(uid, name), HARNESS_SECRET_KEY) for uid, name in ids]
             t0 = time.monotonic()
             receivers = Receivers("127.0.0.1", worker.port, tokens, "big")

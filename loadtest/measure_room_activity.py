@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 
 import requests
-import sqlalchemy as sa
 
 from chat.domain.accounts import Principal, issue_token
+from chatload.members import insert_members
 from testkit.clients import ChatClient, register
 from testkit.processes import (
     HARNESS_SECRET_KEY,
@@ -82,26 +82,9 @@ def main() -> None:
                     headers={"Authorization": f"Bearer {token}"},
                     timeout=10,
                 ).raise_for_status()
-            engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg2://", 1))
-            with engine.begin() as conn:
-                conn.execute(
-                    sa.text(
-                        "INSERT INTO users (username, password_hash, created_at)"
-                        " VALUES (:n, 'x', CURRENT_TIMESTAMP)"
-                    ),
-                    [{"n": f"member{i}"} for i in range(args.members)],
-                )
-                conn.execute(
-                    sa.text(
-                        "INSERT INTO memberships (room_id, user_id, last_read_seq)"
-                        " SELECT r.id, u.id, 0 FROM rooms r, users u"
-                        " WHERE r.name = 'big' AND u.username LIKE 'member%'"
-                    )
-                )
-                ids = conn.execute(
-                    sa.text("SELECT id, username FROM users WHERE username LIKE 'member%'")
-                ).all()
-            engine.dispose()
+            ids = insert_members(
+                url.replace("postgresql://", "postgresql+psycopg2://", 1), "big", args.members
+            )
             clients = [
                 ChatClient(worker.url, issue_token(Principal(uid, name), SECRET_KEY))
                 for uid, name in ids[: args.connected]

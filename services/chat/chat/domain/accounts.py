@@ -470,13 +470,16 @@ def _tick() -> int:
     The first write of every transaction that ends sessions: it holds the clock row's lock
     until its commit, so values are handed out in commit order (models.SessionClock).
     """
-    return db.session.execute(
-        update(SessionClock)
-        .where(SessionClock.id == 1)
-        .values(version=SessionClock.version + 1)
-        .returning(SessionClock.version)
-        .execution_options(synchronize_session=False)
-    ).scalar_one()
+    # Not after a flush of what the transaction changed so far: the clock row is always the
+    # first row it locks, so two transactions never take their rows in opposite orders.
+    with db.session.no_autoflush:
+        return db.session.execute(
+            update(SessionClock)
+            .where(SessionClock.id == 1)
+            .values(version=SessionClock.version + 1)
+            .returning(SessionClock.version)
+            .execution_options(synchronize_session=False)
+        ).scalar_one()
 
 
 # Bound parameters per IN list: far under every database's limit (SQLite: 32,766).

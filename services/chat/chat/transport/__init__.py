@@ -96,10 +96,15 @@ pins the exact versions.
   marked closed (park() puts a closed stand-in there); pywsgi's `WSGIHandler.handle` closes
   only a `self.socket` that is not None, and the server's `do_close` (overridden) is called
   with the socket after; the parked WebSocket's `stream`, `raw_read`, `raw_write`, `handler`
-  and `environ` (gevent-websocket's attributes) are replaced; the socket is closed through
-  gevent's `_sock` first, as pywsgi does. Engine.IO deletes a closed socket from
-  `server.sockets` when its WebSocket handler returns, which lazy_writer does at the parked
-  end. Guard: gevent, gevent-websocket (at make_server), python-engineio (lazy_writer's
+  and `environ` (gevent-websocket's attributes) are replaced; at the end the socket is read
+  out through gevent's `_sock`, as pywsgi does, shut down, and closed (gevent's and `_sock`).
+  park() takes what was read ahead from pywsgi's `handler.rfile` (read1 with a zero
+  timeout): gevent-websocket's Stream reads through that reader and buffers nothing itself
+  (canary test_upstream_gevent_pywsgi_handler_makes_its_reader_in_init_and_frames_read_through_it
+  [test_gevent_server]; on a worker, test_frames_sent_with_the_handshake_are_read).
+  Engine.IO deletes a closed socket from `server.sockets` when its WebSocket handler
+  returns, which lazy_writer does at the parked end. Guard: gevent, gevent-websocket (at
+  make_server), python-engineio (lazy_writer's
   exact version). Canaries [test_parking]:
   test_upstream_geventwebsocket_run_websocket_closes_only_a_websocket_not_marked_closed
   test_upstream_gevent_pywsgi_closes_only_the_socket_its_handler_still_holds

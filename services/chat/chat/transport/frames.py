@@ -69,9 +69,11 @@ class BoundedWebSocket(WebSocket):
         self.on_closed: Any = None
 
     def close(self, code: int = 1000, message: bytes = b"") -> None:
-        super().close(code, message)
-        if self.on_closed is not None:
-            self.on_closed()
+        try:
+            super().close(code, message)
+        finally:  # also when writing the close frame raised (a timeout, a killed writer)
+            if self.on_closed is not None:
+                self.on_closed()
 
     def read_frame(self) -> tuple[Header, bytes]:
         header = Header.decode_header(self.stream)

@@ -71,15 +71,20 @@ class ParkedStream:
 
     def read(self, n: int) -> bytes:
         data = self.left_over
-        while len(data) < n:
-            try:
-                chunk = self.sock.recv(max(n - len(data), RECV_BYTES))
-            except OSError:
-                chunk = b""
-            if not chunk:
-                self.left_over = b""
-                return data
-            data += chunk
+        if len(data) < n:
+            # A large message arrives in many pieces: joined once, not copied per piece.
+            pieces, have = [data], len(data)
+            while have < n:
+                try:
+                    chunk = self.sock.recv(max(n - have, RECV_BYTES))
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    self.left_over = b""
+                    return b"".join(pieces)
+                pieces.append(chunk)
+                have += len(chunk)
+            data = b"".join(pieces)
         self.left_over = data[n:]
         return data[:n]
 

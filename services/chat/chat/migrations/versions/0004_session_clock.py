@@ -21,6 +21,11 @@ depends_on = None
 
 
 def upgrade():
+    if op.get_bind().dialect.name == "postgresql":
+        # Adding a column locks `users` against every read until this transaction commits:
+        # give up (the worker does not start; start it again) rather than queue behind a
+        # long transaction with every login and connect queued behind this one.
+        op.execute("SET LOCAL lock_timeout = '10s'")
     clock = op.create_table(
         "session_clock",
         sa.Column("id", sa.Integer(), nullable=False),

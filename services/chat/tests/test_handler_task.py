@@ -8,7 +8,7 @@ import threading
 import engineio
 import pytest
 
-from chat.transport.handler_task import run_on_own_task
+from chat.transport.handler_task import handle_on_this_greenlet, run_on_own_task
 
 
 def current_task(mode: str) -> object:
@@ -39,6 +39,23 @@ def test_the_handler_runs_on_another_task_and_its_result_comes_back(server):
 
     assert run_on_own_task(server, handler, 4, "2") == "42"
     assert len(ran_on) == 1 and ran_on[0] is not reader
+
+
+def test_a_greenlet_that_ends_after_reading_runs_the_handler_itself():
+    """A parked WebSocket's reading greenlet (parking.py) ends once what arrived is handled:
+    no task of its own per message."""
+    import gevent
+
+    server = engineio.Server(async_mode="gevent")
+    ran_on = []
+
+    def reading() -> str:
+        handle_on_this_greenlet()
+        return run_on_own_task(server, lambda: ran_on.append(gevent.getcurrent()) or "done")
+
+    reader = gevent.spawn(reading)
+    assert reader.get(timeout=10) == "done"
+    assert ran_on == [reader]
 
 
 def test_an_exception_in_the_handler_is_raised_in_the_reader(server):

@@ -16,6 +16,10 @@ the handler is raised in the reader, as when it ran there.
 
 Measured (`make bench-density CLIENTS=8000 DENSITY_SERVERS=chat`, docs/BENCHMARKS.md,
 "Connection density"): 38.3 -> 34.3 KiB per idle connection.
+
+A parked WebSocket (parking.py) is read by a greenlet that ends once what arrived is handled:
+it marks itself (`handle_on_this_greenlet`) and its messages are handled on it, without a
+second task per message.
 """
 
 from __future__ import annotations
@@ -24,18 +28,31 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import engineio
+import greenlet
 
 T = TypeVar("T")
+
+# The attribute a greenlet that ends after the messages it reads carries (parking.py).
+_ENDS_AFTER_READING = "chat_ends_after_reading"
+
+
+def handle_on_this_greenlet() -> None:
+    """Mark the current greenlet as one that ends once the messages it reads are handled:
+    run_on_own_task then runs handlers on it directly."""
+    setattr(greenlet.getcurrent(), _ENDS_AFTER_READING, True)
 
 
 def run_on_own_task(server: engineio.Server, handler: Callable[..., T], *args: Any) -> T:
     """Run `handler(*args)` on a new task of `server`'s async mode and wait for it to end.
 
+    On a greenlet marked by `handle_on_this_greenlet`, `handler` runs on it directly.
     Returns what the handler returned; raises in the caller what it raised, whatever it was
     (a `gevent.Timeout` or `GreenletExit` too: they reach the reader as when the handler ran
     there). Nothing kills these tasks (the worker exits after its drain); one killed before
     it first ran would leave the caller waiting.
     """
+    if getattr(greenlet.getcurrent(), _ENDS_AFTER_READING, False):
+        return handler(*args)  # its pages go back when this greenlet ends, soon
     outcome: list[Any] = []
     # Waited for with an event rather than the task's join(): python-engineio's eventlet
     # task returns from join() at once when the green thread has not started yet.

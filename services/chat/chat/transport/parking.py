@@ -41,6 +41,7 @@ import gevent
 from gevent.socket import socket as GeventSocket
 
 from .. import metrics
+from .handler_task import handle_on_this_greenlet
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,7 @@ class ParkedReader:
 
     def _read(self) -> None:
         eio_socket, ws, stream = self.eio_socket, self.ws, self.stream
+        handle_on_this_greenlet()  # this greenlet ends soon: no task per message
         self.reading = True
         try:
             while not self.ended:

@@ -57,7 +57,7 @@ from engineio import packet as eio_packet
 
 from . import parking, upstream
 from .direct_write import DirectWriteSocket, _Remainder
-from .socket_limits import packet_bytes
+from .socket_limits import packet_bytes, take_all_queued
 
 # The python-engineio whose `Socket._websocket_handler` is copied below.
 TESTED_ENGINEIO_VERSION = "4.15.1"
@@ -279,16 +279,7 @@ class LazyWriterHandler(_EngineIOSocket):
         disconnect, the reader loop's own `None`) would otherwise keep that join waiting for
         ever.
         """
-        queue = self._queue  # none made just to be emptied
-        if queue is None:
-            return
-        queue_empty = self.server.get_queue_empty_exception()
-        while True:
-            try:
-                queue.get(block=False)
-            except queue_empty:
-                return
-            queue.task_done()
+        take_all_queued(self)
 
     def _writer_started(self) -> None:
         """A writer is about to take packets (subclasses stop direct writes)."""

@@ -79,6 +79,21 @@ def packet_bytes(pkt: Any) -> int:
     return _SMALL_PACKET_BYTES
 
 
+def take_all_queued(sock: Any) -> None:
+    """Take every item `sock`'s queue holds and mark it done (a `join()` then returns); a
+    socket without a queue yet (LimitedSocket.queue) gets none made just to be emptied."""
+    queue = sock._queue
+    if queue is None:
+        return
+    queue_empty = sock.server.get_queue_empty_exception()
+    while True:
+        try:
+            queue.get(block=False)
+        except queue_empty:
+            return
+        queue.task_done()
+
+
 class LimitedSocket(_EngineIOSocket):
     """Engine.IO's Socket with the limits of this module (see there)."""
 
@@ -244,15 +259,7 @@ class LimitedSocket(_EngineIOSocket):
         _unauthenticated.pop(self.sid, None)
         metrics.sockets_cut.labels(reason).inc()
         log.warning("closing session %s: %s", self.sid, detail)
-        queue = self._queue  # none made just to be emptied
-        if queue is not None:
-            queue_empty = self.server.get_queue_empty_exception()
-            try:
-                while True:
-                    queue.get(block=False)
-                    queue.task_done()
-            except queue_empty:
-                pass
+        take_all_queued(self)
         self.queued_bytes = self._in_flight_bytes
         tcp = _tcp_socket(self._transport)
         if tcp is not None:

@@ -47,9 +47,13 @@ def test_objects_alive_at_the_freeze_are_no_longer_walked_and_later_ones_still_a
     startup = Node()
     try:
         frozen = garbage.freeze_startup_objects()
-        assert frozen == gc.get_freeze_count() > 0
+        # Equal unless another thread of the test process (a client's, a worker fixture's)
+        # drops the last reference to a frozen object in between: reference counting frees
+        # it from the permanent generation, so the count can only go down (CI saw -2).
+        assert 0 < gc.get_freeze_count() <= frozen
+        assert frozen - gc.get_freeze_count() < 1000
         assert not any(obj is startup for obj in gc.get_objects())
-        assert metrics.registry.get_sample_value("chat_gc_frozen_objects") == frozen
+        assert 0 < metrics.registry.get_sample_value("chat_gc_frozen_objects") <= frozen
         # What is created while serving is collected as before, cycles included.
         a, b = Node(), Node()
         a.other, b.other = b, a

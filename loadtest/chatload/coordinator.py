@@ -33,6 +33,7 @@ from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner, WorkerRunner
 from . import report
 from .ledger import DeliveryLedger, messages_sent, room_emits_by_node, tally
 from .scenario import Scenario, new_run_id, sender_count
+from .tails import DeliveryLog
 
 if TYPE_CHECKING:
     from .user import ChatUser
@@ -70,6 +71,7 @@ class Coordinator:
 
     def _reset(self) -> None:
         self.ledger = DeliveryLedger()
+        self.delivery_log = DeliveryLog.from_environment()  # None unless asked for
         self.go = Event()
         self.quiet = False
         self.users: weakref.WeakSet[ChatUser] = weakref.WeakSet()
@@ -159,6 +161,8 @@ class Coordinator:
     def _on_collect(self, environment: Environment, msg: Any, **_: Any) -> None:
         for user in list(self.users):
             user.report_unacked()
+        if self.delivery_log is not None:
+            self.delivery_log.write()
         self.env.runner.send_message("chat_ledger", {"summary": self.ledger.summary()})
 
     # -- the coordinator's side ----------------------------------------------------------

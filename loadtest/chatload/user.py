@@ -215,6 +215,9 @@ class ChatUser(HttpUser):
         if isinstance(ack, dict) and ack.get("ok"):
             self.coord.ledger.sent(self.room, ack["message"]["seq"])
             self._fire("ack", "message", started)
+            if self.coord.delivery_log is not None:
+                ms = (time.perf_counter() - started) * 1000
+                self.coord.delivery_log.ack(self.room, ack["message"]["seq"], ms)
         else:
             self._fire("ack", "message", started, AckRefused(json.dumps(ack)[:200]))
 
@@ -236,6 +239,8 @@ class ChatUser(HttpUser):
                 self._early[(room, seq)] = (latency_ms, same_node, size)
             return
         self._fire_delivery(latency_ms, same_node, size, first)
+        if first and self.coord.delivery_log is not None:
+            self.coord.delivery_log.delivery(room, seq, latency_ms, same_node, str(self.node))
 
     def _on_disconnect(self, reason: Any = None) -> None:
         if not self.stopping:

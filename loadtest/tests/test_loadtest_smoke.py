@@ -4,11 +4,13 @@ a few users for a few seconds through the make targets, and what they must repor
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from chatload import tails
 from chatload.stack import NodePeer
 from testkit.processes import REPO_ROOT, require_program
 
@@ -39,7 +41,9 @@ def two_workers(redis_server, start_worker, tmp_path) -> str:
     return ",".join(w.url for w in workers)
 
 
-def run_make(target: str, results: Path, targets: str, **params: str) -> dict:
+def run_make(
+    target: str, results: Path, targets: str, env: dict[str, str] | None = None, **params: str
+) -> dict:
     require_program("make")
     settings = {
         "USERS": "6",
@@ -59,7 +63,12 @@ def run_make(target: str, results: Path, targets: str, **params: str) -> dict:
         *(f"{k}={v}" for k, v in settings.items()),
     ]
     done = subprocess.run(
-        argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT_SECONDS
+        argv,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_SECONDS,
+        env={**os.environ, **(env or {})},
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-6000:]
@@ -92,13 +101,27 @@ def test_one_locust_process_one_room_of_everybody(two_workers, tmp_path):
 
 
 def test_distributed_locust_rooms_of_three_and_some_long_polling(two_workers, tmp_path):
-    """A master and two locust workers: ledgers from both are merged by the master."""
+    """A master and two locust workers: ledgers from both are merged by the master; with
+    CHATLOAD_DELIVERY_LOG each worker also records every delivery and ack for chatload.tails."""
     results = tmp_path / "results"
+    deliveries = tmp_path / "deliveries"
     summary = run_make(
-        "loadtest-dist", results, two_workers, WORKERS="2", ROOM_SIZE="3", POLLING="0.34"
+        "loadtest-dist",
+        results,
+        two_workers,
+        env={tails.ENV: str(deliveries)},
+        WORKERS="2",
+        ROOM_SIZE="3",
+        POLLING="0.34",
     )
     assert summary["rooms"] == 2
     assert_every_member_got_every_message(summary, members_per_room=3)
+    records = tails.read(deliveries)
+    assert len(records) == 2  # one file per process that runs users, none from the master
+    split = tails.summarize(records)
+    assert split["deliveries"] == summary["delivered"]
+    assert sum(len(r["acks"]) for r in records) == summary["ack_ms"]["count"]
+    assert split["messages"] == summary["ack_ms"]["count"]
     stats = (results / "locust_stats.csv").read_text()
     assert "connect,polling," in stats and "connect,websocket," in stats
 

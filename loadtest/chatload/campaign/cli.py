@@ -58,6 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         help="override every scenario's locust process count",
     )
     p.add_argument("--duration", type=float, default=0, help="override every scenario's duration")
+    p.add_argument(
+        "--delivery-log",
+        action="store_true",
+        help="record every delivery and ack into <run>/deliveries (python -m chatload.tails)",
+    )
     p.add_argument("--postgres", default=os.environ.get("POSTGRES_URL", DEFAULT_POSTGRES))
     args = p.parse_args(argv)
     if args.list:
@@ -75,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         scenarios = [replace(s, locust_processes=args.locust_processes) for s in scenarios]
     if args.duration:
         scenarios = [replace(s, duration=args.duration) for s in scenarios]
+    if args.delivery_log:
+        scenarios = [replace(s, delivery_log=True) for s in scenarios]
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ import requests
 
 from testkit.processes import REPO_ROOT, cpu_seconds, free_port
 
-from .. import mq, sendwindow
+from .. import mq, sendwindow, tails
 from .scenarios import LOADTEST_DIR, Scenario
 
 if TYPE_CHECKING:
@@ -194,7 +194,12 @@ def run_one(
         probe.start()
     try:
         with open(out / "locust.log", "w") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+            env = dict(os.environ)
+            if sc.delivery_log:
+                env[tails.ENV] = str(out / "deliveries")
+            proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env
+            )
             while proc.poll() is None and time.time() - started < limit:
                 now = time.time()
                 generator_samples.append((now, cpu_seconds(proc.pid, tree=True)))

@@ -39,6 +39,8 @@ class Scenario:
     # worker's and each Redis node's CPU in the send window.
     mq: bool = False
     settle: float = 0  # seconds between the last join and the senders' start
+    # Every delivery and ack recorded into <run>/deliveries (chatload.tails reads them).
+    delivery_log: bool = False
 
     @property
     def setup(self) -> tuple:

@@ -1,0 +1,161 @@
+"""Where a run's slow deliveries come from: a few slow messages, or slow receivers.
+
+A fan-out p99 over 1,000 members x 600 messages is set by the slowest 6,000 deliveries. Those
+can be a handful of messages that every member got late (the server's per-message path: the
+insert and commit, the publish, a pause in a worker) or late deliveries spread over many
+messages (the receivers' side: a busy load-generator process, a worker's socket writes). The
+two call for different work, so this module records every delivery and tells them apart.
+
+Recording (`DeliveryLog`): with CHATLOAD_DELIVERY_LOG=<dir> in its environment (the campaign's
+`--delivery-log` sets it per run), each locust process that runs users keeps
+(room, seq, latency ms, same node, receiving server node) per first delivery and
+(room, seq, ack ms) per acknowledged send, and writes them to <dir>/deliveries-<pid>.json
+when the coordinator collects the ledgers. About 40 bytes a delivery while it runs.
+
+Reading: `python -m chatload.tails <dir>` prints the split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+ENV = "CHATLOAD_DELIVERY_LOG"
+
+
+class DeliveryLog:
+    """One locust process's deliveries and acks, for `summarize` (lists of plain tuples)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.deliveries: list[tuple[str, int, float, bool, str]] = []
+        self.acks: list[tuple[str, int, float]] = []
+
+    @classmethod
+    def from_environment(cls) -> DeliveryLog | None:
+        directory = os.environ.get(ENV)
+        return cls(Path(directory)) if directory else None
+
+    def delivery(self, room: str, seq: int, latency_ms: float, same_node: bool, node: str) -> None:
+        self.deliveries.append((room, seq, latency_ms, same_node, node))
+
+    def ack(self, room: str, seq: int, ack_ms: float) -> None:
+        self.acks.append((room, seq, ack_ms))
+
+    def write(self) -> Path:
+        """Write this process's records to <dir>/deliveries-<pid>.json (replaced if there)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"deliveries-{os.getpid()}.json"
+        path.write_text(json.dumps({"deliveries": self.deliveries, "acks": self.acks}))
+        return path
+
+
+def _quantile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank quantile of an ascending list (q in [0, 1]): the smallest value that at
+    least q of the values are no higher than."""
+    index = min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
+def summarize(records: list[dict[str, Any]], top: int = 10) -> dict[str, Any]:
+    """The split of the slow deliveries, from the processes' records.
+
+    Returns {deliveries, messages, p50_ms, p99_ms, late (deliveries above the p99),
+    messages_with_late, late_in_top_messages (share of the late deliveries held by the `top`
+    messages with most), ack_p50_ms / ack_p99_ms (senders' acks), late_share ({"process N" |
+    "node NAME": share of its deliveries that are late}),
+    slowest: [{room, seq, deliveries, late, p50_ms, max_ms, ack_ms}] for those messages}.
+    Raises ValueError when there are no deliveries.
+    """
+    rows: list[tuple[str, int, float, bool, str, int]] = []
+    acks: dict[tuple[str, int], float] = {}
+    for process, record in enumerate(records):
+        rows.extend((*d, process) for d in record["deliveries"])
+        acks.update({(room, seq): ms for room, seq, ms in record["acks"]})
+    if not rows:
+        raise ValueError("no deliveries recorded")
+    latencies = sorted(r[2] for r in rows)
+    p99 = _quantile(latencies, 0.99)
+    by_message: dict[tuple[str, int], list[float]] = defaultdict(list)
+    late_by_message: dict[tuple[str, int], int] = defaultdict(int)
+    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for room, seq, latency, _same, node, process in rows:
+        by_message[(room, seq)].append(latency)
+        late = latency > p99
+        for key in (f"process {process}", f"node {node}"):
+            totals[key][0] += 1
+            totals[key][1] += late
+        if late:
+            late_by_message[(room, seq)] += 1
+    late_total = sum(late_by_message.values())
+    worst = sorted(late_by_message, key=late_by_message.__getitem__, reverse=True)[:top]
+    slowest = []
+    for key in worst:
+        values = sorted(by_message[key])
+        slowest.append(
+            {
+                "room": key[0],
+                "seq": key[1],
+                "deliveries": len(values),
+                "late": late_by_message[key],
+                "p50_ms": round(_quantile(values, 0.5), 1),
+                "max_ms": round(values[-1], 1),
+                "ack_ms": round(acks[key], 1) if key in acks else None,
+            }
+        )
+    ack_values = sorted(acks.values())
+    return {
+        "deliveries": len(rows),
+        "messages": len(by_message),
+        "p50_ms": round(_quantile(latencies, 0.5), 1),
+        "p99_ms": round(p99, 1),
+        "late": late_total,
+        "messages_with_late": len(late_by_message),
+        "late_in_top_messages": round(sum(late_by_message[k] for k in worst) / late_total, 3)
+        if late_total
+        else 0.0,
+        "ack_p50_ms": round(_quantile(ack_values, 0.5), 1) if ack_values else None,
+        "ack_p99_ms": round(_quantile(ack_values, 0.99), 1) if ack_values else None,
+        "late_share": {k: round(v[1] / v[0], 4) for k, v in sorted(totals.items())},
+        "slowest": slowest,
+    }
+
+
+def read(directory: Path) -> list[dict[str, Any]]:
+    """Every process's records under `directory`."""
+    return [json.loads(p.read_text()) for p in sorted(directory.glob("deliveries-*.json"))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m chatload.tails", description=__doc__)
+    parser.add_argument("directory", type=Path, help="a run's deliveries directory")
+    parser.add_argument("--top", type=int, default=10, help="messages listed (most late first)")
+    args = parser.parse_args(argv)
+    s = summarize(read(args.directory), args.top)
+    print(
+        f"{s['deliveries']} deliveries of {s['messages']} messages: p50 {s['p50_ms']} ms, "
+        f"p99 {s['p99_ms']} ms; ack p50 {s['ack_p50_ms']} ms, p99 {s['ack_p99_ms']} ms"
+    )
+    print(
+        f"{s['late']} deliveries above the p99 fall in {s['messages_with_late']} messages; "
+        f"the {len(s['slowest'])} with most hold {100 * s['late_in_top_messages']:.1f} % of them"
+    )
+    print("late share by receiving process / server node:")
+    for name, share in s["late_share"].items():
+        print(f"  {name}: {100 * share:.2f} %")
+    print("room seq deliveries late p50_ms max_ms ack_ms")
+    for m in s["slowest"]:
+        print(
+            f"{m['room']} {m['seq']} {m['deliveries']} {m['late']} {m['p50_ms']} {m['max_ms']} "
+            f"{m['ack_ms']}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

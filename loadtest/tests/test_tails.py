@@ -1,0 +1,80 @@
+"""chatload.tails: the slow deliveries told apart, a few slow messages or slow receivers."""
+
+from __future__ import annotations
+
+from chatload.tails import DeliveryLog, read, summarize
+
+
+def record(deliveries, acks=()):
+    return {"deliveries": [list(d) for d in deliveries], "acks": [list(a) for a in acks]}
+
+
+def test_a_message_every_member_got_late_holds_the_late_deliveries():
+    # 100 messages x 10 members at 10 ms, except message 7: every member got it at 500 ms.
+    deliveries = [
+        ("r", seq, 500.0 if seq == 7 else 10.0, True, "n1") for seq in range(100) for _ in range(10)
+    ]
+    split = summarize([record(deliveries, [("r", 7, 480.0), ("r", 8, 5.0)])], top=3)
+    assert split["deliveries"] == 1000 and split["messages"] == 100
+    assert split["p50_ms"] == split["p99_ms"] == 10.0  # 99 % of the deliveries took 10 ms
+    assert split["late"] == 10 and split["messages_with_late"] == 1
+    assert split["late_in_top_messages"] == 1.0
+    assert split["slowest"] == [
+        {
+            "room": "r",
+            "seq": 7,
+            "deliveries": 10,
+            "late": 10,
+            "p50_ms": 500.0,
+            "max_ms": 500.0,
+            "ack_ms": 480.0,
+        }
+    ]
+    assert split["ack_p50_ms"] == 5.0 and split["ack_p99_ms"] == 480.0
+
+
+def test_late_deliveries_in_few_messages_are_counted_per_message():
+    # 1,000 messages x 10 members: 3 messages 200-210 ms for everyone, the rest 10 ms.
+    slow = {5: 200.0, 50: 205.0, 500: 210.0}
+    deliveries = [
+        ("r", seq, slow.get(seq, 10.0), True, "n1") for seq in range(1000) for _ in range(10)
+    ]
+    split = summarize([record(deliveries, [("r", 500, 190.0)])], top=2)
+    assert split["p99_ms"] == 10.0
+    assert split["late"] == 30 and split["messages_with_late"] == 3
+    assert split["late_in_top_messages"] == round(20 / 30, 3)
+    assert [(m["seq"], m["late"], m["p50_ms"]) for m in split["slowest"]] == [
+        (5, 10, 200.0),
+        (50, 10, 205.0),
+    ]
+
+
+def test_late_deliveries_spread_over_messages_show_in_one_receivers_share():
+    # Process 1's one receiver is slow on every 10th message; process 0's 20 never are.
+    fast = [("r", seq, 10.0, True, "n1") for seq in range(400) for _ in range(20)]
+    slow = [("r", seq, 300.0 if seq % 10 == 0 else 10.0, False, "n2") for seq in range(400)]
+    split = summarize([record(fast), record(slow)])
+    assert split["p99_ms"] == 10.0
+    assert split["late"] == 40 and split["messages_with_late"] == 40
+    assert split["late_in_top_messages"] == 0.25  # the 10 with most hold 10 of the 40
+    assert split["late_share"]["process 0"] == 0.0
+    assert split["late_share"]["process 1"] == 0.1
+    assert split["late_share"]["node n2"] == 0.1 and split["late_share"]["node n1"] == 0.0
+    assert split["slowest"][0]["ack_ms"] is None  # no ack recorded for it
+
+
+def test_what_a_process_writes_is_what_is_read(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHATLOAD_DELIVERY_LOG", str(tmp_path / "d"))
+    log = DeliveryLog.from_environment()
+    assert log is not None
+    log.delivery("lobby", 3, 12.5, False, "node-1")
+    log.ack("lobby", 3, 4.0)
+    log.write()
+    assert read(tmp_path / "d") == [
+        {"deliveries": [["lobby", 3, 12.5, False, "node-1"]], "acks": [["lobby", 3, 4.0]]}
+    ]
+
+
+def test_no_directory_means_no_log(monkeypatch):
+    monkeypatch.delenv("CHATLOAD_DELIVERY_LOG", raising=False)
+    assert DeliveryLog.from_environment() is None

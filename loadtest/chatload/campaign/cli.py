@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.delivery_log:
         scenarios = [replace(s, delivery_log=True) for s in scenarios]
 
-    out: Path = args.out
+    # Absolute: locust runs from the repository root, and reads the tokens file from here.
+    out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     table = out / "results.md"
     if not table.exists():

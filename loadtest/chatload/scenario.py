@@ -52,6 +52,16 @@ def add_arguments(parser: Any) -> None:
         "the servers' counters can be read (the campaign's message-queue figures).",
     )
     parser.add_argument(
+        "--chat-gc-freeze",
+        default="on",
+        choices=("on", "off"),
+        env_var="LOCUST_CHAT_GC_FREEZE",
+        include_in_web_ui=False,
+        help="on: each process that runs users moves what it holds after the joins out of the "
+        "garbage collector's view (gc.freeze) before the senders start, so that its full "
+        "collections, 60-95 ms each, do not show in the fan-out latencies (chatload.tails).",
+    )
+    parser.add_argument(
         "--chat-senders",
         default="5",
         env_var="LOCUST_CHAT_SENDERS",

@@ -8,7 +8,8 @@ two call for different work, so this module records every delivery and tells the
 
 Recording (`DeliveryLog`): with CHATLOAD_DELIVERY_LOG=<dir> in its environment (the campaign's
 `--delivery-log` sets it per run), each locust process that runs users keeps
-(room, seq, latency ms, same node, receiving server node) per first delivery and
+(room, seq, latency ms, same node, receiving server node, receive time) per first delivery,
+its garbage collections and
 (room, seq, ack ms) per acknowledged send, and writes them to <dir>/deliveries-<pid>.json
 when the coordinator collects the ledgers. About 40 bytes a delivery while it runs.
 
@@ -18,14 +19,21 @@ Reading: `python -m chatload.tails <dir>` prints the split.
 from __future__ import annotations
 
 import argparse
+import bisect
+import gc
+import itertools
 import json
 import math
 import os
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 ENV = "CHATLOAD_DELIVERY_LOG"
+# A collection this long in a load-generator process is counted as a pause that can show in
+# the latencies (a delivery at 20,000/s is owed every 50 µs).
+LONG_COLLECTION_S = 0.010
 
 
 class DeliveryLog:
@@ -33,25 +41,57 @@ class DeliveryLog:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.deliveries: list[tuple[str, int, float, bool, str]] = []
+        self.deliveries: list[tuple[str, int, float, bool, str, float]] = []
         self.acks: list[tuple[str, int, float]] = []
+        # This process's garbage collections, (wall start s, seconds, generation): a pause
+        # here delays every delivery to its users and every send of its senders.
+        self.collections: list[tuple[float, float, int]] = []
+        self._collection_started = 0.0
+        gc.callbacks.append(self._on_collection)
+
+    def _on_collection(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._collection_started = time.perf_counter()
+        else:
+            seconds = time.perf_counter() - self._collection_started
+            self.collections.append((time.time() - seconds, seconds, info["generation"]))
 
     @classmethod
     def from_environment(cls) -> DeliveryLog | None:
         directory = os.environ.get(ENV)
         return cls(Path(directory)) if directory else None
 
-    def delivery(self, room: str, seq: int, latency_ms: float, same_node: bool, node: str) -> None:
-        self.deliveries.append((room, seq, latency_ms, same_node, node))
+    def delivery(
+        self,
+        room: str,
+        seq: int,
+        latency_ms: float,
+        same_node: bool,
+        node: str,
+        received_at: float,
+    ) -> None:
+        """One first delivery; `received_at` in wall-clock seconds (time.time())."""
+        self.deliveries.append((room, seq, latency_ms, same_node, node, received_at))
 
     def ack(self, room: str, seq: int, ack_ms: float) -> None:
         self.acks.append((room, seq, ack_ms))
 
     def write(self) -> Path:
-        """Write this process's records to <dir>/deliveries-<pid>.json (replaced if there)."""
+        """Write this process's records to <dir>/deliveries-<pid>.json (replaced if there);
+        collections after it are no longer recorded."""
+        if self._on_collection in gc.callbacks:
+            gc.callbacks.remove(self._on_collection)
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"deliveries-{os.getpid()}.json"
-        path.write_text(json.dumps({"deliveries": self.deliveries, "acks": self.acks}))
+        path.write_text(
+            json.dumps(
+                {
+                    "deliveries": self.deliveries,
+                    "acks": self.acks,
+                    "collections": self.collections,
+                }
+            )
+        )
         return path
 
 
@@ -68,19 +108,43 @@ def summarize(records: list[dict[str, Any]], top: int = 10) -> dict[str, Any]:
     Returns {deliveries, messages, p50_ms, p99_ms, late (deliveries above the p99),
     messages_with_late, late_in_top_messages (share of the late deliveries held by the `top`
     messages with most), ack_p50_ms / ack_p99_ms (senders' acks), late_share ({"process N" |
-    "node NAME": share of its deliveries that are late}),
+    "node NAME": share of its deliveries that are late}), long_collections (the load
+    generator's collections of LONG_COLLECTION_S or more: count, ms in all),
+    in_collection_late / in_collection_all (share of the late / of all deliveries whose
+    flight, send stamp to receipt, overlaps one of them; None without receive times),
     slowest: [{room, seq, deliveries, late, p50_ms, max_ms, ack_ms}] for those messages}.
     Raises ValueError when there are no deliveries.
     """
     rows: list[tuple[str, int, float, bool, str, int]] = []
     acks: dict[tuple[str, int], float] = {}
+    flights: list[tuple[float, float]] = []  # (sent, received) in wall seconds
+    pauses: list[tuple[float, float]] = []  # long collections, (start, end)
     for process, record in enumerate(records):
-        rows.extend((*d, process) for d in record["deliveries"])
+        rows.extend((*d[:5], process) for d in record["deliveries"])
+        flights.extend((d[5] - d[2] / 1000, d[5]) for d in record["deliveries"] if len(d) > 5)
         acks.update({(room, seq): ms for room, seq, ms in record["acks"]})
+        pauses.extend(
+            (start, start + seconds)
+            for start, seconds, _generation in record.get("collections", ())
+            if seconds >= LONG_COLLECTION_S
+        )
     if not rows:
         raise ValueError("no deliveries recorded")
     latencies = sorted(r[2] for r in rows)
     p99 = _quantile(latencies, 0.99)
+    in_pause: list[bool] = []
+    if len(flights) == len(rows):
+        pauses.sort()
+        starts = [start for start, _end in pauses]
+        ends = [end for _start, end in pauses]
+        running_end = list(itertools.accumulate(ends, max)) if ends else []
+
+        def overlaps(sent: float, received: float) -> bool:
+            # The pauses that start before the receipt; did any of them end after the send?
+            i = bisect.bisect_right(starts, received)
+            return i > 0 and running_end[i - 1] > sent
+
+        in_pause = [overlaps(sent, received) for sent, received in flights]
     by_message: dict[tuple[str, int], list[float]] = defaultdict(list)
     late_by_message: dict[tuple[str, int], int] = defaultdict(int)
     totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -109,6 +173,9 @@ def summarize(records: list[dict[str, Any]], top: int = 10) -> dict[str, Any]:
             }
         )
     ack_values = sorted(acks.values())
+    late_in_pause = (
+        [p for p, r in zip(in_pause, rows, strict=True) if r[2] > p99] if in_pause else []
+    )
     return {
         "deliveries": len(rows),
         "messages": len(by_message),
@@ -122,6 +189,14 @@ def summarize(records: list[dict[str, Any]], top: int = 10) -> dict[str, Any]:
         "ack_p50_ms": round(_quantile(ack_values, 0.5), 1) if ack_values else None,
         "ack_p99_ms": round(_quantile(ack_values, 0.99), 1) if ack_values else None,
         "late_share": {k: round(v[1] / v[0], 4) for k, v in sorted(totals.items())},
+        "long_collections": {
+            "count": len(pauses),
+            "ms": round(sum(end - start for start, end in pauses) * 1000, 1),
+        },
+        "in_collection_late": round(sum(late_in_pause) / len(late_in_pause), 3)
+        if late_in_pause
+        else None,
+        "in_collection_all": round(sum(in_pause) / len(in_pause), 3) if in_pause else None,
         "slowest": slowest,
     }
 
@@ -144,6 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{s['late']} deliveries above the p99 fall in {s['messages_with_late']} messages; "
         f"the {len(s['slowest'])} with most hold {100 * s['late_in_top_messages']:.1f} % of them"
+    )
+    pauses = s["long_collections"]
+    print(
+        f"load generator collections of {1000 * LONG_COLLECTION_S:g} ms or more: "
+        f"{pauses['count']} ({pauses['ms']} ms in all); deliveries in flight during one: "
+        f"late {s['in_collection_late']}, all {s['in_collection_all']}"
     )
     print("late share by receiving process / server node:")
     for name, share in s["late_share"].items():

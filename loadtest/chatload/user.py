@@ -240,7 +240,9 @@ class ChatUser(HttpUser):
             return
         self._fire_delivery(latency_ms, same_node, size, first)
         if first and self.coord.delivery_log is not None:
-            self.coord.delivery_log.delivery(room, seq, latency_ms, same_node, str(self.node))
+            self.coord.delivery_log.delivery(
+                room, seq, latency_ms, same_node, str(self.node), received_at
+            )
 
     def _on_disconnect(self, reason: Any = None) -> None:
         if not self.stopping:

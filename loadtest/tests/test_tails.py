@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import time
+
 from chatload.tails import DeliveryLog, read, summarize
 
 
@@ -67,14 +70,42 @@ def test_what_a_process_writes_is_what_is_read(tmp_path, monkeypatch):
     monkeypatch.setenv("CHATLOAD_DELIVERY_LOG", str(tmp_path / "d"))
     log = DeliveryLog.from_environment()
     assert log is not None
-    log.delivery("lobby", 3, 12.5, False, "node-1")
+    log.delivery("lobby", 3, 12.5, False, "node-1", 1700000000.25)
     log.ack("lobby", 3, 4.0)
+    gc.collect(1)  # recorded by the log's collection callback
     log.write()
-    assert read(tmp_path / "d") == [
-        {"deliveries": [["lobby", 3, 12.5, False, "node-1"]], "acks": [["lobby", 3, 4.0]]}
-    ]
+    [written] = read(tmp_path / "d")
+    assert written["deliveries"] == [["lobby", 3, 12.5, False, "node-1", 1700000000.25]]
+    assert written["acks"] == [["lobby", 3, 4.0]]
+    started, seconds, generation = written["collections"][-1]
+    assert generation == 1 and seconds >= 0 and abs(started - time.time()) < 60
 
 
 def test_no_directory_means_no_log(monkeypatch):
     monkeypatch.delenv("CHATLOAD_DELIVERY_LOG", raising=False)
     assert DeliveryLog.from_environment() is None
+
+
+def test_deliveries_in_flight_during_a_load_generator_pause_are_counted():
+    # 200 deliveries of 2 ms each, one every 10 ms from t=100; a 50 ms collection at t=100.5
+    # holds the 5 received in (100.5, 100.55]; they are the slow ones (60 ms).
+    deliveries = []
+    for i in range(200):
+        received = 100.0 + i * 0.01
+        latency = 60.0 if 100.5 < received <= 100.55 else 2.0
+        deliveries.append(("r", i, latency, True, "n1", received))
+    short = (100.2, 0.001, 0)  # under LONG_COLLECTION_S: not a pause
+    split = summarize(
+        [{"deliveries": deliveries, "acks": [], "collections": [(100.5, 0.05, 2), short]}]
+    )
+    assert split["long_collections"] == {"count": 1, "ms": 50.0}
+    assert split["late"] == 0  # 5 of 200 is 2.5 %: the p99 is 60 ms itself
+    assert split["in_collection_all"] == round(
+        6 / 200, 3
+    )  # received 100.50 (in flight at its start) to 100.55
+    assert split["in_collection_late"] is None
+
+
+def test_no_receive_times_means_no_pause_figures():
+    split = summarize([record([("r", 1, 5.0, True, "n1")])])
+    assert split["in_collection_all"] is None and split["long_collections"]["count"] == 0

@@ -177,8 +177,6 @@ def list_messages(principal: Principal, query: HistoryQuery, room: str) -> dict:
 )
 def post_message(principal: Principal, payload: MessageText, room: str) -> MessagePayload:
     current_app.extensions["chat.rate_limiter"].check(principal.username)
-    posted = messages.post_message(
-        principal, room, payload.text, payload.client_id, positions_up_to=delivery.POSITIONS_UP_TO
-    )
+    posted = messages.post_message(principal, room, payload.text, payload.client_id)
     delivery.message_posted(posted)
     return posted.message

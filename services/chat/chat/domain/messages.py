@@ -10,17 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import (
-    DateTime,
-    Integer,
-    String,
-    Text,
-    bindparam,
-    func,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import DateTime, Integer, String, Text, bindparam, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -28,10 +18,10 @@ from ..config import AUTOCOMMIT_BIND
 from ..errors import Conflict, NotFound, Unavailable
 from ..extensions import db
 from ..green import is_database_timeout
-from ..models import Membership, Message, Room, User, utcnow
+from ..models import Membership, Message, Room, utcnow
 from ..schemas import MessagePayload
 from .accounts import Principal
-from .rooms import ReadPositions, RoomRef, ensure_member, require_user, room_for
+from .rooms import RoomRef, ensure_member, require_user, room_for
 
 # A page of history: big enough to fill a screen twice, small enough for one frame.
 HISTORY_PAGE = 100
@@ -44,23 +34,10 @@ class Posted:
     message: MessagePayload
     created: bool  # False when a retry found the message stored by an earlier attempt
     room: RoomRef  # the room it was stored in (the caller's notices need it)
-    # The members' read positions just after the message, when the store read them in the
-    # same round trip (PostgreSQL, `positions_up_to` given); None when it did not.
-    read_positions: ReadPositions | None = None
 
 
-def post_message(
-    principal: Principal,
-    room_name: str,
-    text: str,
-    client_id: str | None,
-    positions_up_to: int | None = None,
-) -> Posted:
+def post_message(principal: Principal, room_name: str, text: str, client_id: str | None) -> Posted:
     """Store a message; the caller publishes a created one (realtime/delivery.py).
-
-    With `positions_up_to` on PostgreSQL, the statement that stores the message also reads
-    up to that many members' read positions (Posted.read_positions; `more` set and none
-    listed when the room has more members), saving the notices a second round trip.
 
     seq comes from `UPDATE rooms SET last_seq = last_seq + 1 ... RETURNING` in the same
     transaction as the INSERT, so the row lock orders writers: commit order is seq order and
@@ -73,11 +50,8 @@ def post_message(
     room = room_for(principal, room_name)
     try:
         autocommit = db.engines.get(AUTOCOMMIT_BIND)  # configured for PostgreSQL only
-        positions = None
         if autocommit is not None:
-            payload, positions = _store_in_one_statement(
-                autocommit, principal, room, text, client_id, positions_up_to
-            )
+            payload = _store_in_one_statement(autocommit, principal, room, text, client_id)
         else:
             payload = _store_in_transaction(principal, room, text, client_id)
     except IntegrityError:
@@ -95,7 +69,7 @@ def post_message(
                 "retry with the same client_id"
             ) from None
         raise Unavailable("the message store is unavailable; the message was not sent") from None
-    return Posted(payload, created=True, room=room, read_positions=positions)
+    return Posted(payload, created=True, room=room)
 
 
 # seq: the room's counter, incremented and read in the statement that stores the message.
@@ -136,28 +110,6 @@ _STORE_IN_ONE_STATEMENT = (
     .returning(Message.id, Message.seq)
     .add_cte(_mark_sender_read)
 )
-# The room's members' read positions, at most :positions_limit of them, as a JSON array of
-# [username, last_read_seq]. In RETURNING, it reads the snapshot the statement started from:
-# the sender's position before this message moved it (see _store_in_one_statement).
-_some_members = (
-    select(User.username, Membership.last_read_seq)
-    .join(User, User.id == Membership.user_id)
-    .where(Membership.room_id == bindparam("new_room_id", type_=Integer))
-    .limit(bindparam("positions_limit", type_=Integer))
-    .subquery("some_members")
-)
-_STORE_AND_READ_POSITIONS = _STORE_IN_ONE_STATEMENT.returning(
-    select(
-        func.coalesce(
-            func.json_agg(
-                func.json_build_array(_some_members.c.username, _some_members.c.last_read_seq)
-            ),
-            func.json_build_array(),
-        )
-    )
-    .scalar_subquery()
-    .label("positions"),
-)
 _MARK_SENDER_READ = (
     update(Membership)
     .where(
@@ -170,21 +122,14 @@ _MARK_SENDER_READ = (
 
 
 def _store_in_one_statement(
-    engine: Engine,
-    principal: Principal,
-    room: RoomRef,
-    text: str,
-    client_id: str | None,
-    positions_up_to: int | None = None,
-) -> tuple[MessagePayload, ReadPositions | None]:
-    """PostgreSQL: seq and row in one autocommitted statement, one round trip; with
-    `positions_up_to`, the members' read positions too (else None).
+    engine: Engine, principal: Principal, room: RoomRef, text: str, client_id: str | None
+) -> MessagePayload:
+    """PostgreSQL: seq and row in one autocommitted statement, one round trip.
 
     The message handler's time before the broadcast is round trips, each of which also waits
-    for the busy hub to come back to it; BEGIN, UPDATE, INSERT and COMMIT were four of them,
-    and the notices' read of the positions one more. One statement is still one transaction:
-    the UPDATE's row lock orders writers until it commits, and a unique violation undoes the
-    seq increment with the insert.
+    for the busy hub to come back to it; BEGIN, UPDATE, INSERT and COMMIT were four of them.
+    One statement is still one transaction: the UPDATE's row lock orders writers until it
+    commits, and a unique violation undoes the seq increment with the insert.
     """
     message = _new_message(principal, room, text, client_id, created_at=utcnow())
     # Not named after the messages columns: SQLAlchemy would take such keys as the INSERT's
@@ -197,31 +142,12 @@ def _store_in_one_statement(
         "new_client_id": client_id,
         "new_created_at": message.created_at,
     }
-    statement = _STORE_IN_ONE_STATEMENT
-    if positions_up_to is not None:
-        statement = _STORE_AND_READ_POSITIONS
-        values["positions_limit"] = positions_up_to + 1  # one more: "more than that"
     with engine.connect() as connection:
-        row = connection.execute(statement, values).one_or_none()
+        row = connection.execute(_STORE_IN_ONE_STATEMENT, values).one_or_none()
     if row is None:  # no such room row: the cached RoomRef outlived it
         raise NotFound(f"room {room.name!r} does not exist")
     message.id, message.seq = row.id, row.seq
-    positions = None
-    if positions_up_to is not None:
-        members = row.positions
-        if len(members) > positions_up_to:
-            positions = ReadPositions(last_seq=row.seq, members=[], more=True)
-        else:
-            # The snapshot predates this statement's own move of the sender's position to
-            # the message (the CTE that marks it read): applied here as it was stored.
-            positions = ReadPositions(
-                last_seq=row.seq,
-                members=[
-                    (name, max(seq, row.seq) if name == principal.username else seq)
-                    for name, seq in members
-                ],
-            )
-    return message.to_dict(room.name), positions
+    return message.to_dict(room.name)
 
 
 def _store_in_transaction(

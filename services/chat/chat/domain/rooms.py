@@ -477,16 +477,6 @@ def member_room_names(user_id: int) -> list[str]:
     )
 
 
-@dataclass(frozen=True)
-class ReadPositions:
-    """A room's last_seq and its members' (username, last_read_seq), or only that there are
-    more members than were asked for (`members` empty then)."""
-
-    last_seq: int
-    members: list[tuple[str, int]]
-    more: bool = False
-
-
 def read_positions(
     room: RoomRef, limit: int | None = None
 ) -> tuple[int, list[tuple[str, int]]] | None:

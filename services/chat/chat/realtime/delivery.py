@@ -10,9 +10,6 @@ from .. import metrics
 from ..domain.messages import Posted
 from . import notify, publish
 
-# What post_message should read with the message for the notices (see notify.activity).
-POSITIONS_UP_TO = notify.EXACT_ACTIVITY_MEMBERS
-
 
 def message_posted(posted: Posted) -> None:
     """Publish a newly stored message to its room, count it, and tell members not watching.
@@ -29,4 +26,4 @@ def message_posted(posted: Posted) -> None:
     message = posted.message
     publish.message(message["room"], message)
     metrics.messages_stored.inc()
-    notify.activity(posted.room, posted.read_positions)
+    notify.activity(posted.room)

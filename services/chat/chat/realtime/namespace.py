@@ -260,13 +260,7 @@ class ChatNamespace(Namespace):
     @event("message", schemas.MessageEvent)
     def on_message(self, principal: Principal, payload: schemas.MessageEvent) -> dict:
         self.rate_limiter.check(principal.username)
-        posted = messages.post_message(
-            principal,
-            payload.room,
-            payload.text,
-            payload.client_id,
-            positions_up_to=delivery.POSITIONS_UP_TO,
-        )
+        posted = messages.post_message(principal, payload.room, payload.text, payload.client_id)
         delivery.message_posted(posted)
         if posted.created:
             # Clients stop showing the author as typing when the message lands; the author's

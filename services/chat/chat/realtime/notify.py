@@ -28,7 +28,7 @@ from typing import Any
 from flask import Flask, current_app
 
 from ..domain import rooms
-from ..domain.rooms import Change, ReadPositions, RoomRef
+from ..domain.rooms import Change, RoomRef
 from ..extensions import socketio, socketio_server
 from .publish import channel as room_channel
 
@@ -111,18 +111,13 @@ def read(username: str, room_name: str, last_read_seq: int, skip_sid: str | None
     )
 
 
-def activity(room: RoomRef, known: ReadPositions | None = None) -> None:
+def activity(room: RoomRef) -> None:
     """A message was stored in `room`: its members' sockets not joined to it hear of it.
 
-    `known`: the positions the store read with the message (up to EXACT_ACTIVITY_MEMBERS
-    members), else they are read here. Never raises: the message is stored and acked
-    whatever happens to this notice.
+    Never raises: the message is stored and acked whatever happens to this notice.
     """
     try:
-        if known is not None:
-            positions = None if known.more else (known.last_seq, known.members)
-        else:
-            positions = rooms.read_positions(room, EXACT_ACTIVITY_MEMBERS)
+        positions = rooms.read_positions(room, EXACT_ACTIVITY_MEMBERS)
         if positions is None:
             _coalescer().mark(room)
             return

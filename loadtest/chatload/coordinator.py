@@ -72,7 +72,10 @@ class Coordinator:
 
     def _reset(self) -> None:
         self.ledger = DeliveryLedger()
-        self.delivery_log = DeliveryLog.from_environment()  # None unless asked for
+        if getattr(self, "delivery_log", None) is not None:
+            self.delivery_log.close()
+        # None unless asked for; only processes that run users receive anything.
+        self.delivery_log = DeliveryLog.from_environment() if self.runs_users else None
         self.go = Event()
         self.quiet = False
         self.users: weakref.WeakSet[ChatUser] = weakref.WeakSet()
@@ -164,9 +167,9 @@ class Coordinator:
     def _on_collect(self, environment: Environment, msg: Any, **_: Any) -> None:
         for user in list(self.users):
             user.report_unacked()
-        if self.delivery_log is not None:
-            self.delivery_log.write()
         self.env.runner.send_message("chat_ledger", {"summary": self.ledger.summary()})
+        if self.delivery_log is not None:  # after the ledger: the coordinator waits for that
+            self.delivery_log.write()
 
     # -- the coordinator's side ----------------------------------------------------------
 

@@ -11,7 +11,8 @@ Recording (`DeliveryLog`): with CHATLOAD_DELIVERY_LOG=<dir> in its environment (
 (room, seq, latency ms, same node, receiving server node, receive time) per first delivery,
 its garbage collections and
 (room, seq, ack ms) per acknowledged send, and writes them to <dir>/deliveries-<pid>.json
-when the coordinator collects the ledgers. About 40 bytes a delivery while it runs.
+when the coordinator collects the ledgers (after sending its ledger). A few hundred bytes a
+delivery while it runs.
 
 Reading: `python -m chatload.tails <dir>` prints the split.
 """
@@ -58,6 +59,7 @@ class DeliveryLog:
 
     @classmethod
     def from_environment(cls) -> DeliveryLog | None:
+        """A log writing under CHATLOAD_DELIVERY_LOG, or None when that is not set."""
         directory = os.environ.get(ENV)
         return cls(Path(directory)) if directory else None
 
@@ -73,14 +75,19 @@ class DeliveryLog:
         """One first delivery; `received_at` in wall-clock seconds (time.time())."""
         self.deliveries.append((room, seq, latency_ms, same_node, node, received_at))
 
+    def close(self) -> None:
+        """Stop recording collections (write() does this too)."""
+        if self._on_collection in gc.callbacks:
+            gc.callbacks.remove(self._on_collection)
+
     def ack(self, room: str, seq: int, ack_ms: float) -> None:
+        """One acknowledged send: its message and the ms from send to ack."""
         self.acks.append((room, seq, ack_ms))
 
     def write(self) -> Path:
         """Write this process's records to <dir>/deliveries-<pid>.json (replaced if there);
         collections after it are no longer recorded."""
-        if self._on_collection in gc.callbacks:
-            gc.callbacks.remove(self._on_collection)
+        self.close()
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"deliveries-{os.getpid()}.json"
         path.write_text(
@@ -117,13 +124,16 @@ def summarize(records: list[dict[str, Any]], top: int = 10) -> dict[str, Any]:
     """
     rows: list[tuple[str, int, float, bool, str, int]] = []
     acks: dict[tuple[str, int], float] = {}
-    flights: list[tuple[float, float]] = []  # (sent, received) in wall seconds
-    pauses: list[tuple[float, float]] = []  # long collections, (start, end)
+    flights: list[tuple[int, float, float]] = []  # (process, sent, received), wall seconds
+    # Long collections, (start, end), by process: a pause holds that process's receipts only.
+    pauses_of: dict[int, list[tuple[float, float]]] = defaultdict(list)
     for process, record in enumerate(records):
         rows.extend((*d[:5], process) for d in record["deliveries"])
-        flights.extend((d[5] - d[2] / 1000, d[5]) for d in record["deliveries"] if len(d) > 5)
+        flights.extend(
+            (process, d[5] - d[2] / 1000, d[5]) for d in record["deliveries"] if len(d) > 5
+        )
         acks.update({(room, seq): ms for room, seq, ms in record["acks"]})
-        pauses.extend(
+        pauses_of[process].extend(
             (start, start + seconds)
             for start, seconds, _generation in record.get("collections", ())
             if seconds >= LONG_COLLECTION_S
@@ -132,19 +142,25 @@ def summarize(records: list[dict[str, Any]], top: int = 10) -> dict[str, Any]:
         raise ValueError("no deliveries recorded")
     latencies = sorted(r[2] for r in rows)
     p99 = _quantile(latencies, 0.99)
+    pauses = [p for process_pauses in pauses_of.values() for p in process_pauses]
     in_pause: list[bool] = []
     if len(flights) == len(rows):
-        pauses.sort()
-        starts = [start for start, _end in pauses]
-        ends = [end for _start, end in pauses]
-        running_end = list(itertools.accumulate(ends, max)) if ends else []
+        index: dict[int, tuple[list[float], list[float]]] = {}
+        for process, process_pauses in pauses_of.items():
+            process_pauses.sort()
+            starts = [start for start, _end in process_pauses]
+            # Running maximum of the ends: did any pause that started by then end later?
+            ends = list(itertools.accumulate((end for _s, end in process_pauses), max))
+            index[process] = (starts, ends)
 
-        def overlaps(sent: float, received: float) -> bool:
-            # The pauses that start before the receipt; did any of them end after the send?
+        def overlaps(process: int, sent: float, received: float) -> bool:
+            # The receiving process's pauses that start before the receipt: did any of them
+            # end after the send?
+            starts, ends = index.get(process, ([], []))
             i = bisect.bisect_right(starts, received)
-            return i > 0 and running_end[i - 1] > sent
+            return i > 0 and ends[i - 1] > sent
 
-        in_pause = [overlaps(sent, received) for sent, received in flights]
+        in_pause = [overlaps(*flight) for flight in flights]
     by_message: dict[tuple[str, int], list[float]] = defaultdict(list)
     late_by_message: dict[tuple[str, int], int] = defaultdict(int)
     totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])

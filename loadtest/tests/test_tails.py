@@ -109,3 +109,26 @@ def test_deliveries_in_flight_during_a_load_generator_pause_are_counted():
 def test_no_receive_times_means_no_pause_figures():
     split = summarize([record([("r", 1, 5.0, True, "n1")])])
     assert split["in_collection_all"] is None and split["long_collections"]["count"] == 0
+
+
+def test_a_pause_holds_only_its_own_processes_receipts():
+    # 1,000 deliveries in each of two processes, one every 10 ms, 2 ms each; process 1 paused
+    # 50 ms at t=105 and its 5 receipts in (105, 105.05] took 60 ms. Process 0 was not paused.
+    def deliveries(slow: bool) -> list:
+        out = []
+        for i in range(1000):
+            received = 100.0 + i * 0.01
+            late = slow and 105.0 < received <= 105.05 + 1e-9
+            out.append(("r", i, 60.0 if late else 2.0, True, "n1", received))
+        return out
+
+    split = summarize(
+        [
+            {"deliveries": deliveries(False), "acks": [], "collections": []},
+            {"deliveries": deliveries(True), "acks": [], "collections": [(105.0, 0.05, 2)]},
+        ]
+    )
+    assert split["p99_ms"] == 2.0 and split["late"] == 5
+    assert split["in_collection_late"] == 1.0
+    # Process 1's receipts at 105.00 .. 105.05 only: 6 of 2,000 (process 0's are not held).
+    assert split["in_collection_all"] == round(6 / 2000, 3)

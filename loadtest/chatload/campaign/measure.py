@@ -195,6 +195,7 @@ def run_one(
     try:
         with open(out / "locust.log", "w") as log:
             env = dict(os.environ)
+            env.pop(tails.ENV, None)  # one run's log never lands in another's directory
             if sc.delivery_log:
                 env[tails.ENV] = str(out / "deliveries")
             proc = subprocess.Popen(

@@ -122,49 +122,46 @@ def summarize(records: list[dict[str, Any]], top: int = 10) -> dict[str, Any]:
     slowest: [{room, seq, deliveries, late, p50_ms, max_ms, ack_ms}] for those messages}.
     Raises ValueError when there are no deliveries.
     """
-    rows: list[tuple[str, int, float, bool, str, int]] = []
+    # (room, seq, latency ms, receiving node, process, receive time or None)
+    rows: list[tuple[str, int, float, str, int, float | None]] = []
     acks: dict[tuple[str, int], float] = {}
-    flights: list[tuple[int, float, float]] = []  # (process, sent, received), wall seconds
-    # Long collections, (start, end), by process: a pause holds that process's receipts only.
-    pauses_of: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    # Long collections by process, (starts, running maximum of the ends), sorted by start: a
+    # pause holds only its own process's receipts.
+    pauses: list[tuple[float, float]] = []
+    index: dict[int, tuple[list[float], list[float]]] = {}
     for process, record in enumerate(records):
-        rows.extend((*d[:5], process) for d in record["deliveries"])
-        flights.extend(
-            (process, d[5] - d[2] / 1000, d[5]) for d in record["deliveries"] if len(d) > 5
+        rows.extend(
+            (d[0], d[1], d[2], d[4], process, d[5] if len(d) > 5 else None)
+            for d in record["deliveries"]
         )
         acks.update({(room, seq): ms for room, seq, ms in record["acks"]})
-        pauses_of[process].extend(
+        own = sorted(
             (start, start + seconds)
             for start, seconds, _generation in record.get("collections", ())
             if seconds >= LONG_COLLECTION_S
+        )
+        pauses += own
+        index[process] = (
+            [start for start, _end in own],
+            list(itertools.accumulate((end for _start, end in own), max)),
         )
     if not rows:
         raise ValueError("no deliveries recorded")
     latencies = sorted(r[2] for r in rows)
     p99 = _quantile(latencies, 0.99)
-    pauses = [p for process_pauses in pauses_of.values() for p in process_pauses]
-    in_pause: list[bool] = []
-    if len(flights) == len(rows):
-        index: dict[int, tuple[list[float], list[float]]] = {}
-        for process, process_pauses in pauses_of.items():
-            process_pauses.sort()
-            starts = [start for start, _end in process_pauses]
-            # Running maximum of the ends: did any pause that started by then end later?
-            ends = list(itertools.accumulate((end for _s, end in process_pauses), max))
-            index[process] = (starts, ends)
 
-        def overlaps(process: int, sent: float, received: float) -> bool:
-            # The receiving process's pauses that start before the receipt: did any of them
-            # end after the send?
-            starts, ends = index.get(process, ([], []))
-            i = bisect.bisect_right(starts, received)
-            return i > 0 and ends[i - 1] > sent
+    def in_pause(process: int, latency: float, received: float) -> bool:
+        # The process's pauses that started by the receipt: did any end after the send?
+        starts, ends = index[process]
+        i = bisect.bisect_right(starts, received)
+        return i > 0 and ends[i - 1] > received - latency / 1000
 
-        in_pause = [overlaps(*flight) for flight in flights]
+    timed = all(r[5] is not None for r in rows)
+    in_pause_counts = [0, 0, 0]  # all deliveries in a pause, late ones, late ones in all
     by_message: dict[tuple[str, int], list[float]] = defaultdict(list)
     late_by_message: dict[tuple[str, int], int] = defaultdict(int)
     totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for room, seq, latency, _same, node, process in rows:
+    for room, seq, latency, node, process, received in rows:
         by_message[(room, seq)].append(latency)
         late = latency > p99
         for key in (f"process {process}", f"node {node}"):
@@ -172,6 +169,11 @@ def summarize(records: list[dict[str, Any]], top: int = 10) -> dict[str, Any]:
             totals[key][1] += late
         if late:
             late_by_message[(room, seq)] += 1
+        if received is not None:
+            paused = in_pause(process, latency, received)
+            in_pause_counts[0] += paused
+            in_pause_counts[1] += paused and late
+            in_pause_counts[2] += late
     late_total = sum(late_by_message.values())
     worst = sorted(late_by_message, key=late_by_message.__getitem__, reverse=True)[:top]
     slowest = []
@@ -189,9 +191,7 @@ def summarize(records: list[dict[str, Any]], top: int = 10) -> dict[str, Any]:
             }
         )
     ack_values = sorted(acks.values())
-    late_in_pause = (
-        [p for p, r in zip(in_pause, rows, strict=True) if r[2] > p99] if in_pause else []
-    )
+    paused_all, paused_late, late_count = in_pause_counts
     return {
         "deliveries": len(rows),
         "messages": len(by_message),
@@ -209,10 +209,8 @@ def summarize(records: list[dict[str, Any]], top: int = 10) -> dict[str, Any]:
             "count": len(pauses),
             "ms": round(sum(end - start for start, end in pauses) * 1000, 1),
         },
-        "in_collection_late": round(sum(late_in_pause) / len(late_in_pause), 3)
-        if late_in_pause
-        else None,
-        "in_collection_all": round(sum(in_pause) / len(in_pause), 3) if in_pause else None,
+        "in_collection_late": round(paused_late / late_count, 3) if timed and late_count else None,
+        "in_collection_all": round(paused_all / len(rows), 3) if timed else None,
         "slowest": slowest,
     }
 

@@ -65,7 +65,7 @@ class ChatUser(HttpUser):
         self.sio: socketio.Client | None = None
         self.stopping = False
         self._pending: dict[str, float] = {}  # client_id -> send time, until acked
-        self._early: dict[tuple[str, int], tuple[float, bool, int]] = {}
+        self._early: dict[tuple[str, int], tuple[float, bool, int, float]] = {}
         self._session = threading.Event()
         self._pace = constant_throughput(self.sc.rate) if self.sender else None
         self.coord.users.add(self)
@@ -167,8 +167,8 @@ class ChatUser(HttpUser):
         # The node peer keeps no history; it says where live starts with last_seq instead.
         baseline = max([*history, int(ack.get("last_seq", 0))])
         for seq in self.coord.ledger.joined(self.username, self.room, baseline, self.node):
-            latency_ms, same_node, size = self._early.pop((self.room, seq))
-            self._fire_delivery(latency_ms, same_node, size, first=True)
+            latency_ms, same_node, size, received_at = self._early.pop((self.room, seq))
+            self._fire_delivery(self.room, seq, latency_ms, same_node, size, True, received_at)
         self._early.clear()
 
     def _send(self) -> None:
@@ -236,13 +236,9 @@ class ChatUser(HttpUser):
         first = self.coord.ledger.receive(self.username, room, seq)
         if first is None:
             if room == self.room:  # before the join ack: counted once the baseline is known
-                self._early[(room, seq)] = (latency_ms, same_node, size)
+                self._early[(room, seq)] = (latency_ms, same_node, size, received_at)
             return
-        self._fire_delivery(latency_ms, same_node, size, first)
-        if first and self.coord.delivery_log is not None:
-            self.coord.delivery_log.delivery(
-                room, seq, latency_ms, same_node, str(self.node), received_at
-            )
+        self._fire_delivery(room, seq, latency_ms, same_node, size, first, received_at)
 
     def _on_disconnect(self, reason: Any = None) -> None:
         if not self.stopping:
@@ -257,7 +253,21 @@ class ChatUser(HttpUser):
 
     # -- reporting --------------------------------------------------------------------
 
-    def _fire_delivery(self, latency_ms: float, same_node: bool, size: int, first: bool) -> None:
+    def _fire_delivery(
+        self,
+        room: str,
+        seq: int,
+        latency_ms: float,
+        same_node: bool,
+        size: int,
+        first: bool,
+        received_at: float,
+    ) -> None:
+        """One delivery to locust's stats (and a first one to the delivery log, if any)."""
+        if first and self.coord.delivery_log is not None:
+            self.coord.delivery_log.delivery(
+                room, seq, latency_ms, same_node, str(self.node), received_at
+            )
         self.environment.events.request.fire(
             request_type="fanout",
             name=("same-node" if same_node else "cross-node") if first else "duplicate",

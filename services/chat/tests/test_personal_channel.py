@@ -227,3 +227,85 @@ def test_a_room_above_the_notice_ceiling_sends_no_notices(
         time.sleep(0.05)
     assert not coalescer.running
     assert named(drain(watcher), "room") == []
+
+
+def _spy_on_position_reads(monkeypatch) -> list[int | None]:
+    """The `limit` of every read of a room's read positions from now on, in order."""
+    from chat.realtime import notify
+
+    limits: list[int | None] = []
+    real = notify.rooms.read_positions
+
+    def spy(room, limit=None):
+        limits.append(limit)
+        return real(room, limit)
+
+    monkeypatch.setattr(notify.rooms, "read_positions", spy)
+    return limits
+
+
+def _wait_for_flush(app) -> None:
+    coalescer = app.extensions["chat.activity"]
+    deadline = time.monotonic() + 10
+    while coalescer.running and time.monotonic() < deadline:  # its flush has run once it stops
+        time.sleep(0.05)
+    assert not coalescer.running
+
+
+def test_a_room_found_big_is_read_by_its_flush_not_by_every_message(
+    sio_client, client, accounts, app, monkeypatch
+):
+    from chat.realtime.notify import ACTIVITY_MAX_MEMBERS, EXACT_ACTIVITY_MEMBERS
+
+    members = [f"member{i}" for i in range(EXACT_ACTIVITY_MEMBERS)]  # + alice: one too many
+    for name in members:
+        accounts.token(name)
+    alice = accounts.headers("alice")
+    client.post(
+        "/api/rooms", json={"name": "big", "private": True, "members": members}, headers=alice
+    )
+    watcher = sio_client("member0")
+    settle(watcher)
+    limits = _spy_on_position_reads(monkeypatch)
+    for i in range(5):
+        client.post("/api/rooms/big/messages", json={"text": f"m{i}"}, headers=alice)
+    _wait_for_flush(app)
+    # The first message found the room big; the other four marked it without a read; the
+    # flush (or two, if the sends straddled a tick) read it whole.
+    assert limits[0] == EXACT_ACTIVITY_MEMBERS
+    assert set(limits[1:]) == {ACTIVITY_MAX_MEMBERS} and 1 <= len(limits[1:]) <= 2, limits
+    assert named(drain(watcher), "room")[-1]["last_seq"] == 5
+
+
+def test_a_big_room_that_shrank_is_exact_again_after_one_flush(
+    sio_client, client, accounts, app, monkeypatch
+):
+    from chat.realtime.notify import ACTIVITY_MAX_MEMBERS, EXACT_ACTIVITY_MEMBERS
+
+    members = [f"member{i}" for i in range(EXACT_ACTIVITY_MEMBERS)]  # + alice: one too many
+    for name in members:
+        accounts.token(name)
+    alice = accounts.headers("alice")
+    client.post(
+        "/api/rooms", json={"name": "big", "private": True, "members": members}, headers=alice
+    )
+    watcher = sio_client("member0")
+    settle(watcher)
+    limits = _spy_on_position_reads(monkeypatch)
+    client.post("/api/rooms/big/messages", json={"text": "one"}, headers=alice)
+    _wait_for_flush(app)
+    assert client.delete("/api/rooms/big/members/member15", headers=alice).status_code == 204
+    # Still taken as big: marked, and its flush reads 16 members, which ends the verdict.
+    client.post("/api/rooms/big/messages", json={"text": "two"}, headers=alice)
+    _wait_for_flush(app)
+    drain(watcher)
+    client.post("/api/rooms/big/messages", json={"text": "three"}, headers=alice)
+    assert limits == [
+        EXACT_ACTIVITY_MEMBERS,  # "one": read, found big
+        ACTIVITY_MAX_MEMBERS,  # its flush
+        ACTIVITY_MAX_MEMBERS,  # "two": no read; its flush finds 16
+        EXACT_ACTIVITY_MEMBERS,  # "three": read, small: notified at once
+    ]
+    # Sent before the POST returned, not by a flush a second later.
+    notice = named(drain(watcher), "room")
+    assert [n["last_seq"] for n in notice] == [3] and notice[0]["unread"] == 3

@@ -75,6 +75,9 @@ def test_the_same_state_works_on_a_redis_cluster_with_a_rooms_keys_in_one_slot(r
     for room in ("general", "random", "dev"):
         presence.enter("sid-1", room)
     assert presence.online("general") == ["ann"]
+    # Keys in many slots (a script could not span them): counted all the same.
+    presence.connect("sid-2", "bob")
+    assert presence.outside("general", ["ann", "bob", "cid"]) == {"bob"}
     presence.heartbeat()
     assert {room for room, _ in presence.changes()} == {"general", "random", "dev"}
     # A room's set and its stamp share a slot (hash tag); the rooms spread over the nodes.
@@ -105,3 +108,21 @@ def test_live_counts_count_each_keys_live_members_in_one_call(redis_server):
             "chat:test:never": 0,
         }
         assert state.live_counts([]) == {}
+
+
+def test_live_counts_still_count_after_redis_lost_its_scripts(redis_server):
+    state = RedisState(redis_server.url)
+    state.add("chat:test:on", "a", ttl=60)
+    keys = ["chat:test:on", "chat:test:a", "chat:test:b"]
+    assert state.live_counts(keys) == {"chat:test:on": 1, "chat:test:a": 0, "chat:test:b": 0}
+    state.redis.config_resetstat()
+    assert state.live_counts(keys) == {"chat:test:on": 1, "chat:test:a": 0, "chat:test:b": 0}
+    # One script call for all the keys (its ZCOUNTs run inside it), not a command per key.
+    stats = state.redis.info("commandstats")
+    calls = {k: v["calls"] for k, v in stats.items() if k.startswith(("cmdstat_eval", "cmdstat_z"))}
+    assert calls == {"cmdstat_evalsha": 1, "cmdstat_zcount": 3}
+    state.redis.script_flush()  # as a restarted Redis: the script's SHA is unknown
+    assert state.live_counts(["chat:test:on", "chat:test:never"]) == {
+        "chat:test:on": 1,
+        "chat:test:never": 0,
+    }

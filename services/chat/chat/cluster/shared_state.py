@@ -158,6 +158,16 @@ def _set_ttl(ttl: float) -> int:
     return int(ttl * 2) + 1
 
 
+# KEYS: sorted sets scored by expiry; ARGV[1]: the exclusive lower bound (`_after`).
+_COUNT_LIVE = """
+local counts = {}
+for i, key in ipairs(KEYS) do
+  counts[i] = redis.call('ZCOUNT', key, ARGV[1], '+inf')
+end
+return counts
+"""
+
+
 def _after(now: float) -> str:
     """A score range's exclusive lower bound: an entry whose expiry time is `now` is gone, as
     in MemoryState and as SWEEP (ZREMRANGEBYSCORE -inf..now, inclusive) removes it. An
@@ -186,6 +196,10 @@ class RedisState:
         )
         self.down_until = 0.0
         self.last_error = ""
+        # EVALSHA, and EVAL once after Redis lost its scripts (redis-py's Script does both).
+        self._count_live = (
+            self.redis.register_script(_COUNT_LIVE) if isinstance(self.redis, redis.Redis) else None
+        )
 
     @_unavailable_on_redis_error
     def add(self, key: str, member: str, ttl: float, stamp: str | None = None) -> None:
@@ -235,14 +249,24 @@ class RedisState:
 
     @_unavailable_on_redis_error
     def live_counts(self, keys: list[str]) -> dict[str, int]:
-        """How many live members each key has: one round trip for all of them."""
+        """How many live members each key has: one round trip for all of them.
+
+        On one Redis, one script call counts them all: a big room's activity flush asks for
+        every member's socket count each second, and a pipeline of 1,000 ZCOUNTs cost the
+        worker 8.4 ms of CPU against 0.8 ms for the script (redis-py 5, hiredis). A cluster's
+        keys lie in many slots, which a script cannot span: there, the pipeline.
+        """
         if not keys:
             return {}
-        now = time.time()
-        pipe = self.redis.pipeline(transaction=False)
-        for key in keys:
-            pipe.zcount(key, _after(now), "+inf")
-        return dict(zip(keys, pipe.execute(), strict=True))
+        after = _after(time.time())
+        if self._count_live is not None:
+            counts = self._count_live(keys=keys, args=[after])
+        else:
+            pipe = self.redis.pipeline(transaction=False)
+            for key in keys:
+                pipe.zcount(key, after, "+inf")
+            counts = pipe.execute()
+        return dict(zip(keys, counts, strict=True))
 
     @_unavailable_on_redis_error
     def stamp(self, keys: list[str]) -> None:

@@ -255,7 +255,11 @@ def _wait_for_flush(app) -> None:
 def test_a_room_found_big_is_read_by_its_flush_not_by_every_message(
     sio_client, client, accounts, app, monkeypatch
 ):
-    from chat.realtime.notify import ACTIVITY_MAX_MEMBERS, EXACT_ACTIVITY_MEMBERS
+    from chat.realtime.notify import (
+        ACTIVITY_FLUSH_SECONDS,
+        ACTIVITY_MAX_MEMBERS,
+        EXACT_ACTIVITY_MEMBERS,
+    )
 
     members = [f"member{i}" for i in range(EXACT_ACTIVITY_MEMBERS)]  # + alice: one too many
     for name in members:
@@ -267,13 +271,16 @@ def test_a_room_found_big_is_read_by_its_flush_not_by_every_message(
     watcher = sio_client("member0")
     settle(watcher)
     limits = _spy_on_position_reads(monkeypatch)
+    started = time.monotonic()
     for i in range(5):
         client.post("/api/rooms/big/messages", json={"text": f"m{i}"}, headers=alice)
+    elapsed = time.monotonic() - started
     _wait_for_flush(app)
-    # The first message found the room big; the other four marked it without a read; the
-    # flush (or two, if the sends straddled a tick) read it whole.
+    # The first message found the room big; the other four marked it without a read; each
+    # flush (one per ACTIVITY_FLUSH_SECONDS while they were sent, plus the last) read it whole.
     assert limits[0] == EXACT_ACTIVITY_MEMBERS
-    assert set(limits[1:]) == {ACTIVITY_MAX_MEMBERS} and 1 <= len(limits[1:]) <= 2, limits
+    assert set(limits[1:]) == {ACTIVITY_MAX_MEMBERS}, limits
+    assert 1 <= len(limits[1:]) <= 1 + elapsed / ACTIVITY_FLUSH_SECONDS, (limits, elapsed)
     assert named(drain(watcher), "room")[-1]["last_seq"] == 5
 
 
@@ -309,3 +316,25 @@ def test_a_big_room_that_shrank_is_exact_again_after_one_flush(
     # Sent before the POST returned, not by a flush a second later.
     notice = named(drain(watcher), "room")
     assert [n["last_seq"] for n in notice] == [3] and notice[0]["unread"] == 3
+
+
+def test_a_big_rooms_verdict_lapses_when_no_flush_renews_it(
+    sio_client, client, accounts, app, monkeypatch
+):
+    from chat.realtime import notify
+
+    monkeypatch.setattr(notify, "KNOWN_BIG_SECONDS", 0.5)
+    members = [f"member{i}" for i in range(notify.EXACT_ACTIVITY_MEMBERS)]  # + alice
+    for name in members:
+        accounts.token(name)
+    alice = accounts.headers("alice")
+    client.post(
+        "/api/rooms", json={"name": "big", "private": True, "members": members}, headers=alice
+    )
+    limits = _spy_on_position_reads(monkeypatch)
+    client.post("/api/rooms/big/messages", json={"text": "one"}, headers=alice)
+    _wait_for_flush(app)
+    time.sleep(0.6)  # past the verdict its flush renewed
+    client.post("/api/rooms/big/messages", json={"text": "two"}, headers=alice)
+    _wait_for_flush(app)
+    assert limits == [notify.EXACT_ACTIVITY_MEMBERS, notify.ACTIVITY_MAX_MEMBERS] * 2

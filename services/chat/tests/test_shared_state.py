@@ -126,3 +126,19 @@ def test_live_counts_still_count_after_redis_lost_its_scripts(redis_server):
         "chat:test:on": 1,
         "chat:test:never": 0,
     }
+
+
+def test_live_counts_fall_back_to_a_pipeline_where_scripts_are_refused(redis_server):
+    admin = RedisState(redis_server.url).redis
+    admin.acl_setuser(
+        "noscripts",
+        enabled=True,
+        passwords=["+pw"],
+        keys=["chat:*"],
+        commands=["+@all", "-@scripting"],
+    )
+    state = RedisState(f"redis://noscripts:pw@127.0.0.1:{redis_server.port}/0")
+    state.add("chat:test:on", "a", ttl=60)
+    keys = ["chat:test:on", "chat:test:never"]
+    assert state.live_counts(keys) == {"chat:test:on": 1, "chat:test:never": 0}
+    assert state.live_counts(keys) == {"chat:test:on": 1, "chat:test:never": 0}  # no retry

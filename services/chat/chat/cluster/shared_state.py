@@ -9,6 +9,7 @@ accepted: a stamp expires in Redis after STAMP_TTL_SECONDS and never in memory.
 from __future__ import annotations
 
 import functools
+import logging
 import secrets
 import time
 from collections import defaultdict
@@ -19,6 +20,8 @@ from urllib.parse import unquote, urlsplit
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -196,7 +199,7 @@ class RedisState:
         )
         self.down_until = 0.0
         self.last_error = ""
-        # EVALSHA, and EVAL once after Redis lost its scripts (redis-py's Script does both).
+        # EVALSHA; after Redis lost its scripts, SCRIPT LOAD and EVALSHA again (redis-py's Script).
         self._count_live = (
             self.redis.register_script(_COUNT_LIVE) if isinstance(self.redis, redis.Redis) else None
         )
@@ -260,13 +263,17 @@ class RedisState:
             return {}
         after = _after(time.time())
         if self._count_live is not None:
-            counts = self._count_live(keys=keys, args=[after])
-        else:
-            pipe = self.redis.pipeline(transaction=False)
-            for key in keys:
-                pipe.zcount(key, after, "+inf")
-            counts = pipe.execute()
-        return dict(zip(keys, counts, strict=True))
+            try:
+                return dict(zip(keys, self._count_live(keys=keys, args=[after]), strict=True))
+            except redis.exceptions.ResponseError as exc:
+                # Scripts refused (an ACL without @scripting, EVAL renamed away): counted as
+                # a cluster counts them from now on, not failed as an outage every second.
+                log.warning("presence counts without a script: %s", exc)
+                self._count_live = None
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.zcount(key, after, "+inf")
+        return dict(zip(keys, pipe.execute(), strict=True))
 
     @_unavailable_on_redis_error
     def stamp(self, keys: list[str]) -> None:

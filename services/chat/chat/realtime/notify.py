@@ -188,30 +188,36 @@ class ActivityCoalescer:
             socketio.start_background_task(self._loop)
 
     def _loop(self) -> None:
-        while self.dirty:
-            socketio.sleep(ACTIVITY_FLUSH_SECONDS)  # type: ignore[arg-type]  # stub: int; takes float
-            dirty, self.dirty = self.dirty, {}
-            with self.app.app_context():
-                for room in dirty.values():
-                    try:
-                        read = rooms.read_positions(room, ACTIVITY_MAX_MEMBERS)
-                        if read is not None and len(read[1]) <= EXACT_ACTIVITY_MEMBERS:
-                            # It shrank: its next message is read and notified at once.
-                            self.big_until.pop(room.id, None)
-                        else:
-                            self.found_big(room)
-                        if read is None:
-                            continue
-                        last_seq, positions = read
-                        # Only members with a socket, somewhere, that has not joined the
-                        # room: most of a big room's members are offline or watching it.
-                        outside = self.presence.outside(room.name, [u for u, _ in positions])
-                        _emit_activity(room, last_seq, positions, only=outside)
-                    except Exception:  # one room's failure must not stop the others' flushes
-                        log.exception("room activity flush failed for %s", room.name)
-        now = time.monotonic()
-        self.big_until = {k: t for k, t in self.big_until.items() if t > now}
-        self.running = False
+        try:
+            while self.dirty:
+                socketio.sleep(ACTIVITY_FLUSH_SECONDS)  # type: ignore[arg-type]  # stub: int; takes float
+                dirty, self.dirty = self.dirty, {}
+                with self.app.app_context():
+                    for room in dirty.values():
+                        try:
+                            self._flush(room)
+                        except Exception:  # one room's failure must not stop the others' flushes
+                            log.exception("room activity flush failed for %s", room.name)
+                now = time.monotonic()
+                for room_id, until in list(self.big_until.items()):
+                    if until <= now:
+                        self.big_until.pop(room_id, None)
+        finally:
+            self.running = False  # a later mark starts a new loop, whatever ended this one
+
+    def _flush(self, room: RoomRef) -> None:
+        read = rooms.read_positions(room, ACTIVITY_MAX_MEMBERS)
+        if read is not None and len(read[1]) <= EXACT_ACTIVITY_MEMBERS:
+            self.big_until.pop(room.id, None)  # it shrank: its next message is read at once
+        else:
+            self.found_big(room)
+        if read is None:
+            return
+        last_seq, positions = read
+        # Only members with a socket, somewhere, that has not joined the room: most of a big
+        # room's members are offline or watching it.
+        outside = self.presence.outside(room.name, [u for u, _ in positions])
+        _emit_activity(room, last_seq, positions, only=outside)
 
 
 def _coalescer() -> ActivityCoalescer:

@@ -279,3 +279,38 @@ def test_a_draining_worker_answers_events_unavailable_and_stores_nothing(app, si
     assert namespace.events_running == 0
     namespace.accepting_events = True  # as on the worker the client reconnects to
     assert alice.emit("join", {"room": "general"}, callback=True)["messages"] == []
+
+
+def test_connect_and_join_hold_no_database_transaction_while_they_wait_on_redis(
+    app, sio_client, client, accounts, monkeypatch
+):
+    # Held across the Redis waits, a burst of joins on a busy worker took every pooled
+    # connection, and joins were refused `unavailable` (docs/BENCHMARKS.md).
+    from chat.extensions import db
+    from chat.realtime import namespace
+
+    alice = accounts.headers("alice")
+    client.post("/api/rooms", json={"name": "team", "private": True, "members": []}, headers=alice)
+    presence = app.extensions["chat.presence"]
+    seen: list[tuple[str, bool]] = []
+
+    def recording(name, real):
+        def call(*args, **kwargs):
+            seen.append((name, db.session().in_transaction()))
+            return real(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(presence, "connect", recording("presence.connect", presence.connect))
+    monkeypatch.setattr(presence, "enter", recording("presence.enter", presence.enter))
+    monkeypatch.setattr(namespace, "join_room", recording("join_room", namespace.join_room))
+    sio = sio_client("alice")  # a member of general and team: their notify channels
+    assert sio.emit("join", {"room": "general"}, callback=True)["ok"]
+    assert seen == [
+        ("presence.connect", False),
+        ("join_room", False),  # the user's channel
+        ("join_room", False),  # after the membership read: the lobby's notify channel
+        ("join_room", False),  # and team's
+        ("join_room", False),  # the join: general's channel
+        ("presence.enter", False),
+    ]

@@ -257,6 +257,10 @@ def join(
     """
     room = room_for(principal, room_name, create_public=True, before_create=before_create)
     became_member = not room.private and ensure_member(principal, room)
+    # `enter` waits on Redis (the room's subscription, presence): the pooled connection goes
+    # back first. Held across those waits, a burst of joins on a busy worker took every
+    # connection of the pool, and joins were refused `unavailable` after its 3 s timeout.
+    db.session.commit()
     enter(room)
     if since is None:
         messages, more = _page(room, after=None, before=None, limit=JOIN_LATEST)

@@ -152,6 +152,9 @@ class ChatNamespace(Namespace):
         try:
             token = schemas.ConnectAuth.model_validate(auth).token
             principal = authenticate_token(token, cfg["SECRET_KEY"], cfg["TOKEN_TTL_SECONDS"])
+            # What follows waits on Redis: the session check's pooled connection goes back
+            # first (as in messages.join).
+            db.session.commit()
         except (ValidationError, Unauthorized) as exc:
             message = exc.message if isinstance(exc, ChatError) else _auth_refusal(exc)
             metrics.events_refused.labels("connect", "unauthorized").inc()
@@ -193,6 +196,7 @@ class ChatNamespace(Namespace):
         join_room(notify.user_channel(principal.username))
         try:
             names = rooms.member_room_names(principal.id)
+            db.session.commit()  # each join_room below may wait on Redis
         except Exception as exc:  # the store is down: the socket still gets its user channel
             db.session.rollback()
             log.warning("room subscriptions skipped for %s: %s", principal.username, exc)

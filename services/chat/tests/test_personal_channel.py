@@ -227,6 +227,11 @@ def test_a_room_above_the_notice_ceiling_sends_no_notices(
         time.sleep(0.05)
     assert not coalescer.running
     assert named(drain(watcher), "room") == []
+    # Found above the ceiling: the next message costs no read and no flush.
+    limits = _spy_on_position_reads(monkeypatch)
+    client.post("/api/rooms/huge/messages", json={"text": "again"}, headers=alice)
+    assert limits == [] and not coalescer.running
+    assert named(drain(watcher), "room") == []
 
 
 def _spy_on_position_reads(monkeypatch) -> list[int | None]:

@@ -266,8 +266,12 @@ class RedisState:
             try:
                 return dict(zip(keys, self._count_live(keys=keys, args=[after]), strict=True))
             except redis.exceptions.ResponseError as exc:
-                # Scripts refused (an ACL without @scripting, EVAL renamed away): counted as
-                # a cluster counts them from now on, not failed as an outage every second.
+                # Scripts refused for good (an ACL without @scripting, EVAL renamed away):
+                # counted as a cluster counts them from now on, not failed as an outage
+                # every second. Passing refusals (BUSY, READONLY after a failover) are outages.
+                permanent = isinstance(exc, redis.exceptions.NoPermissionError)
+                if not permanent and "unknown command" not in str(exc).lower():
+                    raise
                 log.warning("presence counts without a script: %s", exc)
                 self._count_live = None
         pipe = self.redis.pipeline(transaction=False)

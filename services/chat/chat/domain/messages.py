@@ -266,4 +266,5 @@ def join(
         messages, more = _page(room, after=None, before=None, limit=JOIN_LATEST)
     else:
         messages, more = _page(room, after=since, before=None, limit=HISTORY_PAGE)
+    db.session.commit()  # the caller's announcements of a new member wait on Redis too
     return room, messages, more, became_member

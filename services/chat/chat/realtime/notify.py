@@ -34,7 +34,7 @@ from flask import Flask, current_app
 
 from ..domain import rooms
 from ..domain.rooms import Change, RoomRef
-from ..extensions import socketio, socketio_server
+from ..extensions import db, socketio, socketio_server
 from .publish import channel as room_channel
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,8 @@ NAMESPACE = "/"
 EXACT_ACTIVITY_MEMBERS = 16
 # Above this many members a room sends no `room` notices at all: the flush would read every
 # member's position each second (the lobby `general` holds every user). Its members see its
-# unread count in GET /api/rooms and get its messages once they join it.
+# unread count in GET /api/rooms and get its messages once they join it. A worker that found
+# a room this big does not read it again for KNOWN_BIG_SECONDS.
 ACTIVITY_MAX_MEMBERS = 5_000
 # A big room's members hear of new activity at most this often (per worker that stores
 # messages in it): the unread badge of a room one is not looking at may lag a second.
@@ -126,6 +127,8 @@ def activity(room: RoomRef) -> None:
     """
     try:
         coalescer = _coalescer()
+        if coalescer.known_huge(room):
+            return  # above ACTIVITY_MAX_MEMBERS: no notices at all
         if coalescer.known_big(room):
             coalescer.mark(room)
             return
@@ -170,8 +173,14 @@ class ActivityCoalescer:
         self.presence = app.extensions["chat.presence"]
         self.dirty: dict[int, RoomRef] = {}
         self.running = False
-        # Room id -> monotonic time until which the room counts as big without a read.
+        # Room id -> monotonic time until which the room counts as big without a read; and
+        # the same for rooms above ACTIVITY_MAX_MEMBERS (the lobby), which get no flush at all.
         self.big_until: dict[int, float] = {}
+        self.huge_until: dict[int, float] = {}
+
+    def known_huge(self, room: RoomRef) -> bool:
+        """Whether this worker found the room above ACTIVITY_MAX_MEMBERS lately."""
+        return self.huge_until.get(room.id, 0.0) > time.monotonic()
 
     def known_big(self, room: RoomRef) -> bool:
         """Whether this worker found the room big less than KNOWN_BIG_SECONDS ago."""
@@ -197,21 +206,25 @@ class ActivityCoalescer:
                         try:
                             self._flush(room)
                         except Exception:  # one room's failure must not stop the others' flushes
+                            db.session.rollback()
                             log.exception("room activity flush failed for %s", room.name)
                 now = time.monotonic()
-                for room_id, until in list(self.big_until.items()):
-                    if until <= now:
-                        self.big_until.pop(room_id, None)
+                for verdicts in (self.big_until, self.huge_until):
+                    for room_id, until in list(verdicts.items()):
+                        if until <= now:
+                            verdicts.pop(room_id, None)
         finally:
             self.running = False  # a later mark starts a new loop, whatever ended this one
 
     def _flush(self, room: RoomRef) -> None:
         read = rooms.read_positions(room, ACTIVITY_MAX_MEMBERS)
+        db.session.commit()  # what follows waits on Redis
         if read is not None and len(read[1]) <= EXACT_ACTIVITY_MEMBERS:
             self.big_until.pop(room.id, None)  # it shrank: its next message is read at once
         else:
             self.found_big(room)
         if read is None:
+            self.huge_until[room.id] = time.monotonic() + KNOWN_BIG_SECONDS
             return
         last_seq, positions = read
         # Only members with a socket, somewhere, that has not joined the room: most of a big

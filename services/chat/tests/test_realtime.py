@@ -303,9 +303,11 @@ def test_connect_and_join_hold_no_database_transaction_while_they_wait_on_redis(
 
     monkeypatch.setattr(presence, "connect", recording("presence.connect", presence.connect))
     monkeypatch.setattr(presence, "enter", recording("presence.enter", presence.enter))
+    monkeypatch.setattr(presence, "sids_of", recording("presence.sids_of", presence.sids_of))
     monkeypatch.setattr(namespace, "join_room", recording("join_room", namespace.join_room))
     sio = sio_client("alice")  # a member of general and team: their notify channels
     assert sio.emit("join", {"room": "general"}, callback=True)["ok"]
+    assert sio.emit("join", {"room": "fresh"}, callback=True)["ok"]  # a new public room
     assert seen == [
         ("presence.connect", False),
         ("join_room", False),  # the user's channel
@@ -313,4 +315,7 @@ def test_connect_and_join_hold_no_database_transaction_while_they_wait_on_redis(
         ("join_room", False),  # and team's
         ("join_room", False),  # the join: general's channel
         ("presence.enter", False),
+        ("join_room", False),  # the join of a room new to alice: its channel
+        ("presence.enter", False),
+        ("presence.sids_of", False),  # her other sockets hear of the new membership
     ]

@@ -239,6 +239,7 @@ class ChatNamespace(Namespace):
             change = rooms.Change(
                 room=rooms.view(principal, room.name), added=(principal.username,)
             )
+            db.session.commit()  # notify.added waits on Redis
             notify.added(change, skip_sids=(sid,))
         ack = {"ok": True, "room": room.name, "messages": history}
         if more:

@@ -319,3 +319,19 @@ def test_connect_and_join_hold_no_database_transaction_while_they_wait_on_redis(
         ("presence.enter", False),
         ("presence.sids_of", False),  # her other sockets hear of the new membership
     ]
+
+
+def test_a_join_that_made_a_member_is_acked_even_if_announcing_it_fails(sio_client, monkeypatch):
+    from chat.realtime import notify
+
+    def fail(*args, **kwargs):
+        raise ConnectionError("redis went away")
+
+    monkeypatch.setattr(notify, "added", fail)
+    alice = sio_client("alice")
+    ack = alice.emit("join", {"room": "fresh"}, callback=True)
+    assert ack["ok"] and ack["room"] == "fresh" and ack["messages"] == []
+    # The socket is in the room: a message reaches it.
+    sent = alice.emit("message", {"room": "fresh", "text": "hi", "client_id": "c1"}, callback=True)
+    assert sent["ok"]
+    assert [m["text"] for m in events(alice, "message")] == ["hi"]

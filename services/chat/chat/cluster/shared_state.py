@@ -256,7 +256,7 @@ class RedisState:
 
         On one Redis, one script call counts them all: a big room's activity flush asks for
         every member's socket count each second, and a pipeline of 1,000 ZCOUNTs cost the
-        worker 8.4 ms of CPU against 0.8 ms for the script (redis-py 5, hiredis). A cluster's
+        worker 8.4 ms of CPU against 0.8 ms for the script (redis-py 8.1, hiredis). A cluster's
         keys lie in many slots, which a script cannot span: there, the pipeline.
         """
         if not keys:

@@ -236,11 +236,20 @@ class ChatNamespace(Namespace):
             before_create=lambda: limiter.check(principal.username, rate_limit.ROOM_CREATIONS),
         )
         if new_member:
-            change = rooms.Change(
-                room=rooms.view(principal, room.name), added=(principal.username,)
-            )
-            db.session.commit()  # notify.added waits on Redis
-            notify.added(change, skip_sids=(sid,))
+            # The membership is stored and the socket has joined: a failure to tell the
+            # user's other sockets must not make the ack say otherwise (a retry would find
+            # the membership old and never tell them).
+            try:
+                change = rooms.Change(
+                    room=rooms.view(principal, room.name), added=(principal.username,)
+                )
+                db.session.commit()  # notify.added waits on Redis
+                notify.added(change, skip_sids=(sid,))
+            except Exception as exc:
+                db.session.rollback()
+                log.warning(
+                    "new member %s of %s not announced: %s", principal.username, room.name, exc
+                )
         ack = {"ok": True, "room": room.name, "messages": history}
         if more:
             ack["more"] = True

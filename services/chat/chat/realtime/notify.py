@@ -20,7 +20,7 @@ round trips), so a 1,000-member room costs at most one emit per such member per 
 none for members who are offline or watching the room live. A room a worker has found big is
 not read again per message: the flush's own read renews that verdict, and it lapses after
 KNOWN_BIG_SECONDS without one, so a room that shrank below the bound is exact again after at
-most one flush (a profile of a 1,000-member room at 20 msg/s: the per-message read was five
+most one flush (a profile of a 1,000-member room at 20 msg/s: the per-message read took four
 times the CPU of storing the message).
 """
 

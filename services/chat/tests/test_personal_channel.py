@@ -343,3 +343,71 @@ def test_a_big_rooms_verdict_lapses_when_no_flush_renews_it(
     client.post("/api/rooms/big/messages", json={"text": "two"}, headers=alice)
     _wait_for_flush(app)
     assert limits == [notify.EXACT_ACTIVITY_MEMBERS, notify.ACTIVITY_MAX_MEMBERS] * 2
+
+
+def test_a_connect_that_could_not_read_its_rooms_subscribes_them_a_moment_later(
+    sio_client, client, accounts, monkeypatch
+):
+    from chat.domain import rooms
+    from chat.realtime import namespace
+
+    accounts.token("bob")
+    alice = accounts.headers("alice")
+    client.post(
+        "/api/rooms", json={"name": "team", "private": True, "members": ["bob"]}, headers=alice
+    )
+    monkeypatch.setattr(namespace, "SUBSCRIBE_RETRY_SECONDS", (0.2, 0.2))
+    real, calls = rooms.member_room_names, []
+
+    def busy_once(user_id):
+        calls.append(user_id)
+        if len(calls) == 1:
+            raise TimeoutError("QueuePool limit reached")  # as a dry pool refuses
+        return real(user_id)
+
+    monkeypatch.setattr(rooms, "member_room_names", busy_once)
+    bob = sio_client("bob")
+    settle(bob)
+    deadline = time.monotonic() + 5
+    while len(calls) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.1)  # the retry's enter_room follows its read
+    assert len(calls) == 2
+    client.post("/api/rooms/team/messages", json={"text": "hi"}, headers=alice)
+    notices = named(drain(bob), "room")
+    assert [(n["name"], n["last_seq"], n["unread"]) for n in notices] == [("team", 1, 1)]
+
+
+def test_a_late_subscription_leaves_out_a_room_the_socket_joined_meanwhile(
+    sio_client, client, accounts, monkeypatch
+):
+    from chat.domain import rooms
+    from chat.realtime import namespace
+
+    accounts.token("bob")
+    alice = accounts.headers("alice")
+    client.post(
+        "/api/rooms", json={"name": "team", "private": True, "members": ["bob"]}, headers=alice
+    )
+    monkeypatch.setattr(namespace, "SUBSCRIBE_RETRY_SECONDS", (0.5,))
+    real, calls = rooms.member_room_names, []
+
+    def busy_once(user_id):
+        calls.append(user_id)
+        if len(calls) == 1:
+            raise TimeoutError("QueuePool limit reached")
+        return real(user_id)
+
+    monkeypatch.setattr(rooms, "member_room_names", busy_once)
+    bob = sio_client("bob")
+    settle(bob)
+    assert bob.emit("join", {"room": "team"}, callback=True)["ok"]  # before the retry
+    deadline = time.monotonic() + 5
+    while len(calls) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.1)
+    assert len(calls) == 2
+    drain(bob)
+    client.post("/api/rooms/team/messages", json={"text": "hi"}, headers=alice)
+    received = drain(bob)
+    assert len(named(received, "message")) == 1 and named(received, "room") == []

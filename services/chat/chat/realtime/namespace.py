@@ -36,6 +36,10 @@ from . import delivery, notify, publish
 
 log = logging.getLogger(__name__)
 
+# A connect whose read of the user's rooms failed retries it in the background after these
+# pauses (31 s in all): under a burst of connects the pool frees up within seconds.
+SUBSCRIBE_RETRY_SECONDS = (1.0, 2.0, 4.0, 8.0, 16.0)
+
 
 def _sid() -> str:
     """The Socket.IO session id of the event being handled.
@@ -197,12 +201,47 @@ class ChatNamespace(Namespace):
         try:
             names = rooms.member_room_names(principal.id)
             db.session.commit()  # each join_room below may wait on Redis
-        except Exception as exc:  # the store is down: the socket still gets its user channel
+        except Exception as exc:  # the store is down or busy: the user channel now, rooms later
             db.session.rollback()
-            log.warning("room subscriptions skipped for %s: %s", principal.username, exc)
+            log.warning("room subscriptions of %s deferred: %s", principal.username, exc)
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
+            socketio.start_background_task(self._subscribe_rooms_later, app, sid, principal)
             return
         for name in names:
             join_room(notify.notify_channel(name, principal.username))
+
+    def _subscribe_rooms_later(self, app: Any, sid: str, principal: Principal) -> None:
+        """The notify channels a connect could not read (its pool was dry, the store down).
+
+        Retried after 1, 2, 4, 8 and 16 s while the socket is connected; a room the socket has
+        joined live meanwhile is left out (its notices are for the user's other sockets).
+        """
+        server = socketio_server()
+        for delay in SUBSCRIBE_RETRY_SECONDS:
+            socketio.sleep(delay)  # type: ignore[arg-type]  # stub: int; takes float
+            if sid not in self.principals:
+                return
+            with app.app_context():
+                try:
+                    names = rooms.member_room_names(principal.id)
+                    db.session.commit()
+                except Exception as exc:
+                    db.session.rollback()
+                    log.warning("room subscriptions of %s: %s", principal.username, exc)
+                    continue
+            live = set(server.rooms(sid, namespace=self.namespace))
+            for name in names:
+                if publish.channel(name) not in live:
+                    server.enter_room(
+                        sid,
+                        notify.notify_channel(name, principal.username),
+                        namespace=self.namespace,
+                    )
+            log.info("room subscriptions of %s made after %s s", principal.username, delay)
+            return
+        log.warning(
+            "room subscriptions of %s given up: the socket misses room notices", principal.username
+        )
 
     def on_disconnect(self, reason: Any = None) -> None:
         sid = _sid()

@@ -31,6 +31,36 @@ def settle(*socks):
             time.sleep(0.02)
 
 
+def one_member_too_many(client, accounts, room: str) -> tuple[dict, list[str]]:
+    """A private room of alice and EXACT_ACTIVITY_MEMBERS others: its notices are coalesced."""
+    from chat.realtime.notify import EXACT_ACTIVITY_MEMBERS
+
+    members = [f"member{i}" for i in range(EXACT_ACTIVITY_MEMBERS)]
+    for name in members:
+        accounts.token(name)
+    alice = accounts.headers("alice")
+    client.post(
+        "/api/rooms", json={"name": room, "private": True, "members": members}, headers=alice
+    )
+    return alice, members
+
+
+def room_names_busy_once(monkeypatch) -> list[int]:
+    """The next read of a user's room names fails as a dry pool refuses; the user ids read."""
+    from chat.domain import rooms
+
+    real, calls = rooms.member_room_names, []
+
+    def busy_once(user_id):
+        calls.append(user_id)
+        if len(calls) == 1:
+            raise TimeoutError("QueuePool limit reached")
+        return real(user_id)
+
+    monkeypatch.setattr(rooms, "member_room_names", busy_once)
+    return calls
+
+
 def test_a_dm_reaches_the_other_user_at_once_with_its_unread_count(sio_client, client, accounts):
     bob_phone, bob_pc = sio_client("bob"), sio_client("bob")
     alice = sio_client("alice")
@@ -165,15 +195,9 @@ def test_a_removed_member_stops_receiving_the_room_and_is_told(sio_client, clien
 
 
 def test_a_big_rooms_notices_are_coalesced_to_about_one_a_second(sio_client, client, accounts):
-    from chat.realtime.notify import ACTIVITY_FLUSH_SECONDS, EXACT_ACTIVITY_MEMBERS
+    from chat.realtime.notify import ACTIVITY_FLUSH_SECONDS
 
-    members = [f"member{i}" for i in range(EXACT_ACTIVITY_MEMBERS)]  # + alice: one too many
-    for name in members:
-        accounts.token(name)
-    alice = accounts.headers("alice")
-    client.post(
-        "/api/rooms", json={"name": "big", "private": True, "members": members}, headers=alice
-    )
+    alice, members = one_member_too_many(client, accounts, "big")
     watcher, live = sio_client("member0"), sio_client("member1")
     settle(watcher, live)
     assert live.emit("join", {"room": "big"}, callback=True)["ok"]
@@ -210,13 +234,7 @@ def test_a_room_above_the_notice_ceiling_sends_no_notices(
     from chat.realtime import notify
 
     monkeypatch.setattr(notify, "ACTIVITY_MAX_MEMBERS", notify.EXACT_ACTIVITY_MEMBERS)
-    members = [f"member{i}" for i in range(notify.EXACT_ACTIVITY_MEMBERS)]  # + alice
-    for name in members:
-        accounts.token(name)
-    alice = accounts.headers("alice")
-    client.post(
-        "/api/rooms", json={"name": "huge", "private": True, "members": members}, headers=alice
-    )
+    alice, members = one_member_too_many(client, accounts, "huge")
     watcher = sio_client("member0")
     settle(watcher)
     drain(watcher)
@@ -266,13 +284,7 @@ def test_a_room_found_big_is_read_by_its_flush_not_by_every_message(
         EXACT_ACTIVITY_MEMBERS,
     )
 
-    members = [f"member{i}" for i in range(EXACT_ACTIVITY_MEMBERS)]  # + alice: one too many
-    for name in members:
-        accounts.token(name)
-    alice = accounts.headers("alice")
-    client.post(
-        "/api/rooms", json={"name": "big", "private": True, "members": members}, headers=alice
-    )
+    alice, members = one_member_too_many(client, accounts, "big")
     watcher = sio_client("member0")
     settle(watcher)
     limits = _spy_on_position_reads(monkeypatch)
@@ -294,13 +306,7 @@ def test_a_big_room_that_shrank_is_exact_again_after_one_flush(
 ):
     from chat.realtime.notify import ACTIVITY_MAX_MEMBERS, EXACT_ACTIVITY_MEMBERS
 
-    members = [f"member{i}" for i in range(EXACT_ACTIVITY_MEMBERS)]  # + alice: one too many
-    for name in members:
-        accounts.token(name)
-    alice = accounts.headers("alice")
-    client.post(
-        "/api/rooms", json={"name": "big", "private": True, "members": members}, headers=alice
-    )
+    alice, members = one_member_too_many(client, accounts, "big")
     watcher = sio_client("member0")
     settle(watcher)
     limits = _spy_on_position_reads(monkeypatch)
@@ -329,13 +335,7 @@ def test_a_big_rooms_verdict_lapses_when_no_flush_renews_it(
     from chat.realtime import notify
 
     monkeypatch.setattr(notify, "KNOWN_BIG_SECONDS", 0.5)
-    members = [f"member{i}" for i in range(notify.EXACT_ACTIVITY_MEMBERS)]  # + alice
-    for name in members:
-        accounts.token(name)
-    alice = accounts.headers("alice")
-    client.post(
-        "/api/rooms", json={"name": "big", "private": True, "members": members}, headers=alice
-    )
+    alice, members = one_member_too_many(client, accounts, "big")
     limits = _spy_on_position_reads(monkeypatch)
     client.post("/api/rooms/big/messages", json={"text": "one"}, headers=alice)
     _wait_for_flush(app)
@@ -345,34 +345,39 @@ def test_a_big_rooms_verdict_lapses_when_no_flush_renews_it(
     assert limits == [notify.EXACT_ACTIVITY_MEMBERS, notify.ACTIVITY_MAX_MEMBERS] * 2
 
 
+def retries_finished(monkeypatch, pauses: tuple[float, ...]):
+    """Connect retries after `pauses` (s); the event is set once a retry task has ended."""
+    import threading
+
+    from chat.realtime import namespace
+
+    monkeypatch.setattr(namespace, "SUBSCRIBE_RETRY_SECONDS", pauses)
+    done, real = threading.Event(), namespace.ChatNamespace._subscribe_rooms_later
+
+    def later(self, *args):
+        try:
+            real(self, *args)
+        finally:
+            done.set()
+
+    monkeypatch.setattr(namespace.ChatNamespace, "_subscribe_rooms_later", later)
+    return done
+
+
 def test_a_connect_that_could_not_read_its_rooms_subscribes_them_a_moment_later(
     sio_client, client, accounts, monkeypatch
 ):
-    from chat.domain import rooms
-    from chat.realtime import namespace
-
     accounts.token("bob")
     alice = accounts.headers("alice")
     client.post(
         "/api/rooms", json={"name": "team", "private": True, "members": ["bob"]}, headers=alice
     )
-    monkeypatch.setattr(namespace, "SUBSCRIBE_RETRY_SECONDS", (0.2, 0.2))
-    real, calls = rooms.member_room_names, []
-
-    def busy_once(user_id):
-        calls.append(user_id)
-        if len(calls) == 1:
-            raise TimeoutError("QueuePool limit reached")  # as a dry pool refuses
-        return real(user_id)
-
-    monkeypatch.setattr(rooms, "member_room_names", busy_once)
+    done = retries_finished(monkeypatch, (0.2, 0.2))
+    calls = room_names_busy_once(monkeypatch)
     bob = sio_client("bob")
     settle(bob)
-    deadline = time.monotonic() + 5
-    while len(calls) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.1)  # the retry's enter_room follows its read
-    assert len(calls) == 2
+    assert done.wait(10)
+    assert len(calls) == 2  # the connect's read failed, the first retry's did not
     client.post("/api/rooms/team/messages", json={"text": "hi"}, headers=alice)
     notices = named(drain(bob), "room")
     assert [(n["name"], n["last_seq"], n["unread"]) for n in notices] == [("team", 1, 1)]
@@ -381,31 +386,18 @@ def test_a_connect_that_could_not_read_its_rooms_subscribes_them_a_moment_later(
 def test_a_late_subscription_leaves_out_a_room_the_socket_joined_meanwhile(
     sio_client, client, accounts, monkeypatch
 ):
-    from chat.domain import rooms
-    from chat.realtime import namespace
-
     accounts.token("bob")
     alice = accounts.headers("alice")
     client.post(
         "/api/rooms", json={"name": "team", "private": True, "members": ["bob"]}, headers=alice
     )
-    monkeypatch.setattr(namespace, "SUBSCRIBE_RETRY_SECONDS", (0.5,))
-    real, calls = rooms.member_room_names, []
-
-    def busy_once(user_id):
-        calls.append(user_id)
-        if len(calls) == 1:
-            raise TimeoutError("QueuePool limit reached")
-        return real(user_id)
-
-    monkeypatch.setattr(rooms, "member_room_names", busy_once)
+    done = retries_finished(monkeypatch, (3.0,))  # 1.5-4.5 s with the stretch
+    calls = room_names_busy_once(monkeypatch)
     bob = sio_client("bob")
     settle(bob)
-    assert bob.emit("join", {"room": "team"}, callback=True)["ok"]  # before the retry
-    deadline = time.monotonic() + 5
-    while len(calls) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.1)
+    assert bob.emit("join", {"room": "team"}, callback=True)["ok"]
+    assert len(calls) == 1 and not done.is_set()  # joined before the retry read the rooms
+    assert done.wait(10)
     assert len(calls) == 2
     drain(bob)
     client.post("/api/rooms/team/messages", json={"text": "hi"}, headers=alice)

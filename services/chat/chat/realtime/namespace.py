@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable
 from functools import wraps
 from time import perf_counter
@@ -37,7 +38,9 @@ from . import delivery, notify, publish
 log = logging.getLogger(__name__)
 
 # A connect whose read of the user's rooms failed retries it in the background after these
-# pauses (31 s in all): under a burst of connects the pool frees up within seconds.
+# pauses, each stretched by 0.5-1.5x so that a burst's failures do not retry together (about
+# 31 s in all, plus each failed read's wait): under a burst of connects the pool frees up
+# within seconds.
 SUBSCRIBE_RETRY_SECONDS = (1.0, 2.0, 4.0, 8.0, 16.0)
 
 
@@ -213,12 +216,14 @@ class ChatNamespace(Namespace):
     def _subscribe_rooms_later(self, app: Any, sid: str, principal: Principal) -> None:
         """The notify channels a connect could not read (its pool was dry, the store down).
 
-        Retried after 1, 2, 4, 8 and 16 s while the socket is connected; a room the socket has
-        joined live meanwhile is left out (its notices are for the user's other sockets).
+        Retried after about 1, 2, 4, 8 and 16 s while the socket is connected; a room the
+        socket has joined live meanwhile is left out (its notices are for the user's other
+        sockets). Checked just before each enter: an enter may wait on Redis, and a join that
+        runs meanwhile leaves the notify channel itself only if it comes after.
         """
         server = socketio_server()
         for delay in SUBSCRIBE_RETRY_SECONDS:
-            socketio.sleep(delay)  # type: ignore[arg-type]  # stub: int; takes float
+            socketio.sleep(delay * random.uniform(0.5, 1.5))  # type: ignore[arg-type]
             if sid not in self.principals:
                 return
             with app.app_context():
@@ -229,9 +234,10 @@ class ChatNamespace(Namespace):
                     db.session.rollback()
                     log.warning("room subscriptions of %s: %s", principal.username, exc)
                     continue
-            live = set(server.rooms(sid, namespace=self.namespace))
             for name in names:
-                if publish.channel(name) not in live:
+                if not server.manager.is_connected(sid, self.namespace):
+                    return  # gone during the read or an enter: nothing to subscribe
+                if publish.channel(name) not in server.rooms(sid, namespace=self.namespace):
                     server.enter_room(
                         sid,
                         notify.notify_channel(name, principal.username),

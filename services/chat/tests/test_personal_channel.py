@@ -364,14 +364,20 @@ def retries_finished(monkeypatch, pauses: tuple[float, ...]):
     return done
 
 
-def test_a_connect_that_could_not_read_its_rooms_subscribes_them_a_moment_later(
-    sio_client, client, accounts, monkeypatch
-):
+def team_of_alice_and_bob(client, accounts) -> dict:
+    """A private room `team` of alice and bob; alice's headers."""
     accounts.token("bob")
     alice = accounts.headers("alice")
     client.post(
         "/api/rooms", json={"name": "team", "private": True, "members": ["bob"]}, headers=alice
     )
+    return alice
+
+
+def test_a_connect_that_could_not_read_its_rooms_subscribes_them_a_moment_later(
+    sio_client, client, accounts, monkeypatch
+):
+    alice = team_of_alice_and_bob(client, accounts)
     done = retries_finished(monkeypatch, (0.2, 0.2))
     calls = room_names_busy_once(monkeypatch)
     bob = sio_client("bob")
@@ -386,11 +392,7 @@ def test_a_connect_that_could_not_read_its_rooms_subscribes_them_a_moment_later(
 def test_a_late_subscription_leaves_out_a_room_the_socket_joined_meanwhile(
     sio_client, client, accounts, monkeypatch
 ):
-    accounts.token("bob")
-    alice = accounts.headers("alice")
-    client.post(
-        "/api/rooms", json={"name": "team", "private": True, "members": ["bob"]}, headers=alice
-    )
+    alice = team_of_alice_and_bob(client, accounts)
     done = retries_finished(monkeypatch, (3.0,))  # 1.5-4.5 s with the stretch
     calls = room_names_busy_once(monkeypatch)
     bob = sio_client("bob")
